@@ -1,0 +1,128 @@
+//! Exact heap counters, sharded by thread so the fast path touches only its own cache line.
+//!
+//! Each thread claims an exclusive [`Slot`] and updates it with plain load+store (no
+//! read-modify-write, no shared cache line). Slot 0 is the shared overflow slot, updated
+//! with `fetch_add`, for threads beyond the table, threads being torn down, and threads
+//! without usable thread-local storage. Readers sum all slots.
+
+use std::sync::atomic::AtomicU64 as Word;
+use std::sync::atomic::{AtomicU64, Ordering, Ordering::Relaxed};
+
+/// Number of slots, including the shared overflow slot 0.
+pub(crate) const SLOTS: usize = 256;
+const WORDS: usize = SLOTS / 64;
+
+/// One thread's cumulative counters, on a cache line of its own.
+#[repr(align(64))]
+pub(crate) struct Slot {
+    alloc_bytes: AtomicU64,
+    alloc_blocks: AtomicU64,
+    free_bytes: AtomicU64,
+    free_blocks: AtomicU64,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            alloc_bytes: AtomicU64::new(0),
+            alloc_blocks: AtomicU64::new(0),
+            free_bytes: AtomicU64::new(0),
+            free_blocks: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `n` to a counter. `exclusive` means only this thread writes the slot, so a
+    /// plain load+store is enough; readers may see the old or the new value, never a torn one.
+    #[inline(always)]
+    fn bump(c: &AtomicU64, n: u64, exclusive: bool) {
+        if exclusive {
+            c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+        } else {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn on_alloc(&self, size: u64, exclusive: bool) {
+        Self::bump(&self.alloc_bytes, size, exclusive);
+        Self::bump(&self.alloc_blocks, 1, exclusive);
+    }
+
+    #[inline(always)]
+    pub(crate) fn on_free(&self, size: u64, exclusive: bool) {
+        Self::bump(&self.free_bytes, size, exclusive);
+        Self::bump(&self.free_blocks, 1, exclusive);
+    }
+
+    /// This slot's cumulative counts.
+    pub(crate) fn read(&self) -> Totals {
+        Totals {
+            alloc_bytes: self.alloc_bytes.load(Relaxed),
+            alloc_blocks: self.alloc_blocks.load(Relaxed),
+            free_bytes: self.free_bytes.load(Relaxed),
+            free_blocks: self.free_blocks.load(Relaxed),
+        }
+    }
+}
+
+/// Cumulative counts, summed over slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) alloc_bytes: u64,
+    pub(crate) alloc_blocks: u64,
+    pub(crate) free_bytes: u64,
+    pub(crate) free_blocks: u64,
+}
+
+static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+/// Bit i set = slot i is owned by a live thread. Bit 0 (overflow) is always set.
+static CLAIMED: [Word; WORDS] = {
+    let mut w = [const { Word::new(0) }; WORDS];
+    w[0] = Word::new(1);
+    w
+};
+
+/// The shared overflow slot.
+#[inline]
+pub(crate) fn overflow() -> &'static Slot {
+    &TABLE[0]
+}
+
+/// Claims an exclusive slot for the calling thread; `None` when all are taken.
+pub(crate) fn claim() -> Option<(usize, &'static Slot)> {
+    for (w, word) in CLAIMED.iter().enumerate() {
+        let mut cur = word.load(Ordering::Relaxed);
+        while cur != u64::MAX {
+            let bit = (!cur).trailing_zeros() as usize;
+            match word.compare_exchange_weak(cur, cur | (1 << bit), Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => {
+                    let idx = w * 64 + bit;
+                    return Some((idx, &TABLE[idx]));
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+    None
+}
+
+/// Gives slot `idx` back; its counts stay and the next owner adds to them.
+pub(crate) fn release(idx: usize) {
+    if idx == 0 || idx >= SLOTS {
+        return;
+    }
+    CLAIMED[idx / 64].fetch_and(!(1u64 << (idx % 64)), Ordering::Release);
+}
+
+/// Sum of every slot's counts.
+pub(crate) fn totals() -> Totals {
+    let mut t = Totals::default();
+    for s in TABLE.iter() {
+        let r = s.read();
+        t.alloc_bytes = t.alloc_bytes.wrapping_add(r.alloc_bytes);
+        t.alloc_blocks = t.alloc_blocks.wrapping_add(r.alloc_blocks);
+        t.free_bytes = t.free_bytes.wrapping_add(r.free_bytes);
+        t.free_blocks = t.free_blocks.wrapping_add(r.free_blocks);
+    }
+    t
+}

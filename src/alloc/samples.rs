@@ -1,0 +1,171 @@
+//! The live-sample table: address -> (stack, weight) for every sampled block still live,
+//! so that freeing a sampled block credits its stack.
+//!
+//! Frees far outnumber sampled blocks, so a free first reads one byte of [`FILTER`], a
+//! counting filter over addresses that stays in cache: zero means "not sampled" and the
+//! free is done. Only a non-zero counter leads to a probe of the table. The table is a
+//! fixed-capacity open-addressing hash with tombstones and a bounded probe; all accesses
+//! are atomics, no lock. A block's entry is inserted before `alloc` returns it and removed
+//! before the inner `dealloc` runs, so an address is never in the table twice.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+const FILTER_BITS: u32 = 16;
+/// Counting filter over sampled addresses; a counter that reaches 255 sticks there.
+static FILTER: [AtomicU8; 1 << FILTER_BITS] = [const { AtomicU8::new(0) }; 1 << FILTER_BITS];
+
+const PROBES: usize = 64;
+const EMPTY: usize = 0;
+const TOMBSTONE: usize = 1;
+
+struct Entry {
+    key: AtomicUsize,
+    stack: AtomicU32,
+    weight: AtomicU32,
+}
+
+static TABLE: AtomicPtr<Entry> = AtomicPtr::new(std::ptr::null_mut());
+static MASK: AtomicUsize = AtomicUsize::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// A live sample: its stack id and weight.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sample {
+    pub(crate) stack: u32,
+    pub(crate) weight: f32,
+}
+
+/// Reserves a table of `capacity` entries (power of two), once. Cold.
+pub(crate) fn ensure(capacity: usize) -> bool {
+    if !TABLE.load(Ordering::Acquire).is_null() {
+        return true;
+    }
+    let capacity = capacity.next_power_of_two();
+    let Ok(layout) = Layout::array::<Entry>(capacity) else {
+        return false;
+    };
+    // SAFETY: non-zero size; all-zero bytes are valid entries (key EMPTY). The memory
+    // comes from `System`, bypassing the global allocator, and is never freed.
+    let p = unsafe { System.alloc_zeroed(layout) } as *mut Entry;
+    if p.is_null() {
+        return false;
+    }
+    MASK.store(capacity - 1, Ordering::Relaxed);
+    if TABLE
+        .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: `p` came from `System.alloc_zeroed(layout)` above and was never shared.
+        unsafe { System.dealloc(p as *mut u8, layout) };
+    }
+    true
+}
+
+fn table() -> Option<&'static [Entry]> {
+    let p = TABLE.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    let len = MASK.load(Ordering::Relaxed) + 1;
+    // SAFETY: a non-null TABLE points to MASK + 1 zeroed entries (MASK is stored before
+    // TABLE is published with Release), never freed, accessed only through atomics.
+    Some(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+#[inline(always)]
+fn mix(addr: usize) -> u64 {
+    (addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[inline(always)]
+fn filter_slot(addr: usize) -> &'static AtomicU8 {
+    &FILTER[(mix(addr) >> (64 - FILTER_BITS)) as usize]
+}
+
+fn filter_add(addr: usize) {
+    let c = filter_slot(addr);
+    let mut v = c.load(Ordering::Relaxed);
+    while v != u8::MAX {
+        match c.compare_exchange_weak(v, v + 1, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => v = now,
+        }
+    }
+}
+
+fn filter_remove(addr: usize) {
+    let c = filter_slot(addr);
+    let mut v = c.load(Ordering::Relaxed);
+    while v != u8::MAX && v != 0 {
+        match c.compare_exchange_weak(v, v - 1, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => v = now,
+        }
+    }
+}
+
+/// Records a sampled live block. Returns false (and counts a drop) if the table is full.
+pub(crate) fn insert(addr: usize, s: Sample) -> bool {
+    let Some(table) = table() else {
+        return false;
+    };
+    let mask = table.len() - 1;
+    let mut i = (mix(addr) as usize) & mask;
+    for _ in 0..PROBES {
+        let e = &table[i];
+        let k = e.key.load(Ordering::Relaxed);
+        if (k == EMPTY || k == TOMBSTONE)
+            && e.key.compare_exchange(k, addr, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            e.stack.store(s.stack, Ordering::Relaxed);
+            e.weight.store(s.weight.to_bits(), Ordering::Relaxed);
+            filter_add(addr);
+            return true;
+        }
+        i = (i + 1) & mask;
+    }
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+    false
+}
+
+/// Removes and returns the sample for `addr`, if the block was sampled. The common case
+/// (not sampled) is one load from the filter.
+#[inline(always)]
+pub(crate) fn take(addr: usize) -> Option<Sample> {
+    if filter_slot(addr).load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    take_slow(addr)
+}
+
+#[inline(never)]
+fn take_slow(addr: usize) -> Option<Sample> {
+    let table = table()?;
+    let mask = table.len() - 1;
+    let mut i = (mix(addr) as usize) & mask;
+    for _ in 0..PROBES {
+        let e = &table[i];
+        let k = e.key.load(Ordering::Relaxed);
+        if k == addr {
+            let s = Sample {
+                stack: e.stack.load(Ordering::Relaxed),
+                weight: f32::from_bits(e.weight.load(Ordering::Relaxed)),
+            };
+            // Only the owner of `addr` (the thread freeing it) can remove this entry.
+            e.key.store(TOMBSTONE, Ordering::Relaxed);
+            filter_remove(addr);
+            return Some(s);
+        }
+        if k == EMPTY {
+            return None;
+        }
+        i = (i + 1) & mask;
+    }
+    None
+}
+
+/// Samples dropped because the live-sample table was full.
+pub(crate) fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}

@@ -1,0 +1,174 @@
+//! The stack table: a fixed-capacity, lock-free, insert-only hash table of captured
+//! stacks, each with the weighted allocation and free counts of its samples.
+//!
+//! Inserting claims an empty entry with a CAS (EMPTY -> BUSY), writes the frames, then
+//! publishes the hash with `Release`. A reader that meets a BUSY entry moves on rather than
+//! wait, so two threads inserting the same stack at once may create two entries; the
+//! report merges them. When the probe limit is reached the sample is dropped and counted.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use super::capture::{Captured, MAX_FRAMES};
+
+/// Entries in the table (power of two). Memory is reserved zeroed and only the pages of
+/// used entries become resident.
+pub(crate) const CAPACITY: usize = 1 << 15;
+const PROBES: usize = 64;
+const EMPTY: u64 = 0;
+const BUSY: u64 = 1;
+const READY: u64 = 1 << 63;
+
+pub(crate) struct Entry {
+    tag: AtomicU64,
+    len: AtomicU32,
+    truncated: AtomicU32,
+    frames: [AtomicUsize; MAX_FRAMES],
+    alloc_bytes: AtomicU64,
+    alloc_count: AtomicU64,
+    free_bytes: AtomicU64,
+    free_count: AtomicU64,
+}
+
+static TABLE: AtomicPtr<Entry> = AtomicPtr::new(std::ptr::null_mut());
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Reserves the table (once). Cold; called when profiling starts.
+pub(crate) fn ensure() -> bool {
+    if !TABLE.load(Ordering::Acquire).is_null() {
+        return true;
+    }
+    let Ok(layout) = Layout::array::<Entry>(CAPACITY) else {
+        return false;
+    };
+    // SAFETY: the layout has non-zero size. All-zero bytes are a valid `Entry` (atomics
+    // of zero, tag EMPTY). The memory comes from `System`, not the global allocator, so
+    // it is neither counted nor sampled, and it is never freed.
+    let p = unsafe { System.alloc_zeroed(layout) } as *mut Entry;
+    if p.is_null() {
+        return false;
+    }
+    if TABLE
+        .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: `p` came from `System.alloc_zeroed(layout)` above and was never shared.
+        unsafe { System.dealloc(p as *mut u8, layout) };
+    }
+    true
+}
+
+fn table() -> Option<&'static [Entry]> {
+    let p = TABLE.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null TABLE points to CAPACITY zero-initialised entries that are never
+    // freed; entries are only accessed through atomics.
+    Some(unsafe { std::slice::from_raw_parts(p, CAPACITY) })
+}
+
+fn hash(frames: &[usize]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &f in frames {
+        h = (h ^ f as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    h
+}
+
+/// Finds or inserts the stack; `None` if the table is full (the sample is dropped).
+pub(crate) fn intern(c: &Captured) -> Option<u32> {
+    let table = table()?;
+    let frames = &c.frames[..c.len];
+    let want = hash(frames) | READY;
+    let mut i = (want as usize).wrapping_mul(0x9E37_79B9) & (CAPACITY - 1);
+    for _ in 0..PROBES {
+        let e = &table[i];
+        let mut tag = e.tag.load(Ordering::Acquire);
+        if tag == EMPTY {
+            match e.tag.compare_exchange(EMPTY, BUSY, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => {
+                    for (slot, &f) in e.frames.iter().zip(frames) {
+                        slot.store(f, Ordering::Relaxed);
+                    }
+                    e.len.store(c.len as u32, Ordering::Relaxed);
+                    e.truncated.store(c.truncated as u32, Ordering::Relaxed);
+                    e.tag.store(want, Ordering::Release);
+                    return Some(i as u32);
+                }
+                Err(now) => tag = now,
+            }
+        }
+        if tag == want && same(e, frames) {
+            return Some(i as u32);
+        }
+        i = (i + 1) & (CAPACITY - 1);
+    }
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+    None
+}
+
+fn same(e: &Entry, frames: &[usize]) -> bool {
+    e.len.load(Ordering::Relaxed) as usize == frames.len()
+        && e.frames.iter().zip(frames).all(|(a, &b)| a.load(Ordering::Relaxed) == b)
+}
+
+/// Adds a sampled allocation's estimate to stack `id`.
+pub(crate) fn on_alloc(id: u32, bytes: u64, count: u64) {
+    if let Some(e) = table().and_then(|t| t.get(id as usize)) {
+        e.alloc_bytes.fetch_add(bytes, Ordering::Relaxed);
+        e.alloc_count.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// Adds a sampled free's estimate to stack `id`.
+pub(crate) fn on_free(id: u32, bytes: u64, count: u64) {
+    if let Some(e) = table().and_then(|t| t.get(id as usize)) {
+        e.free_bytes.fetch_add(bytes, Ordering::Relaxed);
+        e.free_count.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// Samples dropped because the stack table was full.
+pub(crate) fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// A copy of one stack's entry, for the cold side.
+#[derive(Clone, Debug)]
+pub(crate) struct StackSnapshot {
+    pub(crate) frames: Vec<usize>,
+    pub(crate) truncated: bool,
+    pub(crate) alloc_bytes: u64,
+    pub(crate) alloc_count: u64,
+    pub(crate) free_bytes: u64,
+    pub(crate) free_count: u64,
+}
+
+/// Copies every published stack. Allocates: call with a `ProfilerGuard` held.
+pub(crate) fn snapshot() -> Vec<StackSnapshot> {
+    let Some(table) = table() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in table {
+        if e.tag.load(Ordering::Acquire) & READY == 0 {
+            continue;
+        }
+        let len = (e.len.load(Ordering::Relaxed) as usize).min(MAX_FRAMES);
+        // Read frees before allocations so that live = alloc - free is never negative
+        // because of a free racing with this copy.
+        let free_bytes = e.free_bytes.load(Ordering::Relaxed);
+        let free_count = e.free_count.load(Ordering::Relaxed);
+        out.push(StackSnapshot {
+            frames: e.frames[..len].iter().map(|f| f.load(Ordering::Relaxed)).collect(),
+            truncated: e.truncated.load(Ordering::Relaxed) != 0,
+            alloc_bytes: e.alloc_bytes.load(Ordering::Relaxed),
+            alloc_count: e.alloc_count.load(Ordering::Relaxed),
+            free_bytes,
+            free_count,
+        });
+    }
+    out
+}

@@ -1,0 +1,67 @@
+//! # leakscope
+//!
+//! Find memory leaks and hot spots inside a running Rust program. leakscope is a
+//! global allocator wrapper that, when switched on, keeps exact heap counters and samples
+//! allocation stacks by bytes; it writes flamegraphs of the live heap by allocation
+//! stack, folded stacks and a JSON report naming the biggest holders of memory.
+//!
+//! ## Quick start
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();
+//!
+//! fn main() {
+//!     let _session = leakscope::init(); // reads LEAKSCOPE_*; inert unless LEAKSCOPE=1
+//!     // ... the program ...
+//! } // dropping the session writes flamegraphs/leakscope-<pid>-<seq>-exit.{svg,folded,json}
+//! ```
+//!
+//! Run with `LEAKSCOPE=1`. Off (the default), each allocation costs one relaxed atomic
+//! load. Any inner allocator works: `LeakScope::new(tikv_jemallocator::Jemalloc)`.
+//! Build with line tables (`[profile.release] debug = "line-tables-only"`) to see inlined
+//! functions and `file:line` in reports.
+//!
+//! ## Environment
+//!
+//! | var | default | meaning |
+//! |---|---|---|
+//! | `LEAKSCOPE` | off | master switch: `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no` |
+//! | `LEAKSCOPE_DIR` | `flamegraphs` | output directory (created if missing) |
+//! | `LEAKSCOPE_SAMPLE_BYTES` | `512KiB` | mean bytes between samples (units B, KiB, MiB, GiB); `1` = every allocation |
+//!
+//! A bad value prints one line to stderr naming the variable, the value and the accepted
+//! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
+//!
+//! ## What you get
+//!
+//! * [`stats`]: exact [`HeapStats`] (live, peak, totals).
+//! * [`profile`]: a [`HeapProfile`], the estimated live heap by allocation [`Site`].
+//! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg` and `.folded` now.
+//! * The [`Session`] returned by [`init`] writes the same plus a JSON report when dropped.
+//!
+//! ## Sampling
+//!
+//! Allocations are sampled as a Poisson process over allocated bytes with mean gap
+//! `LEAKSCOPE_SAMPLE_BYTES` (a per-thread countdown, as Go and tcmalloc do): an allocation
+//! of `s` bytes is sampled with probability `1 - exp(-s/R)` and weighted by its inverse, so
+//! per-site figures are unbiased estimates. `1` records every allocation exactly.
+
+#![warn(missing_docs)]
+
+mod alloc;
+mod config;
+mod profile;
+mod session;
+mod stats;
+mod symbolize;
+mod write;
+
+pub use alloc::LeakScope;
+pub use config::{
+    Config, ConfigError, DEFAULT_DIR, DEFAULT_SAMPLE_BYTES, ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES,
+    ENV_VARS,
+};
+pub use profile::{profile, Frame, HeapProfile, Site};
+pub use session::{dump, init, init_with, Session};
+pub use stats::{stats, HeapStats};

@@ -1,0 +1,174 @@
+//! Starting and ending profiling: [`init`], [`init_with`], [`Session`], [`dump`].
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::path::PathBuf;
+
+use parking_lot::Mutex;
+
+use crate::alloc::thread::ProfilerGuard;
+use crate::alloc::{counters, sampler, samples, stacks, switch};
+use crate::config::Config;
+use crate::profile::profile;
+use crate::write::{self, report::Report};
+
+/// Live-sample table size when sampling (enough for a heap of ~100 GiB at 512 KiB).
+const SAMPLE_SLOTS: usize = 1 << 18;
+/// Live-sample table size when every allocation is recorded (`sample_bytes = 1`).
+const EXACT_SLOTS: usize = 1 << 22;
+
+/// The running session's settings.
+static ACTIVE: Mutex<Option<Config>> = Mutex::new(None);
+
+/// A profiling session. Dropping it writes the final heap profile and the exit report
+/// into the output directory and stops profiling.
+///
+/// Returned by [`init`] and [`init_with`]; inert (does nothing) when profiling is off.
+#[must_use = "profiling stops when the Session is dropped"]
+#[derive(Debug)]
+pub struct Session {
+    active: bool,
+}
+
+impl Session {
+    fn inert() -> Session {
+        Session { active: false }
+    }
+
+    /// True if this session is profiling.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// Ends the session now: writes the exit files (`.svg`, `.folded`, `.json`) and
+    /// returns their paths. An inert session writes nothing and returns no path.
+    pub fn finish(mut self) -> io::Result<Vec<PathBuf>> {
+        let r = self.end();
+        self.active = false;
+        r
+    }
+
+    fn end(&mut self) -> io::Result<Vec<PathBuf>> {
+        if !self.active {
+            return Ok(Vec::new());
+        }
+        self.active = false;
+        let _guard = ProfilerGuard::new();
+        let config = ACTIVE.lock().clone();
+        let result = match config {
+            Some(config) => {
+                let seq = write::next_seq();
+                let p = profile();
+                write::heap_files(&config.dir, seq, "exit", &p).and_then(|mut files| {
+                    let json = write::path(&config.dir, seq, "exit", "json");
+                    let report = Report::new("exit", &p, &files);
+                    write::write_atomic(&json, |w| report.write(w))?;
+                    files.push(json);
+                    Ok(files)
+                })
+            }
+            None => Ok(Vec::new()),
+        };
+        switch::set_profiling(false);
+        *ACTIVE.lock() = None;
+        result
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.active {
+            return;
+        }
+        match self.end() {
+            Ok(files) if !files.is_empty() => {
+                let _guard = ProfilerGuard::new();
+                let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+                eprintln!("leakscope: wrote {}", names.join(", "));
+            }
+            Ok(_) => {}
+            Err(e) => write::report_once(&e),
+        }
+    }
+}
+
+/// Starts profiling if the `LEAKSCOPE_*` environment variables say so.
+///
+/// Never panics and never stops the program: with `LEAKSCOPE` unset or off it returns an
+/// inert session; with an invalid value it prints one line to stderr (variable, value,
+/// accepted form) and returns an inert session.
+pub fn init() -> Session {
+    match Config::from_env() {
+        Ok(config) => init_with(config),
+        Err(e) => {
+            let _guard = ProfilerGuard::new();
+            eprintln!("leakscope: {e}; profiling stays off");
+            Session::inert()
+        }
+    }
+}
+
+/// Starts profiling with `config` (inert if `config.enabled` is false).
+///
+/// Only one session runs at a time; a second call while one runs returns an inert
+/// session and says so on stderr.
+pub fn init_with(config: Config) -> Session {
+    if !config.enabled {
+        return Session::inert();
+    }
+    let _guard = ProfilerGuard::new();
+    let mut active = ACTIVE.lock();
+    if active.is_some() {
+        eprintln!("leakscope: a session is already running; this one stays inert");
+        return Session::inert();
+    }
+    let slots = if config.sample_bytes <= 1 { EXACT_SLOTS } else { SAMPLE_SLOTS };
+    if !stacks::ensure() || !samples::ensure(slots) {
+        eprintln!("leakscope: cannot reserve the profiler's tables; profiling stays off");
+        return Session::inert();
+    }
+    sampler::set_rate(config.sample_bytes);
+    sampler::set_seed(config.seed.unwrap_or_else(random_seed));
+    switch::set_profiling(true);
+    if !allocator_is_hooked() {
+        switch::set_profiling(false);
+        eprintln!(
+            "leakscope: profiling requested but leakscope::LeakScope is not the global allocator; \
+             add `#[global_allocator] static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();`"
+        );
+        return Session::inert();
+    }
+    *active = Some(config);
+    Session { active: true }
+}
+
+/// Writes the current heap profile (`.svg` and `.folded`) now, named with `label`, and
+/// returns the paths. An error if no session is running or the files cannot be written.
+pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
+    let _guard = ProfilerGuard::new();
+    let Some(config) = ACTIVE.lock().clone() else {
+        return Err(io::Error::other(
+            "leakscope is not profiling: set LEAKSCOPE=1 and call leakscope::init(), or use init_with",
+        ));
+    };
+    let p = profile();
+    write::heap_files(&config.dir, write::next_seq(), &write::sanitize_label(label), &p)
+}
+
+/// True if allocations reach leakscope's hooks (it is the `#[global_allocator]`).
+fn allocator_is_hooked() -> bool {
+    let before = counters::totals().alloc_blocks;
+    let probe = std::hint::black_box(Box::new(0u64));
+    drop(probe);
+    counters::totals().alloc_blocks != before
+}
+
+fn random_seed() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
