@@ -104,10 +104,13 @@ impl Config {
     }
 
     /// Parses from any variable source (used by `from_env` and by tests).
-    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+    pub(crate) fn from_lookup(
+        get: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
         let mut c = Config::default();
         if let Some(v) = text(&get, ENV_ENABLE, BOOL_FORM)? {
-            c.enabled = parse_bool(&v).ok_or_else(|| ConfigError::new(ENV_ENABLE, &v, BOOL_FORM))?;
+            c.enabled =
+                parse_bool(&v).ok_or_else(|| ConfigError::new(ENV_ENABLE, &v, BOOL_FORM))?;
         }
         if let Some(v) = text(&get, ENV_DIR, DIR_FORM)? {
             if v.trim().is_empty() {
@@ -201,7 +204,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}={:?}: expected {}", self.var, self.value, self.expected)
+        write!(
+            f,
+            "invalid {}={:?}: expected {}",
+            self.var, self.value, self.expected
+        )
     }
 }
 
@@ -213,8 +220,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, OsString> =
-            vars.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        let m: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
         Config::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -244,19 +253,33 @@ mod tests {
         assert_eq!(parse_bytes("4 MiB"), Some(4 << 20));
         assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
         assert_eq!(parse_bytes("64B"), Some(64));
-        for bad in ["", "KiB", "12x", "-1", "1.5MiB", "99999999999999999999", "1kb"] {
+        for bad in [
+            "",
+            "KiB",
+            "12x",
+            "-1",
+            "1.5MiB",
+            "99999999999999999999",
+            "1kb",
+        ] {
             assert_eq!(parse_bytes(bad), None, "{bad}");
         }
         let e = parse(&[(ENV_SAMPLE_BYTES, "0")]).unwrap_err();
         assert_eq!(e.var(), ENV_SAMPLE_BYTES);
         let msg = e.to_string();
-        assert!(msg.contains("LEAKSCOPE_SAMPLE_BYTES") && msg.contains("\"0\"") && msg.contains("KiB"), "{msg}");
+        assert!(
+            msg.contains("LEAKSCOPE_SAMPLE_BYTES") && msg.contains("\"0\"") && msg.contains("KiB"),
+            "{msg}"
+        );
         assert!(!msg.contains('\n'));
     }
 
     #[test]
     fn dir_must_not_be_empty() {
-        assert_eq!(parse(&[(ENV_DIR, "out/x")]).unwrap().dir, PathBuf::from("out/x"));
+        assert_eq!(
+            parse(&[(ENV_DIR, "out/x")]).unwrap().dir,
+            PathBuf::from("out/x")
+        );
         assert_eq!(parse(&[(ENV_DIR, " ")]).unwrap_err().var(), ENV_DIR);
     }
 

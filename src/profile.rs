@@ -106,20 +106,25 @@ pub fn profile() -> HeapProfile {
         let frames = symbolize_stack(&s.frames);
         let live_bytes = s.alloc_bytes.saturating_sub(s.free_bytes);
         let live_count = s.alloc_count.saturating_sub(s.free_count);
-        let site = merged.entry((frames.clone(), s.truncated)).or_insert_with(|| Site {
-            frames,
-            truncated: s.truncated,
-            live_bytes: 0,
-            live_blocks: 0,
-            alloc_bytes: 0,
-            alloc_blocks: 0,
-        });
+        let site = merged
+            .entry((frames.clone(), s.truncated))
+            .or_insert_with(|| Site {
+                frames,
+                truncated: s.truncated,
+                live_bytes: 0,
+                live_blocks: 0,
+                alloc_bytes: 0,
+                alloc_blocks: 0,
+            });
         site.live_bytes += live_bytes;
         // Block counts are fixed-point; round at the end of the merge below.
         site.live_blocks += live_count;
         site.alloc_bytes += s.alloc_bytes;
         site.alloc_blocks += s.alloc_count;
     }
+    // The debug info parsed for symbolization is large (tens of MiB); the names we need
+    // are cached above, so give that memory back.
+    backtrace::clear_symbol_cache();
     let one = sampler::COUNT_ONE;
     let mut sites: Vec<Site> = merged
         .into_values()
@@ -156,7 +161,9 @@ fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
     }
     // The leaf end is leakscope's own: the unwinder, the hook, the allocator shim. Cut
     // through the outermost allocator entry, then through allocation plumbing.
-    let entry = frames.iter().rposition(|f| symbolize::is_allocator_entry(&f.function));
+    let entry = frames
+        .iter()
+        .rposition(|f| symbolize::is_allocator_entry(&f.function));
     let mut cut = entry.map_or(0, |i| i + 1);
     cut += frames[cut..]
         .iter()

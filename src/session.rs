@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use parking_lot::Mutex;
 
 use crate::alloc::thread::ProfilerGuard;
-use crate::alloc::{counters, sampler, samples, stacks, switch};
+use crate::alloc::{counters, switch};
 use crate::config::Config;
 use crate::profile::profile;
 use crate::write::{self, report::Report};
@@ -70,7 +70,7 @@ impl Session {
             }
             None => Ok(Vec::new()),
         };
-        switch::set_profiling(false);
+        switch::stop();
         *ACTIVE.lock() = None;
         result
     }
@@ -123,16 +123,19 @@ pub fn init_with(config: Config) -> Session {
         eprintln!("leakscope: a session is already running; this one stays inert");
         return Session::inert();
     }
-    let slots = if config.sample_bytes <= 1 { EXACT_SLOTS } else { SAMPLE_SLOTS };
-    if !stacks::ensure() || !samples::ensure(slots) {
+    let slots = if config.sample_bytes <= 1 {
+        EXACT_SLOTS
+    } else {
+        SAMPLE_SLOTS
+    };
+    let seed = config.seed.unwrap_or_else(random_seed);
+    if !crate::alloc::begin_session(slots, config.sample_bytes, seed) {
         eprintln!("leakscope: cannot reserve the profiler's tables; profiling stays off");
         return Session::inert();
     }
-    sampler::set_rate(config.sample_bytes);
-    sampler::set_seed(config.seed.unwrap_or_else(random_seed));
-    switch::set_profiling(true);
+    switch::start();
     if !allocator_is_hooked() {
-        switch::set_profiling(false);
+        switch::stop();
         eprintln!(
             "leakscope: profiling requested but leakscope::LeakScope is not the global allocator; \
              add `#[global_allocator] static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();`"
@@ -153,7 +156,12 @@ pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
         ));
     };
     let p = profile();
-    write::heap_files(&config.dir, write::next_seq(), &write::sanitize_label(label), &p)
+    write::heap_files(
+        &config.dir,
+        write::next_seq(),
+        &write::sanitize_label(label),
+        &p,
+    )
 }
 
 /// True if allocations reach leakscope's hooks (it is the `#[global_allocator]`).

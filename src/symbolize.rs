@@ -62,6 +62,7 @@ pub(crate) fn is_allocator_entry(function: &str) -> bool {
         || function.contains("__rg_")
         || function.contains("__rdl_")
         || function.starts_with("<leakscope::alloc::LeakScope")
+        || function.starts_with("leakscope::alloc::")
 }
 
 /// Allocation plumbing between the allocator entry and the code that asked for memory:
@@ -77,7 +78,11 @@ pub(crate) fn is_plumbing(function: &str, file: Option<&str>) -> bool {
         "std::alloc::",
         "<std::alloc::System",
     ];
-    const FILES: &[&str] = &["library/alloc/src/alloc.rs", "library/alloc/src/raw_vec", "library/core/src/alloc/"];
+    const FILES: &[&str] = &[
+        "library/alloc/src/alloc.rs",
+        "library/alloc/src/raw_vec",
+        "library/core/src/alloc/",
+    ];
     PREFIXES.iter().any(|p| function.starts_with(p))
         || file.is_some_and(|f| FILES.iter().any(|s| f.contains(s)))
 }
@@ -93,7 +98,9 @@ pub(crate) fn is_std(function: &str, file: Option<&str>) -> bool {
         Some(rest) => rest.find(" as ").map_or(rest, |i| &rest[i + 4..]),
         None => function,
     };
-    ["std::", "core::", "alloc::", "hashbrown::"].iter().any(|p| path.starts_with(p))
+    ["std::", "core::", "alloc::", "hashbrown::"]
+        .iter()
+        .any(|p| path.starts_with(p))
 }
 
 #[cfg(test)]
@@ -102,23 +109,43 @@ mod tests {
 
     #[test]
     fn machinery_is_recognised() {
-        assert!(is_allocator_entry("<leakscope::alloc::LeakScope<A> as core::alloc::global::GlobalAlloc>::alloc"));
+        assert!(is_allocator_entry(
+            "<leakscope::alloc::LeakScope<A> as core::alloc::global::GlobalAlloc>::alloc"
+        ));
         assert!(is_allocator_entry("__rustc::__rust_alloc"));
         assert!(is_allocator_entry("__rust_realloc"));
         assert!(!is_allocator_entry("quickstart::grow_cache"));
         assert!(is_plumbing("alloc::raw_vec::finish_grow", None));
-        assert!(is_plumbing("allocate", Some("/rustc/abc/library/alloc/src/alloc.rs")));
-        assert!(!is_plumbing("alloc::vec::Vec<T,A>::push", Some("/rustc/abc/library/alloc/src/vec/mod.rs")));
-        assert!(!is_plumbing("quickstart::grow_cache", Some("examples/quickstart.rs")));
+        assert!(is_plumbing(
+            "allocate",
+            Some("/rustc/abc/library/alloc/src/alloc.rs")
+        ));
+        assert!(!is_plumbing(
+            "alloc::vec::Vec<T,A>::push",
+            Some("/rustc/abc/library/alloc/src/vec/mod.rs")
+        ));
+        assert!(!is_plumbing(
+            "quickstart::grow_cache",
+            Some("examples/quickstart.rs")
+        ));
     }
 
     #[test]
     fn std_frames_are_told_from_user_frames() {
         let std_file = Some("/rustc/59807616/library/alloc/src/vec/spec_from_elem.rs");
-        assert!(is_std("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem", std_file));
-        assert!(is_std("<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem", None));
+        assert!(is_std(
+            "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem",
+            std_file
+        ));
+        assert!(is_std(
+            "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem",
+            None
+        ));
         assert!(is_std("std::thread::spawn", None));
-        assert!(!is_std("<app::Cache as core::ops::Drop>::drop", Some("src/cache.rs")));
+        assert!(!is_std(
+            "<app::Cache as core::ops::Drop>::drop",
+            Some("src/cache.rs")
+        ));
         assert!(!is_std("app::handler", None));
     }
 

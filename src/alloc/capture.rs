@@ -13,15 +13,37 @@ pub(crate) struct Captured {
     pub(crate) truncated: bool,
 }
 
-/// Walks the calling thread's stack. Frames of leakscope itself are included here and
-/// trimmed at symbolization time.
+impl Captured {
+    pub(crate) const fn empty() -> Captured {
+        Captured {
+            frames: [0; MAX_FRAMES],
+            len: 0,
+            truncated: false,
+        }
+    }
+}
+
+/// Walks the calling thread's stack; `stack_top` is the thread's stack top as far as
+/// known (kept in its thread state, used by the cached walker). Frames of leakscope itself
+/// may be included and are trimmed at symbolization time.
+#[inline(always)]
+pub(crate) fn capture(stack_top: &mut usize) -> Captured {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    {
+        super::unwind::capture(stack_top)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = stack_top;
+        capture_portable()
+    }
+}
+
+/// The portable walker: the system unwinder through the `backtrace` crate.
+#[allow(dead_code)]
 #[inline(never)]
-pub(crate) fn capture() -> Captured {
-    let mut c = Captured {
-        frames: [0; MAX_FRAMES],
-        len: 0,
-        truncated: false,
-    };
+pub(crate) fn capture_portable() -> Captured {
+    let mut c = Captured::empty();
     #[cfg(unix)]
     {
         let mut len = 0usize;

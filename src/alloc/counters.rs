@@ -6,7 +6,7 @@
 //! without usable thread-local storage. Readers sum all slots.
 
 use std::sync::atomic::AtomicU64 as Word;
-use std::sync::atomic::{AtomicU64, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 
 /// Number of slots, including the shared overflow slot 0.
 pub(crate) const SLOTS: usize = 256;
@@ -74,7 +74,9 @@ pub(crate) struct Totals {
     pub(crate) free_blocks: u64,
 }
 
-static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+pub(crate) static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+/// One past the highest slot index ever claimed (readers sum `TABLE[..USED]`).
+static USED: AtomicUsize = AtomicUsize::new(1);
 /// Bit i set = slot i is owned by a live thread. Bit 0 (overflow) is always set.
 static CLAIMED: [Word; WORDS] = {
     let mut w = [const { Word::new(0) }; WORDS];
@@ -94,9 +96,15 @@ pub(crate) fn claim() -> Option<(usize, &'static Slot)> {
         let mut cur = word.load(Ordering::Relaxed);
         while cur != u64::MAX {
             let bit = (!cur).trailing_zeros() as usize;
-            match word.compare_exchange_weak(cur, cur | (1 << bit), Ordering::Acquire, Ordering::Relaxed) {
+            match word.compare_exchange_weak(
+                cur,
+                cur | (1 << bit),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => {
                     let idx = w * 64 + bit;
+                    USED.fetch_max(idx + 1, Ordering::Relaxed);
                     return Some((idx, &TABLE[idx]));
                 }
                 Err(now) => cur = now,
@@ -114,10 +122,44 @@ pub(crate) fn release(idx: usize) {
     CLAIMED[idx / 64].fetch_and(!(1u64 << (idx % 64)), Ordering::Release);
 }
 
-/// Sum of every slot's counts.
+/// Totals at the start of the current session; readers report counts since then.
+static BASE: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+/// Starts counting from zero (a new session starts).
+pub(crate) fn rebase() {
+    let t = raw_totals();
+    for (b, v) in BASE
+        .iter()
+        .zip([t.alloc_bytes, t.alloc_blocks, t.free_bytes, t.free_blocks])
+    {
+        b.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Live bytes now: allocated minus freed over every slot (may be negative if blocks
+/// allocated before profiling started were freed).
+pub(crate) fn live_bytes() -> i64 {
+    let t = totals();
+    t.alloc_bytes.wrapping_sub(t.free_bytes) as i64
+}
+
+/// Counts since the current session started.
 pub(crate) fn totals() -> Totals {
+    let t = raw_totals();
+    let b: [u64; 4] = std::array::from_fn(|i| BASE[i].load(Ordering::Relaxed));
+    Totals {
+        alloc_bytes: t.alloc_bytes.wrapping_sub(b[0]),
+        alloc_blocks: t.alloc_blocks.wrapping_sub(b[1]),
+        free_bytes: t.free_bytes.wrapping_sub(b[2]),
+        free_blocks: t.free_blocks.wrapping_sub(b[3]),
+    }
+}
+
+/// Sum of every slot's counts since the process started.
+fn raw_totals() -> Totals {
     let mut t = Totals::default();
-    for s in TABLE.iter() {
+    let used = USED.load(Ordering::Relaxed).min(SLOTS);
+    for s in TABLE[..used].iter() {
         let r = s.read();
         t.alloc_bytes = t.alloc_bytes.wrapping_add(r.alloc_bytes);
         t.alloc_blocks = t.alloc_blocks.wrapping_add(r.alloc_blocks);

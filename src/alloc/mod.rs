@@ -12,10 +12,32 @@ pub(crate) mod samples;
 pub(crate) mod stacks;
 pub(crate) mod switch;
 pub(crate) mod thread;
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+pub(crate) mod unwind;
+
+/// Prepares the hot path for a new session (profiling must be off): reserves the fixed
+/// tables, forgets the previous session's samples, counts and peak, and sets the sampler.
+/// False if the tables cannot be reserved. Cold.
+pub(crate) fn begin_session(sample_slots: usize, sample_bytes: u64, seed: u64) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    if !unwind::ensure() {
+        return false;
+    }
+    if !(stacks::ensure() && samples::ensure(sample_slots)) {
+        return false;
+    }
+    samples::clear();
+    stacks::clear_counts();
+    counters::rebase();
+    peak::reset();
+    sampler::set_rate(sample_bytes);
+    sampler::set_seed(seed);
+    true
+}
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
-use thread::{ThreadState, STATE};
+use thread::{ThreadState, IN_HOOK, IN_PROFILER, SHARED, STATE};
 
 /// The leakscope global allocator: wraps an inner allocator `A` (the system allocator by
 /// default) and, while profiling is on, keeps exact heap counters and samples allocation
@@ -58,198 +80,96 @@ impl<A> LeakScope<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakScope<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if !switch::is_on() {
+        let s = switch::word();
+        if s == 0 {
             // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract for `layout`.
             return unsafe { self.inner.alloc(layout) };
         }
         // SAFETY: as above; `hooked_alloc` forwards to the same call.
-        unsafe { hooked_alloc(&self.inner, layout, false) }
+        unsafe { hooked_alloc(&self.inner, layout, false, s) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if !switch::is_on() {
+        let s = switch::word();
+        if s == 0 {
             // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
             return unsafe { self.inner.alloc_zeroed(layout) };
         }
         // SAFETY: as above.
-        unsafe { hooked_alloc(&self.inner, layout, true) }
+        unsafe { hooked_alloc(&self.inner, layout, true, s) }
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !switch::is_on() {
+        let s = switch::word();
+        if s == 0 {
             // SAFETY: the caller guarantees `ptr` was allocated by this allocator with `layout`.
             return unsafe { self.inner.dealloc(ptr, layout) };
         }
         // SAFETY: as above.
-        unsafe { hooked_dealloc(&self.inner, ptr, layout) }
+        unsafe { hooked_dealloc(&self.inner, ptr, layout, s) }
     }
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !switch::is_on() {
+        let s = switch::word();
+        if s == 0 {
             // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
             return unsafe { self.inner.realloc(ptr, layout, new_size) };
         }
         // SAFETY: as above.
-        unsafe { hooked_realloc(&self.inner, ptr, layout, new_size) }
+        unsafe { hooked_realloc(&self.inner, ptr, layout, new_size, s) }
     }
 }
 
+/// Calls the inner allocator's `alloc` or `alloc_zeroed`.
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::alloc` for `layout`.
+#[inline(always)]
+unsafe fn raw_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool) -> *mut u8 {
+    if zeroed {
+        // SAFETY: the caller's contract for `layout` is passed on unchanged.
+        unsafe { inner.alloc_zeroed(layout) }
+    } else {
+        // SAFETY: as above.
+        unsafe { inner.alloc(layout) }
+    }
+}
+
+/// The hooked `alloc`. `s` is the session word (non-zero).
+///
 /// # Safety
 /// Same contract as `GlobalAlloc::alloc` / `alloc_zeroed` for `layout`.
-#[inline]
-unsafe fn hooked_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool) -> *mut u8 {
-    // SAFETY (both closures): the caller's contract for `layout` is passed on unchanged.
-    let raw = |l| unsafe {
-        if zeroed {
-            inner.alloc_zeroed(l)
-        } else {
-            inner.alloc(l)
-        }
-    };
+#[inline(never)]
+unsafe fn hooked_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool, s: u32) -> *mut u8 {
     let r = STATE.try_with(|t| {
-        if t.in_hook.get() {
-            // Inside our own hook: the inner allocator's bookkeeping or the unwinder.
-            return None;
+        if t.word.get() != s {
+            // SAFETY: the caller's contract is passed on.
+            return unsafe { alloc_slow(t, s, inner, layout, zeroed) };
         }
-        t.in_hook.set(true);
-        let p = raw(layout);
+        t.word.set(s | IN_HOOK);
+        // SAFETY: the caller's contract is passed on.
+        let p = unsafe { raw_alloc(inner, layout, zeroed) };
+        t.word.set(s);
         if !p.is_null() {
-            on_alloc(t, p, layout.size() as u64);
-        }
-        t.in_hook.set(false);
-        Some(p)
-    });
-    match r {
-        Ok(Some(p)) => p,
-        Ok(None) => raw(layout),
-        Err(_) => {
-            let p = raw(layout);
-            if !p.is_null() {
-                counters::overflow().on_alloc(layout.size() as u64, false);
-                peak::shared_delta(layout.size() as i64);
-            }
-            p
-        }
-    }
-}
-
-/// # Safety
-/// Same contract as `GlobalAlloc::dealloc`.
-#[inline]
-unsafe fn hooked_dealloc<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout) {
-    let r = STATE.try_with(|t| {
-        if t.in_hook.get() {
-            return false;
-        }
-        t.in_hook.set(true);
-        on_free(t, ptr, layout.size() as u64);
-        // SAFETY: the caller guarantees `ptr` was allocated by this allocator with `layout`.
-        unsafe { inner.dealloc(ptr, layout) };
-        t.in_hook.set(false);
-        true
-    });
-    match r {
-        Ok(true) => {}
-        Ok(false) => {
-            // SAFETY: as above (nested call from the inner allocator's bookkeeping).
-            unsafe { inner.dealloc(ptr, layout) }
-        }
-        Err(_) => {
             let size = layout.size() as u64;
-            if let Some(s) = samples::take(ptr as usize) {
-                credit_free(s, size);
-            }
-            counters::overflow().on_free(size, false);
-            peak::shared_delta(-(size as i64));
-            // SAFETY: as above.
-            unsafe { inner.dealloc(ptr, layout) }
+            t.slot.get().on_alloc(size, true);
+            count_down(t, p, size);
         }
-    }
-}
-
-/// # Safety
-/// Same contract as `GlobalAlloc::realloc`.
-#[inline]
-unsafe fn hooked_realloc<A: GlobalAlloc>(
-    inner: &A,
-    ptr: *mut u8,
-    layout: Layout,
-    new_size: usize,
-) -> *mut u8 {
-    // SAFETY (closure): the caller's contract for `ptr`, `layout`, `new_size` is passed on.
-    let raw = || unsafe { inner.realloc(ptr, layout, new_size) };
-    let old_size = layout.size() as u64;
-    let new = new_size as u64;
-    let r = STATE.try_with(|t| {
-        if t.in_hook.get() {
-            return None;
-        }
-        t.in_hook.set(true);
-        // Take the old sample out before the inner realloc may free the address, so
-        // another thread that gets the address next never finds a stale entry.
-        let old = samples::take(ptr as usize);
-        let p = raw();
-        if p.is_null() {
-            // The old block is untouched: put its sample back.
-            if let Some(s) = old {
-                samples::insert(ptr as usize, s);
-            }
-        } else {
-            if let Some(s) = old {
-                credit_free(s, old_size);
-            }
-            let (slot, excl) = t.slot();
-            slot.on_free(old_size, excl);
-            slot.on_alloc(new, excl);
-            if new >= old_size {
-                peak::on_grow(t, new - old_size);
-            } else {
-                peak::on_shrink(t, old_size - new);
-            }
-            maybe_sample(t, p, new);
-        }
-        t.in_hook.set(false);
-        Some(p)
+        p
     });
     match r {
-        Ok(Some(p)) => p,
-        Ok(None) => raw(),
-        Err(_) => {
-            let old = samples::take(ptr as usize);
-            let p = raw();
-            if p.is_null() {
-                if let Some(s) = old {
-                    samples::insert(ptr as usize, s);
-                }
-            } else {
-                if let Some(s) = old {
-                    credit_free(s, old_size);
-                }
-                counters::overflow().on_free(old_size, false);
-                counters::overflow().on_alloc(new, false);
-                peak::shared_delta(new as i64 - old_size as i64);
-            }
-            p
-        }
+        Ok(p) => p,
+        // SAFETY: the caller's contract is passed on.
+        Err(_) => unsafe { alloc_without_tls(inner, layout, zeroed) },
     }
 }
 
+/// Spends `size` bytes of the thread's countdown; records a sample at a sample point.
 #[inline(always)]
-fn on_alloc(t: &ThreadState, p: *mut u8, size: u64) {
-    let (slot, excl) = t.slot();
-    slot.on_alloc(size, excl);
-    peak::on_grow(t, size);
-    maybe_sample(t, p, size);
-}
-
-#[inline(always)]
-fn maybe_sample(t: &ThreadState, p: *mut u8, size: u64) {
-    if t.in_profiler.get() != 0 {
-        return;
-    }
+fn count_down(t: &ThreadState, p: *mut u8, size: u64) {
     let c = t.countdown.get().wrapping_sub(size as i64);
     t.countdown.set(c);
     if c < 0 {
@@ -257,33 +177,259 @@ fn maybe_sample(t: &ThreadState, p: *mut u8, size: u64) {
     }
 }
 
+/// The cold path of `alloc`: nested call, leakscope's own work, first call of a thread
+/// or of a session, or a thread counting into the shared slot.
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::alloc` for `layout`.
 #[cold]
 #[inline(never)]
-fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
-    let Some(weight) = sampler::on_countdown_expired(t, size) else {
-        return;
-    };
-    let stack = capture::capture();
-    let Some(id) = stacks::intern(&stack) else {
-        return;
-    };
-    let sample = samples::Sample { stack: id, weight };
-    if samples::insert(p as usize, sample) {
-        stacks::on_alloc(id, sampler::est_bytes(size, weight), sampler::est_count(weight));
+unsafe fn alloc_slow<A: GlobalAlloc>(
+    t: &ThreadState,
+    s: u32,
+    inner: &A,
+    layout: Layout,
+    zeroed: bool,
+) -> *mut u8 {
+    if t.word.get() & IN_HOOK != 0 {
+        // A nested call from the inner allocator or the unwinder: not the program's.
+        // SAFETY: the caller's contract is passed on.
+        return unsafe { raw_alloc(inner, layout, zeroed) };
+    }
+    let w = t.sync(s);
+    t.word.set(w | IN_HOOK);
+    // SAFETY: the caller's contract is passed on.
+    let p = unsafe { raw_alloc(inner, layout, zeroed) };
+    t.word.set(w);
+    if !p.is_null() {
+        let size = layout.size() as u64;
+        t.slot.get().on_alloc(size, w & SHARED == 0);
+        if w & IN_PROFILER == 0 {
+            count_down(t, p, size);
+        }
+    }
+    p
+}
+
+/// `alloc` on a thread whose thread-local storage is gone: count into the shared slot.
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::alloc` for `layout`.
+#[cold]
+#[inline(never)]
+unsafe fn alloc_without_tls<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool) -> *mut u8 {
+    // SAFETY: the caller's contract is passed on.
+    let p = unsafe { raw_alloc(inner, layout, zeroed) };
+    if !p.is_null() {
+        counters::overflow().on_alloc(layout.size() as u64, false);
+    }
+    p
+}
+
+/// The hooked `dealloc`. `s` is the session word (non-zero).
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::dealloc`.
+#[inline(never)]
+unsafe fn hooked_dealloc<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout, s: u32) {
+    let r = STATE.try_with(|t| {
+        if t.word.get() != s {
+            // SAFETY: the caller's contract is passed on.
+            return unsafe { dealloc_slow(t, s, inner, ptr, layout) };
+        }
+        t.word.set(s | IN_HOOK);
+        forget_block(t.slot.get(), true, ptr, layout.size() as u64);
+        // SAFETY: the caller guarantees `ptr` was allocated by this allocator with `layout`.
+        unsafe { inner.dealloc(ptr, layout) };
+        t.word.set(s);
+    });
+    if r.is_err() {
+        forget_block(counters::overflow(), false, ptr, layout.size() as u64);
+        // SAFETY: as above.
+        unsafe { inner.dealloc(ptr, layout) }
     }
 }
 
+/// Counts a free and, if the block was sampled, credits its stack. Runs before the inner
+/// `dealloc`, so the address cannot have been handed out again yet.
 #[inline(always)]
-fn on_free(t: &ThreadState, p: *mut u8, size: u64) {
-    let (slot, excl) = t.slot();
-    slot.on_free(size, excl);
-    peak::on_shrink(t, size);
-    if let Some(s) = samples::take(p as usize) {
+fn forget_block(slot: &counters::Slot, exclusive: bool, ptr: *mut u8, size: u64) {
+    slot.on_free(size, exclusive);
+    if let Some(s) = samples::take(ptr as usize) {
         credit_free(s, size);
     }
 }
 
+/// The cold path of `dealloc` (see `alloc_slow`).
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::dealloc`.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_slow<A: GlobalAlloc>(
+    t: &ThreadState,
+    s: u32,
+    inner: &A,
+    ptr: *mut u8,
+    layout: Layout,
+) {
+    if t.word.get() & IN_HOOK != 0 {
+        // SAFETY: the caller's contract is passed on (nested call, not the program's).
+        return unsafe { inner.dealloc(ptr, layout) };
+    }
+    let w = t.sync(s);
+    t.word.set(w | IN_HOOK);
+    forget_block(t.slot.get(), w & SHARED == 0, ptr, layout.size() as u64);
+    // SAFETY: the caller's contract is passed on.
+    unsafe { inner.dealloc(ptr, layout) };
+    t.word.set(w);
+}
+
+/// The hooked `realloc`. `s` is the session word (non-zero).
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::realloc`.
+#[inline(never)]
+unsafe fn hooked_realloc<A: GlobalAlloc>(
+    inner: &A,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    s: u32,
+) -> *mut u8 {
+    let raw = || {
+        // SAFETY: the caller's contract for `ptr`, `layout`, `new_size` is passed on.
+        unsafe { inner.realloc(ptr, layout, new_size) }
+    };
+    let r = STATE.try_with(|t| {
+        if t.word.get() != s {
+            // SAFETY: the caller's contract is passed on.
+            return unsafe { realloc_slow(t, s, inner, ptr, layout, new_size) };
+        }
+        t.word.set(s | IN_HOOK);
+        let p = realloc_counted(
+            t.slot.get(),
+            true,
+            ptr,
+            layout.size() as u64,
+            new_size as u64,
+            raw,
+        );
+        t.word.set(s);
+        if !p.is_null() {
+            count_down(t, p, new_size as u64);
+        }
+        p
+    });
+    match r {
+        Ok(p) => p,
+        Err(_) => realloc_counted(
+            counters::overflow(),
+            false,
+            ptr,
+            layout.size() as u64,
+            new_size as u64,
+            raw,
+        ),
+    }
+}
+
+/// The cold path of `realloc` (see `alloc_slow`).
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::realloc`.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_slow<A: GlobalAlloc>(
+    t: &ThreadState,
+    s: u32,
+    inner: &A,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+) -> *mut u8 {
+    let raw = || {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { inner.realloc(ptr, layout, new_size) }
+    };
+    if t.word.get() & IN_HOOK != 0 {
+        return raw();
+    }
+    let w = t.sync(s);
+    t.word.set(w | IN_HOOK);
+    let p = realloc_counted(
+        t.slot.get(),
+        w & SHARED == 0,
+        ptr,
+        layout.size() as u64,
+        new_size as u64,
+        raw,
+    );
+    t.word.set(w);
+    if !p.is_null() && w & IN_PROFILER == 0 {
+        count_down(t, p, new_size as u64);
+    }
+    p
+}
+
+/// Runs the inner `realloc` and counts it as a free of the old block and an allocation of
+/// the new one (as DHAT does). The old block's sample is taken out first, so no other
+/// thread can get the address and find a stale entry, and put back if the call fails.
+#[inline(always)]
+fn realloc_counted(
+    slot: &counters::Slot,
+    exclusive: bool,
+    ptr: *mut u8,
+    old_size: u64,
+    new_size: u64,
+    raw: impl FnOnce() -> *mut u8,
+) -> *mut u8 {
+    let old = samples::take(ptr as usize);
+    let p = raw();
+    if let Some(s) = old {
+        if p.is_null() {
+            samples::insert(ptr as usize, s);
+            return p;
+        }
+        credit_free(s, old_size);
+    } else if p.is_null() {
+        return p;
+    }
+    slot.on_free(old_size, exclusive);
+    slot.on_alloc(new_size, exclusive);
+    p
+}
+
+/// Reached a sample point: maybe sample this allocation, and check the peak.
+#[cold]
+#[inline(never)]
+fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
+    let w = t.word.get();
+    t.word.set(w | IN_HOOK);
+    if let Some(weight) = sampler::on_countdown_expired(t, size) {
+        let mut top = t.stack_top.get();
+        let stack = capture::capture(&mut top);
+        t.stack_top.set(top);
+        if let Some(id) = stacks::intern(&stack) {
+            let sample = samples::Sample { stack: id, weight };
+            if samples::insert(p as usize, sample) {
+                stacks::on_alloc(
+                    id,
+                    sampler::est_bytes(size, weight),
+                    sampler::est_count(weight),
+                );
+            }
+        }
+    }
+    peak::observe();
+    t.word.set(w);
+}
+
 #[cold]
 fn credit_free(s: samples::Sample, size: u64) {
-    stacks::on_free(s.stack, sampler::est_bytes(size, s.weight), sampler::est_count(s.weight));
+    stacks::on_free(
+        s.stack,
+        sampler::est_bytes(size, s.weight),
+        sampler::est_count(s.weight),
+    );
 }

@@ -116,7 +116,9 @@ pub(crate) fn insert(addr: usize, s: Sample) -> bool {
         let e = &table[i];
         let k = e.key.load(Ordering::Relaxed);
         if (k == EMPTY || k == TOMBSTONE)
-            && e.key.compare_exchange(k, addr, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && e.key
+                .compare_exchange(k, addr, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             e.stack.store(s.stack, Ordering::Relaxed);
             e.weight.store(s.weight.to_bits(), Ordering::Relaxed);
@@ -163,6 +165,22 @@ fn take_slow(addr: usize) -> Option<Sample> {
         i = (i + 1) & mask;
     }
     None
+}
+
+/// Forgets every live sample (a new session starts). Only entries in use are written, so
+/// pages of the table that were never touched stay unresident.
+pub(crate) fn clear() {
+    if let Some(table) = table() {
+        for e in table {
+            if e.key.load(Ordering::Relaxed) != EMPTY {
+                e.key.store(EMPTY, Ordering::Relaxed);
+            }
+        }
+    }
+    for c in FILTER.iter() {
+        c.store(0, Ordering::Relaxed);
+    }
+    DROPPED.store(0, Ordering::Relaxed);
 }
 
 /// Samples dropped because the live-sample table was full.

@@ -32,6 +32,9 @@ pub(crate) struct Entry {
 
 static TABLE: AtomicPtr<Entry> = AtomicPtr::new(std::ptr::null_mut());
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Indices (+1) of published entries, in insertion order, so readers visit only those.
+static USED: [AtomicU32; CAPACITY] = [const { AtomicU32::new(0) }; CAPACITY];
+static USED_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Reserves the table (once). Cold; called when profiling starts.
 pub(crate) fn ensure() -> bool {
@@ -87,7 +90,10 @@ pub(crate) fn intern(c: &Captured) -> Option<u32> {
         let e = &table[i];
         let mut tag = e.tag.load(Ordering::Acquire);
         if tag == EMPTY {
-            match e.tag.compare_exchange(EMPTY, BUSY, Ordering::Acquire, Ordering::Acquire) {
+            match e
+                .tag
+                .compare_exchange(EMPTY, BUSY, Ordering::Acquire, Ordering::Acquire)
+            {
                 Ok(_) => {
                     for (slot, &f) in e.frames.iter().zip(frames) {
                         slot.store(f, Ordering::Relaxed);
@@ -95,6 +101,10 @@ pub(crate) fn intern(c: &Captured) -> Option<u32> {
                     e.len.store(c.len as u32, Ordering::Relaxed);
                     e.truncated.store(c.truncated as u32, Ordering::Relaxed);
                     e.tag.store(want, Ordering::Release);
+                    let n = USED_LEN.fetch_add(1, Ordering::Relaxed);
+                    if let Some(u) = USED.get(n) {
+                        u.store(i as u32 + 1, Ordering::Release);
+                    }
                     return Some(i as u32);
                 }
                 Err(now) => tag = now,
@@ -111,7 +121,10 @@ pub(crate) fn intern(c: &Captured) -> Option<u32> {
 
 fn same(e: &Entry, frames: &[usize]) -> bool {
     e.len.load(Ordering::Relaxed) as usize == frames.len()
-        && e.frames.iter().zip(frames).all(|(a, &b)| a.load(Ordering::Relaxed) == b)
+        && e.frames
+            .iter()
+            .zip(frames)
+            .all(|(a, &b)| a.load(Ordering::Relaxed) == b)
 }
 
 /// Adds a sampled allocation's estimate to stack `id`.
@@ -128,6 +141,30 @@ pub(crate) fn on_free(id: u32, bytes: u64, count: u64) {
         e.free_bytes.fetch_add(bytes, Ordering::Relaxed);
         e.free_count.fetch_add(count, Ordering::Relaxed);
     }
+}
+
+/// The published entries.
+fn used(table: &'static [Entry]) -> impl Iterator<Item = &'static Entry> {
+    let n = USED_LEN.load(Ordering::Acquire).min(CAPACITY);
+    USED[..n]
+        .iter()
+        .filter_map(move |u| match u.load(Ordering::Acquire) {
+            0 => None,
+            i => table.get(i as usize - 1),
+        })
+}
+
+/// Zeroes every stack's counts (a new session starts); the stacks themselves stay.
+pub(crate) fn clear_counts() {
+    if let Some(table) = table() {
+        for e in used(table) {
+            e.alloc_bytes.store(0, Ordering::Relaxed);
+            e.alloc_count.store(0, Ordering::Relaxed);
+            e.free_bytes.store(0, Ordering::Relaxed);
+            e.free_count.store(0, Ordering::Relaxed);
+        }
+    }
+    DROPPED.store(0, Ordering::Relaxed);
 }
 
 /// Samples dropped because the stack table was full.
@@ -152,7 +189,7 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for e in table {
+    for e in used(table) {
         if e.tag.load(Ordering::Acquire) & READY == 0 {
             continue;
         }
@@ -162,7 +199,10 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
         let free_bytes = e.free_bytes.load(Ordering::Relaxed);
         let free_count = e.free_count.load(Ordering::Relaxed);
         out.push(StackSnapshot {
-            frames: e.frames[..len].iter().map(|f| f.load(Ordering::Relaxed)).collect(),
+            frames: e.frames[..len]
+                .iter()
+                .map(|f| f.load(Ordering::Relaxed))
+                .collect(),
             truncated: e.truncated.load(Ordering::Relaxed) != 0,
             alloc_bytes: e.alloc_bytes.load(Ordering::Relaxed),
             alloc_count: e.alloc_count.load(Ordering::Relaxed),

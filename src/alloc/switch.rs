@@ -1,23 +1,34 @@
-//! The process-wide on/off word: the only thing an allocation reads when leakscope is off.
+//! The process-wide session word: the only thing an allocation reads when leakscope is off.
+//!
+//! 0 = off. While a session runs it holds `generation << 8` (never 0): each thread keeps
+//! the word it last synchronised with in its own state, so "same session, nothing unusual
+//! on this thread" is a single comparison on the fast path, and a new session is noticed
+//! by every thread at its next allocation.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Bit set while a profiling session is running.
-const PROFILING: u32 = 1;
+static WORD: AtomicU32 = AtomicU32::new(0);
+static GENERATION: AtomicU32 = AtomicU32::new(0);
 
-static STATE: AtomicU32 = AtomicU32::new(0);
+/// Bits of the word below the generation (the thread's flags live there).
+pub(crate) const FLAG_BITS: u32 = 0xFF;
 
-/// True when any allocation hook must run. One relaxed load.
+/// The current session word (0 = off). One relaxed load.
 #[inline(always)]
-pub(crate) fn is_on() -> bool {
-    STATE.load(Ordering::Relaxed) != 0
+pub(crate) fn word() -> u32 {
+    WORD.load(Ordering::Relaxed)
 }
 
-/// Turns the profiling hooks on or off for every thread.
-pub(crate) fn set_profiling(on: bool) {
-    if on {
-        STATE.fetch_or(PROFILING, Ordering::SeqCst);
-    } else {
-        STATE.fetch_and(!PROFILING, Ordering::SeqCst);
+/// Starts a new session generation for every thread.
+pub(crate) fn start() {
+    let mut g = GENERATION.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & 0x00FF_FFFF;
+    if g == 0 {
+        g = 1;
     }
+    WORD.store(g << 8, Ordering::SeqCst);
+}
+
+/// Turns the hooks off.
+pub(crate) fn stop() {
+    WORD.store(0, Ordering::SeqCst);
 }

@@ -1,91 +1,105 @@
-//! Per-thread state of the allocation hooks: reentrancy guards, counter slot, sampler.
+//! Per-thread state of the allocation hooks: one flags byte, the counter slot, the sampler.
 //!
 //! `STATE` is a `const` thread-local of a type without `Drop`, so it never registers a
-//! destructor and stays usable while the thread is torn down (after other TLS
-//! destructors ran). A second thread-local, `RELEASE`, has a `Drop` that hands the
-//! counter slot back when the thread exits.
+//! destructor and stays usable while the thread is torn down (after other TLS destructors
+//! ran). A second thread-local, `RELEASE`, has a `Drop` that hands the counter slot back
+//! when the thread exits.
+//!
+//! The thread's `word` is the session word it last synchronised with (see `switch.rs`)
+//! plus flag bits. The fast path runs only when `word` equals the session word; a flag or
+//! a new session sends the call down the cold path: inside our own hook (a nested call
+//! from the inner allocator), inside leakscope's own work, thread not set up yet, no
+//! exclusive slot, or a session started since the thread last allocated.
 
 use std::cell::Cell;
 
 use super::counters::{self, Slot};
 use super::peak;
+use super::switch::FLAG_BITS;
+
+/// A hook of this thread is running: a nested call comes from the inner allocator's own
+/// bookkeeping (or the unwinder) and passes through uncounted.
+pub(crate) const IN_HOOK: u32 = 1;
+/// leakscope's own cold-side work: counted, never sampled.
+pub(crate) const IN_PROFILER: u32 = 2;
+/// The thread has no slot yet (first allocation while profiling).
+pub(crate) const UNINIT: u32 = 4;
+/// The thread counts into the shared overflow slot (no slot free, or exiting).
+pub(crate) const SHARED: u32 = 8;
 
 pub(crate) struct ThreadState {
-    /// Set while this thread runs a hook; an allocation seen while set comes from the
-    /// inner allocator's own bookkeeping (or the unwinder) and passes through untouched.
-    pub(crate) in_hook: Cell<bool>,
-    /// Depth of leakscope's own cold-side work on this thread: its allocations are
-    /// counted but never sampled, so they are not attributed to user code.
-    pub(crate) in_profiler: Cell<u32>,
-    slot: Cell<Option<&'static Slot>>,
+    /// Session word last synchronised with, plus the flags above in the low bits.
+    pub(crate) word: Cell<u32>,
+    pub(crate) slot: Cell<&'static Slot>,
     slot_index: Cell<usize>,
-    exclusive: Cell<bool>,
     /// Bytes left before the next sample point (Poisson process over allocated bytes).
     pub(crate) countdown: Cell<i64>,
     /// xorshift state; 0 = sampler not yet seeded on this thread.
     pub(crate) rng: Cell<u64>,
-    pub(crate) unflushed: Cell<i64>,
-    pub(crate) live_hint: Cell<i64>,
-    pub(crate) peak_hint: Cell<i64>,
+    /// Top of this thread's stack as reported by the system unwinder (0 = not yet known).
+    pub(crate) stack_top: Cell<usize>,
 }
 
 impl ThreadState {
     const fn new() -> ThreadState {
         ThreadState {
-            in_hook: Cell::new(false),
-            in_profiler: Cell::new(0),
-            slot: Cell::new(None),
+            word: Cell::new(UNINIT),
+            slot: Cell::new(&counters::TABLE[0]),
             slot_index: Cell::new(0),
-            exclusive: Cell::new(false),
             countdown: Cell::new(0),
             rng: Cell::new(0),
-            unflushed: Cell::new(0),
-            live_hint: Cell::new(0),
-            peak_hint: Cell::new(0),
+            stack_top: Cell::new(0),
         }
     }
 
-    /// The counter slot of this thread and whether it owns it exclusively.
-    #[inline(always)]
-    pub(crate) fn slot(&self) -> (&'static Slot, bool) {
-        match self.slot.get() {
-            Some(s) => (s, self.exclusive.get()),
-            None => self.claim_slot(),
-        }
-    }
-
+    /// Brings the thread in line with session word `s` before a counted call: sets it up
+    /// on its first hooked call (claims an exclusive counter slot, registers the exit
+    /// hook) and restarts its sampler when a new session began. Returns the new word.
     #[cold]
     #[inline(never)]
-    fn claim_slot(&self) -> (&'static Slot, bool) {
-        // Until the slot is ours, count into the shared slot; this also stops recursion
-        // if registering the destructor below allocates.
-        self.slot.set(Some(counters::overflow()));
-        self.exclusive.set(false);
-        // Register the exit hook. Allocations it makes are ordinary, counted ones (they
-        // are freed by ordinary code at thread exit), so lift the hook guard meanwhile.
-        let was = self.in_hook.replace(false);
-        self.in_profiler.set(self.in_profiler.get() + 1);
-        let registered = RELEASE.try_with(|r| r.0.set(true)).is_ok();
-        self.in_profiler.set(self.in_profiler.get() - 1);
-        self.in_hook.set(was);
-        if registered {
-            if let Some((idx, slot)) = counters::claim() {
-                self.slot.set(Some(slot));
-                self.slot_index.set(idx);
-                self.exclusive.set(true);
-                return (slot, true);
-            }
+    pub(crate) fn sync(&self, s: u32) -> u32 {
+        let mut w = self.word.get();
+        if w & UNINIT != 0 {
+            self.setup();
+            w = self.word.get();
         }
-        (counters::overflow(), false)
+        if (w & !FLAG_BITS) != s {
+            // A new session: restart the sampler (new seed, new first gap).
+            self.rng.set(0);
+            self.countdown.set(0);
+            w = s | (w & FLAG_BITS);
+            self.word.set(w);
+        }
+        w
     }
 
-    /// Called at thread exit: publish the peak delta and give the slot back.
+    /// Claims a slot and registers the exit hook. Runs with `IN_HOOK` clear so that what
+    /// the registration allocates is counted like any other allocation (it is freed by
+    /// ordinary code at thread exit), and with `SHARED | IN_PROFILER` set so that those
+    /// nested calls count into the shared slot and do not recurse here.
+    fn setup(&self) {
+        let w = self.word.get();
+        let keep = w & !(UNINIT | IN_HOOK);
+        self.word.set(keep | SHARED | IN_PROFILER);
+        let registered = RELEASE.try_with(|r| r.0.set(true)).is_ok();
+        let mut next = keep | SHARED;
+        if registered {
+            if let Some((idx, slot)) = counters::claim() {
+                self.slot.set(slot);
+                self.slot_index.set(idx);
+                next = keep & !SHARED;
+            }
+        }
+        self.word.set(next);
+    }
+
+    /// Called at thread exit: give the slot back and count into the shared slot from now on.
     fn retire(&self) {
-        peak::flush(self);
         let idx = self.slot_index.replace(0);
-        self.slot.set(Some(counters::overflow()));
-        self.exclusive.set(false);
+        self.slot.set(counters::overflow());
+        self.word.set((self.word.get() & !UNINIT) | SHARED);
         counters::release(idx);
+        peak::observe();
     }
 }
 
@@ -106,18 +120,28 @@ impl Drop for Release {
 
 /// Marks leakscope's own cold-side work on this thread: allocations made while a guard
 /// lives are counted in the heap totals but never sampled.
-pub(crate) struct ProfilerGuard(());
+pub(crate) struct ProfilerGuard {
+    was_set: bool,
+}
 
 impl ProfilerGuard {
     pub(crate) fn new() -> ProfilerGuard {
-        let _ = STATE.try_with(|t| t.in_profiler.set(t.in_profiler.get() + 1));
-        ProfilerGuard(())
+        let was_set = STATE
+            .try_with(|t| {
+                let w = t.word.get();
+                t.word.set(w | IN_PROFILER);
+                w & IN_PROFILER != 0
+            })
+            .unwrap_or(true);
+        ProfilerGuard { was_set }
     }
 }
 
 impl Drop for ProfilerGuard {
     fn drop(&mut self) {
-        let _ = STATE.try_with(|t| t.in_profiler.set(t.in_profiler.get().saturating_sub(1)));
+        if !self.was_set {
+            let _ = STATE.try_with(|t| t.word.set(t.word.get() & !IN_PROFILER));
+        }
     }
 }
 

@@ -27,7 +27,11 @@ impl HeapProfile {
             human_bytes(s.total_bytes),
             s.total_blocks,
             human_bytes(self.sample_bytes()),
-            if empty { " (no sampled block is live)" } else { "" },
+            if empty {
+                " (no sampled block is live)"
+            } else {
+                ""
+            },
         ));
         opts.count_name = "bytes".to_string();
         opts.colors = Palette::Basic(BasicPalette::Mem);

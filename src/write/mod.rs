@@ -24,7 +24,13 @@ pub(crate) fn sanitize_label(label: &str) -> String {
     let s: String = label
         .chars()
         .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let s = s.trim_start_matches('.').to_string();
     if s.is_empty() {
@@ -36,7 +42,13 @@ pub(crate) fn sanitize_label(label: &str) -> String {
 
 /// `dir/leakscope-<pid>-<seq>-<label>.<ext>`
 pub(crate) fn path(dir: &Path, seq: u64, label: &str, ext: &str) -> PathBuf {
-    dir.join(format!("leakscope-{}-{}-{}.{}", std::process::id(), seq, label, ext))
+    dir.join(format!(
+        "leakscope-{}-{}-{}.{}",
+        std::process::id(),
+        seq,
+        label,
+        ext
+    ))
 }
 
 /// Writes `path` atomically: into a temporary file in the same directory, then renamed.
@@ -46,9 +58,15 @@ pub(crate) fn write_atomic(
     body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
     let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(with_path)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let mut w = BufWriter::new(fs::File::create(&tmp)?);
