@@ -62,6 +62,6 @@ pub use config::{
     Config, ConfigError, DEFAULT_DIR, DEFAULT_SAMPLE_BYTES, ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES,
     ENV_VARS,
 };
-pub use profile::{profile, Frame, HeapProfile, Site};
+pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};
 pub use stats::{stats, HeapStats};

@@ -183,3 +183,17 @@ fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
     }
     frames
 }
+
+/// Stack captures so far that needed the system unwinder rather than the cached walk
+/// (a diagnostic of the frame walker; 0 where there is no cached walker).
+#[doc(hidden)]
+pub fn __slow_stack_walks() -> usize {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    {
+        crate::alloc::unwind::slow_walks()
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+    {
+        0
+    }
+}

@@ -27,23 +27,24 @@ impl Captured {
 /// known (kept in its thread state, used by the cached walker). Frames of leakscope itself
 /// may be included and are trimmed at symbolization time.
 #[inline(always)]
-pub(crate) fn capture(stack_top: &mut usize) -> Captured {
+pub(crate) fn capture(out: &mut Captured, stack_top: &mut usize) {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
     {
-        super::unwind::capture(stack_top)
+        super::unwind::capture(out, stack_top)
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
     {
         let _ = stack_top;
-        capture_portable()
+        capture_portable(out)
     }
 }
 
 /// The portable walker: the system unwinder through the `backtrace` crate.
 #[allow(dead_code)]
 #[inline(never)]
-pub(crate) fn capture_portable() -> Captured {
-    let mut c = Captured::empty();
+pub(crate) fn capture_portable(c: &mut Captured) {
+    c.len = 0;
+    c.truncated = false;
     #[cfg(unix)]
     {
         let mut len = 0usize;
@@ -68,5 +69,4 @@ pub(crate) fn capture_portable() -> Captured {
         c.len = len;
         c.truncated = truncated;
     }
-    c
 }

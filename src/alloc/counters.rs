@@ -6,19 +6,56 @@
 //! without usable thread-local storage. Readers sum all slots.
 
 use std::sync::atomic::AtomicU64 as Word;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+
+use super::stacks;
 
 /// Number of slots, including the shared overflow slot 0.
 pub(crate) const SLOTS: usize = 256;
 const WORDS: usize = SLOTS / 64;
 
-/// One thread's cumulative counters, on a cache line of its own.
+/// Pending per-stack entries per slot.
+const PENDING: usize = 4;
+
+/// Sampled counts for one stack that the owning thread has not yet added to the shared
+/// stack table: with many threads sampling the same stack (exact mode), adding each event
+/// to the shared entry would bounce its cache line between them. Readers add these in.
+struct Pending {
+    /// Stack id + 1; 0 = empty.
+    stack: AtomicU32,
+    /// Estimated allocated bytes, allocated blocks (fixed point), freed bytes, freed blocks.
+    counts: [AtomicU64; 4],
+}
+
+impl Pending {
+    const fn new() -> Pending {
+        Pending {
+            stack: AtomicU32::new(0),
+            counts: [const { AtomicU64::new(0) }; 4],
+        }
+    }
+
+    /// Moves the counts to the shared table (zeroed here first: a reader in between
+    /// misses them for a moment rather than counting them twice).
+    fn flush(&self) {
+        let tag = self.stack.load(Relaxed);
+        if tag == 0 {
+            return;
+        }
+        let c: [u64; 4] = std::array::from_fn(|i| self.counts[i].swap(0, Relaxed));
+        self.stack.store(0, Relaxed);
+        stacks::add(tag - 1, c);
+    }
+}
+
+/// One thread's cumulative counters, on cache lines of its own.
 #[repr(align(64))]
 pub(crate) struct Slot {
     alloc_bytes: AtomicU64,
     alloc_blocks: AtomicU64,
     free_bytes: AtomicU64,
     free_blocks: AtomicU64,
+    pending: [Pending; PENDING],
 }
 
 impl Slot {
@@ -28,6 +65,41 @@ impl Slot {
             alloc_blocks: AtomicU64::new(0),
             free_bytes: AtomicU64::new(0),
             free_blocks: AtomicU64::new(0),
+            pending: [const { Pending::new() }; PENDING],
+        }
+    }
+
+    /// Adds a sampled allocation's (`free = false`) or free's estimate for `stack`.
+    pub(crate) fn stack_event(
+        &self,
+        exclusive: bool,
+        stack: u32,
+        free: bool,
+        bytes: u64,
+        count: u64,
+    ) {
+        let i = if free { 2 } else { 0 };
+        if !exclusive {
+            let mut c = [0; 4];
+            c[i] = bytes;
+            c[i + 1] = count;
+            stacks::add(stack, c);
+            return;
+        }
+        let p = &self.pending[stack as usize % PENDING];
+        let tag = stack.wrapping_add(1);
+        if p.stack.load(Relaxed) != tag {
+            p.flush();
+            p.stack.store(tag, Relaxed);
+        }
+        Self::bump(&p.counts[i], bytes, true);
+        Self::bump(&p.counts[i + 1], count, true);
+    }
+
+    /// Adds this slot's pending counts to the shared stack table (thread exit).
+    pub(crate) fn flush_pending(&self) {
+        for p in &self.pending {
+            p.flush();
         }
     }
 
@@ -133,6 +205,35 @@ pub(crate) fn rebase() {
         .zip([t.alloc_bytes, t.alloc_blocks, t.free_bytes, t.free_blocks])
     {
         b.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Every slot's pending per-stack counts: (stack id, counts). Cold (allocates).
+pub(crate) fn pending() -> Vec<(u32, [u64; 4])> {
+    let used = USED.load(Ordering::Relaxed).min(SLOTS);
+    let mut out = Vec::new();
+    for s in &TABLE[..used] {
+        for p in &s.pending {
+            let tag = p.stack.load(Relaxed);
+            if tag != 0 {
+                out.push((tag - 1, std::array::from_fn(|i| p.counts[i].load(Relaxed))));
+            }
+        }
+    }
+    out
+}
+
+/// Drops every slot's pending counts (a new session starts).
+pub(crate) fn clear_pending() {
+    for s in &TABLE {
+        for p in &s.pending {
+            if p.stack.load(Relaxed) != 0 {
+                for c in &p.counts {
+                    c.store(0, Relaxed);
+                }
+                p.stack.store(0, Relaxed);
+            }
+        }
     }
 }
 

@@ -256,7 +256,7 @@ unsafe fn hooked_dealloc<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout
 fn forget_block(slot: &counters::Slot, exclusive: bool, ptr: *mut u8, size: u64) {
     slot.on_free(size, exclusive);
     if let Some(s) = samples::take(ptr as usize) {
-        credit_free(s, size);
+        credit_free(slot, exclusive, s, size);
     }
 }
 
@@ -391,7 +391,7 @@ fn realloc_counted(
             samples::insert(ptr as usize, s);
             return p;
         }
-        credit_free(s, old_size);
+        credit_free(slot, exclusive, s, old_size);
     } else if p.is_null() {
         return p;
     }
@@ -408,16 +408,16 @@ fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
     t.word.set(w | IN_HOOK);
     if let Some(weight) = sampler::on_countdown_expired(t, size) {
         let mut top = t.stack_top.get();
-        let stack = capture::capture(&mut top);
+        let mut stack = capture::Captured::empty();
+        capture::capture(&mut stack, &mut top);
         t.stack_top.set(top);
         if let Some(id) = stacks::intern(&stack) {
             let sample = samples::Sample { stack: id, weight };
             if samples::insert(p as usize, sample) {
-                stacks::on_alloc(
-                    id,
-                    sampler::est_bytes(size, weight),
-                    sampler::est_count(weight),
-                );
+                let (bytes, count) = (sampler::est_bytes(size, weight), sampler::est_count(weight));
+                t.slot
+                    .get()
+                    .stack_event(w & SHARED == 0, id, false, bytes, count);
             }
         }
     }
@@ -425,11 +425,12 @@ fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
     t.word.set(w);
 }
 
+/// Credits a sampled block's free to its stack.
 #[cold]
-fn credit_free(s: samples::Sample, size: u64) {
-    stacks::on_free(
-        s.stack,
+fn credit_free(slot: &counters::Slot, exclusive: bool, s: samples::Sample, size: u64) {
+    let (bytes, count) = (
         sampler::est_bytes(size, s.weight),
         sampler::est_count(s.weight),
     );
+    slot.stack_event(exclusive, s.stack, true, bytes, count);
 }

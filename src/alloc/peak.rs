@@ -17,7 +17,10 @@ static PEAK: AtomicI64 = AtomicI64::new(0);
 /// Sums the live heap now and raises the peak if it is higher; returns the live heap.
 pub(crate) fn observe() -> i64 {
     let live = counters::live_bytes();
-    PEAK.fetch_max(live, Relaxed);
+    // Read first: a read-modify-write on every check would bounce the line between threads.
+    if live > PEAK.load(Relaxed) {
+        PEAK.fetch_max(live, Relaxed);
+    }
     live
 }
 

@@ -127,43 +127,43 @@ fn same(e: &Entry, frames: &[usize]) -> bool {
             .all(|(a, &b)| a.load(Ordering::Relaxed) == b)
 }
 
-/// Adds a sampled allocation's estimate to stack `id`.
-pub(crate) fn on_alloc(id: u32, bytes: u64, count: u64) {
+/// Adds estimated (allocated bytes, allocated blocks, freed bytes, freed blocks) to
+/// stack `id`.
+pub(crate) fn add(id: u32, counts: [u64; 4]) {
     if let Some(e) = table().and_then(|t| t.get(id as usize)) {
-        e.alloc_bytes.fetch_add(bytes, Ordering::Relaxed);
-        e.alloc_count.fetch_add(count, Ordering::Relaxed);
+        for (field, n) in [&e.alloc_bytes, &e.alloc_count, &e.free_bytes, &e.free_count]
+            .into_iter()
+            .zip(counts)
+        {
+            if n != 0 {
+                field.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 }
 
-/// Adds a sampled free's estimate to stack `id`.
-pub(crate) fn on_free(id: u32, bytes: u64, count: u64) {
-    if let Some(e) = table().and_then(|t| t.get(id as usize)) {
-        e.free_bytes.fetch_add(bytes, Ordering::Relaxed);
-        e.free_count.fetch_add(count, Ordering::Relaxed);
-    }
-}
-
-/// The published entries.
-fn used(table: &'static [Entry]) -> impl Iterator<Item = &'static Entry> {
+/// The published entries with their ids.
+fn used_ids(table: &'static [Entry]) -> impl Iterator<Item = (u32, &'static Entry)> {
     let n = USED_LEN.load(Ordering::Acquire).min(CAPACITY);
     USED[..n]
         .iter()
         .filter_map(move |u| match u.load(Ordering::Acquire) {
             0 => None,
-            i => table.get(i as usize - 1),
+            i => Some((i - 1, table.get(i as usize - 1)?)),
         })
 }
 
 /// Zeroes every stack's counts (a new session starts); the stacks themselves stay.
 pub(crate) fn clear_counts() {
     if let Some(table) = table() {
-        for e in used(table) {
+        for (_, e) in used_ids(table) {
             e.alloc_bytes.store(0, Ordering::Relaxed);
             e.alloc_count.store(0, Ordering::Relaxed);
             e.free_bytes.store(0, Ordering::Relaxed);
             e.free_count.store(0, Ordering::Relaxed);
         }
     }
+    super::counters::clear_pending();
     DROPPED.store(0, Ordering::Relaxed);
 }
 
@@ -175,6 +175,7 @@ pub(crate) fn dropped() -> u64 {
 /// A copy of one stack's entry, for the cold side.
 #[derive(Clone, Debug)]
 pub(crate) struct StackSnapshot {
+    pub(crate) id: u32,
     pub(crate) frames: Vec<usize>,
     pub(crate) truncated: bool,
     pub(crate) alloc_bytes: u64,
@@ -189,7 +190,7 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for e in used(table) {
+    for (id, e) in used_ids(table) {
         if e.tag.load(Ordering::Acquire) & READY == 0 {
             continue;
         }
@@ -199,6 +200,7 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
         let free_bytes = e.free_bytes.load(Ordering::Relaxed);
         let free_count = e.free_count.load(Ordering::Relaxed);
         out.push(StackSnapshot {
+            id,
             frames: e.frames[..len]
                 .iter()
                 .map(|f| f.load(Ordering::Relaxed))
@@ -209,6 +211,20 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
             free_bytes,
             free_count,
         });
+    }
+    // Counts threads hold back (see `counters::Slot::stack_event`).
+    let pending = super::counters::pending();
+    if !pending.is_empty() {
+        let index: std::collections::HashMap<u32, usize> =
+            out.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        for (id, c) in pending {
+            if let Some(s) = index.get(&id).and_then(|&i| out.get_mut(i)) {
+                s.alloc_bytes += c[0];
+                s.alloc_count += c[1];
+                s.free_bytes += c[2];
+                s.free_count += c[3];
+            }
+        }
     }
     out
 }

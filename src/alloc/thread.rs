@@ -95,6 +95,7 @@ impl ThreadState {
 
     /// Called at thread exit: give the slot back and count into the shared slot from now on.
     fn retire(&self) {
+        self.slot.get().flush_pending();
         let idx = self.slot_index.replace(0);
         self.slot.set(counters::overflow());
         self.word.set((self.word.get() & !UNINIT) | SHARED);

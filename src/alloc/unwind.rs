@@ -44,6 +44,15 @@ struct Entry {
 }
 
 static TABLE: AtomicPtr<Entry> = AtomicPtr::new(std::ptr::null_mut());
+/// Captures that needed the system unwinder (a diagnostic; cached walks are not counted,
+/// to keep shared writes off their path).
+static SLOW_WALKS: AtomicUsize = AtomicUsize::new(0);
+
+/// System-unwinder walks so far.
+pub(crate) fn slow_walks() -> usize {
+    SLOW_WALKS.load(Relaxed)
+}
+
 /// CFA - rsp of `capture_fast`'s own frame, learned from the system unwinder; 0 = unknown.
 static START_OFFSET: AtomicUsize = AtomicUsize::new(0);
 
@@ -133,26 +142,29 @@ fn learn(t: &[Entry], ip: usize, rule: u32) {
 /// `capture`'s caller). `stack_top` is this thread's stack top as last reported by the
 /// system unwinder (0 = unknown). Updates `stack_top`.
 #[inline(never)]
-pub(crate) fn capture(stack_top: &mut usize) -> Captured {
+pub(crate) fn capture(out: &mut Captured, stack_top: &mut usize) {
     let sp: usize;
     // SAFETY: reads the stack pointer into a register; no memory access, no side effect.
     unsafe {
         std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
     };
-    if let Some(c) = fast(sp, *stack_top) {
-        return c;
+    if fast(out, sp, *stack_top).is_some() {
+        return;
     }
-    slow(sp, stack_top)
+    SLOW_WALKS.fetch_add(1, Relaxed);
+    slow(out, sp, stack_top)
 }
 
+/// The cached walk; `None` (with `c` in an unspecified state) if it cannot finish.
 #[inline(always)]
-fn fast(sp: usize, stack_top: usize) -> Option<Captured> {
+fn fast(c: &mut Captured, sp: usize, stack_top: usize) -> Option<()> {
     let t = table()?;
     let start = START_OFFSET.load(Relaxed);
     if start == 0 || stack_top == 0 {
         return None;
     }
-    let mut c = Captured::empty();
+    c.len = 0;
+    c.truncated = false;
     let mut cfa = sp.checked_add(start)?;
     let mut rsp = sp;
     loop {
@@ -171,11 +183,11 @@ fn fast(sp: usize, stack_top: usize) -> Option<Captured> {
         c.frames[c.len] = ra;
         c.len += 1;
         if rule == ROOT {
-            return Some(c);
+            return Some(());
         }
         if c.len == MAX_FRAMES {
             c.truncated = true;
-            return Some(c);
+            return Some(());
         }
         rsp = cfa;
         cfa = rsp.checked_add((rule - OFFSET_BIAS) as usize)?;
@@ -202,12 +214,12 @@ extern "C" {
 /// `slow`, frame 2 is `capture`; `IP_2` onwards are the recorded frames. The stack
 /// pointer in `F_{k+1}` at its call is `CFA_k`, so the rule for `IP_k` is
 /// `CFA_{k+1} - CFA_k`, learned when callback `k + 1` arrives.
-struct Walk {
+struct Walk<'a> {
     index: usize,
     prev_cfa: usize,
     prev_ip: usize,
     capture_sp: usize,
-    captured: Captured,
+    captured: &'a mut Captured,
     last_cfa: usize,
     /// Callbacks left during which nothing is learned (around a signal frame, whose
     /// neighbours' CFAs may lie on different stacks).
@@ -234,7 +246,9 @@ extern "C" fn on_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
     }
     let learning = w.quarantine == 0;
     w.quarantine = w.quarantine.saturating_sub(1);
-    if index == 2 && w.prev_cfa == w.capture_sp && cfa > w.capture_sp && learning {
+    // `capture`'s CFA relative to the stack pointer read inside it: fixed for a function
+    // with a fixed frame, wherever in its body the read happens.
+    if index == 2 && cfa > w.capture_sp && cfa - w.capture_sp <= MAX_FRAME_BYTES && learning {
         START_OFFSET.store(cfa - w.capture_sp, Relaxed);
     }
     if index >= 3 && w.prev_ip != 0 && learning {
@@ -265,12 +279,14 @@ extern "C" fn on_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
 }
 
 #[inline(never)]
-fn slow(capture_sp: usize, stack_top: &mut usize) -> Captured {
+fn slow(out: &mut Captured, capture_sp: usize, stack_top: &mut usize) {
+    out.len = 0;
+    out.truncated = false;
     let mut w = Walk {
         index: 0,
         prev_cfa: 0,
         capture_sp,
-        captured: Captured::empty(),
+        captured: out,
         prev_ip: 0,
         last_cfa: 0,
         quarantine: 0,
@@ -286,7 +302,6 @@ fn slow(capture_sp: usize, stack_top: &mut usize) -> Captured {
         }
         *stack_top = (*stack_top).max(w.last_cfa);
     }
-    w.captured
 }
 
 /// Both walkers on the same stack, for tests: (fast, slow).
@@ -298,8 +313,11 @@ pub(crate) fn both(stack_top: &mut usize) -> (Option<Captured>, Captured) {
     unsafe {
         std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
     };
-    let s = slow(sp, stack_top);
-    (fast(sp, *stack_top), s)
+    let mut s = Captured::empty();
+    slow(&mut s, sp, stack_top);
+    let mut f = Captured::empty();
+    let ok = fast(&mut f, sp, *stack_top).is_some();
+    (ok.then_some(f), s)
 }
 
 #[cfg(test)]
