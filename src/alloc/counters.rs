@@ -120,6 +120,18 @@ impl Slot {
         Self::bump(&self.alloc_blocks, 1, exclusive);
     }
 
+    /// Takes back an allocation counted by this slot's owner that did not happen.
+    pub(crate) fn undo_alloc(&self, size: u64) {
+        Self::bump(&self.alloc_bytes, size.wrapping_neg(), true);
+        Self::bump(&self.alloc_blocks, 1u64.wrapping_neg(), true);
+    }
+
+    /// Takes back a free counted by this slot's owner that did not happen.
+    pub(crate) fn undo_free(&self, size: u64) {
+        Self::bump(&self.free_bytes, size.wrapping_neg(), true);
+        Self::bump(&self.free_blocks, 1u64.wrapping_neg(), true);
+    }
+
     #[inline(always)]
     pub(crate) fn on_free(&self, size: u64, exclusive: bool) {
         Self::bump(&self.free_bytes, size, exclusive);

@@ -140,25 +140,80 @@ unsafe fn raw_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool) -> 
 
 /// The hooked `alloc`. `s` is the session word (non-zero).
 ///
+/// The common case (same session, no flag, no sample point reached) counts the block
+/// before calling the inner allocator, so that little has to survive the call: the flag
+/// is cleared in place and a failed allocation is uncounted from the size parked in the
+/// thread state.
+///
 /// # Safety
 /// Same contract as `GlobalAlloc::alloc` / `alloc_zeroed` for `layout`.
 #[inline(never)]
 unsafe fn hooked_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool, s: u32) -> *mut u8 {
-    let r = STATE.try_with(|t| {
+    let size = layout.size() as u64;
+    let counted = STATE.try_with(|t| {
         if t.word.get() != s {
-            // SAFETY: the caller's contract is passed on.
-            return unsafe { alloc_slow(t, s, inner, layout, zeroed) };
+            return false;
         }
+        let c = t.countdown.get().wrapping_sub(size as i64);
+        if c < 0 {
+            return false;
+        }
+        t.countdown.set(c);
+        t.slot.get().on_alloc(size, true);
+        t.parked.set(size);
         t.word.set(s | IN_HOOK);
+        true
+    });
+    if counted != Ok(true) {
         // SAFETY: the caller's contract is passed on.
-        let p = unsafe { raw_alloc(inner, layout, zeroed) };
-        t.word.set(s);
-        if !p.is_null() {
-            let size = layout.size() as u64;
-            t.slot.get().on_alloc(size, true);
-            count_down(t, p, size);
+        return unsafe { alloc_other(inner, layout, zeroed, s) };
+    }
+    // SAFETY: the caller's contract is passed on.
+    let p = unsafe { raw_alloc(inner, layout, zeroed) };
+    let _ = STATE.try_with(|t| {
+        t.word.set(t.word.get() & !IN_HOOK);
+        if p.is_null() {
+            uncount_failed(t);
         }
-        p
+    });
+    p
+}
+
+/// The inner allocator returned null after the fast path counted the block.
+#[cold]
+#[inline(never)]
+fn uncount_failed(t: &ThreadState) {
+    let size = t.parked.get();
+    // A failed call is not an allocation: take it back out of the totals and give the
+    // countdown its bytes back.
+    t.slot.get().undo_alloc(size);
+    t.countdown.set(t.countdown.get().wrapping_add(size as i64));
+}
+
+/// Every case of `alloc` but the common one: a sample point, the first call of a thread
+/// or session, a nested call, leakscope's own work, no thread-local storage.
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::alloc` for `layout`.
+#[cold]
+#[inline(never)]
+unsafe fn alloc_other<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool, s: u32) -> *mut u8 {
+    let r = STATE.try_with(|t| {
+        if t.word.get() == s {
+            // Same session, no flag: the countdown reached a sample point.
+            t.word.set(s | IN_HOOK);
+            // SAFETY: the caller's contract is passed on.
+            let p = unsafe { raw_alloc(inner, layout, zeroed) };
+            t.word.set(s);
+            if !p.is_null() {
+                let size = layout.size() as u64;
+                t.slot.get().on_alloc(size, true);
+                count_down(t, p, size);
+            }
+            return p;
+        }
+        // SAFETY: the caller's contract is passed on.
+        unsafe { alloc_slow(t, s, inner, layout, zeroed) }
     });
     match r {
         Ok(p) => p,
@@ -228,26 +283,33 @@ unsafe fn alloc_without_tls<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: b
 
 /// The hooked `dealloc`. `s` is the session word (non-zero).
 ///
+/// The bookkeeping happens before the inner `dealloc`, which is then a tail call: no
+/// frame, no flag to restore. A nested call the inner `dealloc` might make (none of
+/// System, jemalloc, mimalloc or dhat do) would be counted as the program's.
+///
 /// # Safety
 /// Same contract as `GlobalAlloc::dealloc`.
 #[inline(never)]
 unsafe fn hooked_dealloc<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout, s: u32) {
-    let r = STATE.try_with(|t| {
-        if t.word.get() != s {
-            // SAFETY: the caller's contract is passed on.
-            return unsafe { dealloc_slow(t, s, inner, ptr, layout) };
+    let size = layout.size() as u64;
+    let done = STATE.try_with(|t| {
+        let w = t.word.get();
+        if w == s {
+            forget_block(t.slot.get(), true, ptr, size);
+            return true;
         }
-        t.word.set(s | IN_HOOK);
-        forget_block(t.slot.get(), true, ptr, layout.size() as u64);
-        // SAFETY: the caller guarantees `ptr` was allocated by this allocator with `layout`.
-        unsafe { inner.dealloc(ptr, layout) };
-        t.word.set(s);
+        if w & IN_HOOK != 0 {
+            // A nested call from the inner allocator: not the program's.
+            return true;
+        }
+        dealloc_slow(t, s, ptr, size);
+        true
     });
-    if r.is_err() {
-        forget_block(counters::overflow(), false, ptr, layout.size() as u64);
-        // SAFETY: as above.
-        unsafe { inner.dealloc(ptr, layout) }
+    if done.is_err() {
+        forget_block(counters::overflow(), false, ptr, size);
     }
+    // SAFETY: the caller guarantees `ptr` was allocated by this allocator with `layout`.
+    unsafe { inner.dealloc(ptr, layout) }
 }
 
 /// Counts a free and, if the block was sampled, credits its stack. Runs before the inner
@@ -255,42 +317,99 @@ unsafe fn hooked_dealloc<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout
 #[inline(always)]
 fn forget_block(slot: &counters::Slot, exclusive: bool, ptr: *mut u8, size: u64) {
     slot.on_free(size, exclusive);
+    if samples::maybe_sampled(ptr as usize) {
+        forget_sampled(slot, exclusive, ptr, size);
+    }
+}
+
+/// The filter says the block may be sampled: look it up and credit its stack.
+#[cold]
+#[inline(never)]
+fn forget_sampled(slot: &counters::Slot, exclusive: bool, ptr: *mut u8, size: u64) {
     if let Some(s) = samples::take(ptr as usize) {
         credit_free(slot, exclusive, s, size);
     }
 }
 
-/// The cold path of `dealloc` (see `alloc_slow`).
-///
-/// # Safety
-/// Same contract as `GlobalAlloc::dealloc`.
+/// The cold path of `dealloc` (see `alloc_slow`): counts the free; the caller then
+/// calls the inner `dealloc`.
 #[cold]
 #[inline(never)]
-unsafe fn dealloc_slow<A: GlobalAlloc>(
-    t: &ThreadState,
-    s: u32,
-    inner: &A,
-    ptr: *mut u8,
-    layout: Layout,
-) {
-    if t.word.get() & IN_HOOK != 0 {
-        // SAFETY: the caller's contract is passed on (nested call, not the program's).
-        return unsafe { inner.dealloc(ptr, layout) };
-    }
+fn dealloc_slow(t: &ThreadState, s: u32, ptr: *mut u8, size: u64) {
     let w = t.sync(s);
     t.word.set(w | IN_HOOK);
-    forget_block(t.slot.get(), w & SHARED == 0, ptr, layout.size() as u64);
-    // SAFETY: the caller's contract is passed on.
-    unsafe { inner.dealloc(ptr, layout) };
+    forget_block(t.slot.get(), w & SHARED == 0, ptr, size);
     t.word.set(w);
 }
 
 /// The hooked `realloc`. `s` is the session word (non-zero).
 ///
+/// Shaped like `hooked_alloc`: in the common case (old block not sampled, no sample point
+/// reached) the free of the old block and the allocation of the new one are counted
+/// before the inner call, and uncounted if it fails.
+///
 /// # Safety
 /// Same contract as `GlobalAlloc::realloc`.
 #[inline(never)]
 unsafe fn hooked_realloc<A: GlobalAlloc>(
+    inner: &A,
+    ptr: *mut u8,
+    layout: Layout,
+    new_size: usize,
+    s: u32,
+) -> *mut u8 {
+    let (old, new) = (layout.size() as u64, new_size as u64);
+    let counted = STATE.try_with(|t| {
+        if t.word.get() != s || samples::maybe_sampled(ptr as usize) {
+            return false;
+        }
+        let c = t.countdown.get().wrapping_sub(new as i64);
+        if c < 0 {
+            return false;
+        }
+        t.countdown.set(c);
+        let slot = t.slot.get();
+        slot.on_free(old, true);
+        slot.on_alloc(new, true);
+        t.parked.set(new);
+        t.parked_old.set(old);
+        t.word.set(s | IN_HOOK);
+        true
+    });
+    if counted != Ok(true) {
+        // SAFETY: the caller's contract is passed on.
+        return unsafe { realloc_other(inner, ptr, layout, new_size, s) };
+    }
+    // SAFETY: the caller's contract for `ptr`, `layout`, `new_size` is passed on.
+    let p = unsafe { inner.realloc(ptr, layout, new_size) };
+    let _ = STATE.try_with(|t| {
+        t.word.set(t.word.get() & !IN_HOOK);
+        if p.is_null() {
+            uncount_failed_realloc(t);
+        }
+    });
+    p
+}
+
+/// The inner `realloc` returned null after the fast path counted it: the old block is
+/// still there and nothing was allocated.
+#[cold]
+#[inline(never)]
+fn uncount_failed_realloc(t: &ThreadState) {
+    let (new, old) = (t.parked.get(), t.parked_old.get());
+    let slot = t.slot.get();
+    slot.undo_alloc(new);
+    slot.undo_free(old);
+    t.countdown.set(t.countdown.get().wrapping_add(new as i64));
+}
+
+/// Every case of `realloc` but the common one (see `alloc_other`).
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::realloc`.
+#[cold]
+#[inline(never)]
+unsafe fn realloc_other<A: GlobalAlloc>(
     inner: &A,
     ptr: *mut u8,
     layout: Layout,

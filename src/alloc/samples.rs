@@ -131,11 +131,17 @@ pub(crate) fn insert(addr: usize, s: Sample) -> bool {
     false
 }
 
+/// False if the block at `addr` is certainly not sampled: one load from the filter.
+#[inline(always)]
+pub(crate) fn maybe_sampled(addr: usize) -> bool {
+    filter_slot(addr).load(Ordering::Relaxed) != 0
+}
+
 /// Removes and returns the sample for `addr`, if the block was sampled. The common case
 /// (not sampled) is one load from the filter.
 #[inline(always)]
 pub(crate) fn take(addr: usize) -> Option<Sample> {
-    if filter_slot(addr).load(Ordering::Relaxed) == 0 {
+    if !maybe_sampled(addr) {
         return None;
     }
     take_slow(addr)

@@ -38,6 +38,11 @@ pub(crate) struct ThreadState {
     pub(crate) rng: Cell<u64>,
     /// Top of this thread's stack as reported by the system unwinder (0 = not yet known).
     pub(crate) stack_top: Cell<usize>,
+    /// Size of the block being allocated on the fast path, to uncount it if the inner
+    /// allocator fails.
+    pub(crate) parked: Cell<u64>,
+    /// Size of the old block of a fast-path `realloc`, for the same purpose.
+    pub(crate) parked_old: Cell<u64>,
 }
 
 impl ThreadState {
@@ -49,6 +54,8 @@ impl ThreadState {
             countdown: Cell::new(0),
             rng: Cell::new(0),
             stack_top: Cell::new(0),
+            parked: Cell::new(0),
+            parked_old: Cell::new(0),
         }
     }
 
