@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Wall time: median of `LEAKSCOPE_BENCH_ROUNDS` (default 7) interleaved runs of each
-//! configuration. Instructions: one run each under `valgrind --tool=callgrind`, counting
+//! configuration, in an order rotated every round. Instructions: one run each under `valgrind --tool=callgrind`, counting
 //! only the workload functions (repeatable on a noisy machine; skipped if valgrind is
 //! missing or `LEAKSCOPE_BENCH_CALLGRIND=0`). dhat runs a tenth of the iterations (it is
 //! much slower) and its figures are scaled per iteration.
@@ -186,9 +186,11 @@ fn main() {
     for &(workload, iters, cg_iters) in WORKLOADS {
         let iters = ((iters as f64) * scale).max(10.0) as u64;
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); SETUPS.len()];
-        for _ in 0..rounds {
-            for (i, s) in SETUPS.iter().enumerate() {
-                times[i].push(wall(&bins[i], s, workload, iters, &out_dir));
+        // Rotate the order each round so no setup always runs after the slow peer.
+        for round in 0..rounds {
+            for k in 0..SETUPS.len() {
+                let i = (k + round) % SETUPS.len();
+                times[i].push(wall(&bins[i], &SETUPS[i], workload, iters, &out_dir));
             }
         }
         let walls: Vec<f64> = times.into_iter().map(median).collect();

@@ -86,7 +86,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakScope<A> {
             return unsafe { self.inner.alloc(layout) };
         }
         // SAFETY: as above; `hooked_alloc` forwards to the same call.
-        unsafe { hooked_alloc(&self.inner, layout, false, s) }
+        unsafe { hooked_alloc::<A, false>(&self.inner, layout, s) }
     }
 
     #[inline]
@@ -97,7 +97,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakScope<A> {
             return unsafe { self.inner.alloc_zeroed(layout) };
         }
         // SAFETY: as above.
-        unsafe { hooked_alloc(&self.inner, layout, true, s) }
+        unsafe { hooked_alloc::<A, true>(&self.inner, layout, s) }
     }
 
     #[inline]
@@ -148,7 +148,12 @@ unsafe fn raw_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool) -> 
 /// # Safety
 /// Same contract as `GlobalAlloc::alloc` / `alloc_zeroed` for `layout`.
 #[inline(never)]
-unsafe fn hooked_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool, s: u32) -> *mut u8 {
+unsafe fn hooked_alloc<A: GlobalAlloc, const ZEROED: bool>(
+    inner: &A,
+    layout: Layout,
+    s: u32,
+) -> *mut u8 {
+    let zeroed = ZEROED;
     let size = layout.size() as u64;
     let counted = STATE.try_with(|t| {
         if t.word.get() != s {
@@ -171,7 +176,7 @@ unsafe fn hooked_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool, 
     // SAFETY: the caller's contract is passed on.
     let p = unsafe { raw_alloc(inner, layout, zeroed) };
     let _ = STATE.try_with(|t| {
-        t.word.set(t.word.get() & !IN_HOOK);
+        t.clear_in_hook();
         if p.is_null() {
             uncount_failed(t);
         }
@@ -383,7 +388,7 @@ unsafe fn hooked_realloc<A: GlobalAlloc>(
     // SAFETY: the caller's contract for `ptr`, `layout`, `new_size` is passed on.
     let p = unsafe { inner.realloc(ptr, layout, new_size) };
     let _ = STATE.try_with(|t| {
-        t.word.set(t.word.get() & !IN_HOOK);
+        t.clear_in_hook();
         if p.is_null() {
             uncount_failed_realloc(t);
         }

@@ -59,6 +59,16 @@ impl ThreadState {
         }
     }
 
+    /// Clears `IN_HOOK` after the inner call of a fast path. Reads the word afresh
+    /// rather than keep it in a register across the call: the fast paths then need no
+    /// callee-saved register at all.
+    #[inline(always)]
+    pub(crate) fn clear_in_hook(&self) {
+        // SAFETY: `as_ptr` points to this thread's own `Cell`, valid and not borrowed.
+        let w = unsafe { std::ptr::read_volatile(self.word.as_ptr()) };
+        self.word.set(w & !IN_HOOK);
+    }
+
     /// Brings the thread in line with session word `s` before a counted call: sets it up
     /// on its first hooked call (claims an exclusive counter slot, registers the exit
     /// hook) and restarts its sampler when a new session began. Returns the new word.
