@@ -4,12 +4,14 @@ use serde::Serialize;
 
 use crate::alloc::{counters, peak};
 
-/// Exact heap counters since profiling started.
+/// Exact heap counters since the session started.
 ///
 /// `live_*` are what is allocated now, `total_*` everything allocated (a `realloc` counts
 /// as one new block of the new size, as in DHAT), `peak_bytes` the largest `live_bytes`
-/// seen. Counts are exact while profiling is on; the peak is exact when one thread
-/// allocates at a time and otherwise low by at most 64 KiB per other allocating thread.
+/// seen. Counts are exact while profiling is on. The peak is checked whenever a thread
+/// reaches a sample point (on average every `LEAKSCOPE_SAMPLE_BYTES` allocated bytes per
+/// thread), at thread exit and whenever stats are read: exact with
+/// `LEAKSCOPE_SAMPLE_BYTES=1`, otherwise a spike shorter than a sample gap can be missed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct HeapStats {
@@ -32,6 +34,9 @@ pub struct HeapStats {
 pub fn stats() -> HeapStats {
     let t = counters::totals();
     let live_bytes = t.alloc_bytes.saturating_sub(t.free_bytes);
+    if crate::alloc::switch::word() != 0 {
+        peak::observe();
+    }
     HeapStats {
         live_bytes,
         live_blocks: t.alloc_blocks.saturating_sub(t.free_blocks),
