@@ -6,6 +6,7 @@
 
 pub(crate) mod capture;
 pub(crate) mod counters;
+mod fixed;
 pub(crate) mod peak;
 pub(crate) mod sampler;
 pub(crate) mod samples;
@@ -174,11 +175,17 @@ unsafe fn hooked_alloc<A: GlobalAlloc, const ZEROED: bool>(
         return unsafe { alloc_other(inner, layout, zeroed, s) };
     }
     // SAFETY: the caller's contract is passed on.
-    let p = unsafe { raw_alloc(inner, layout, zeroed) };
+    after_fast_call(unsafe { raw_alloc(inner, layout, zeroed) }, uncount_failed)
+}
+
+/// The end of a fast path, after the inner call: leave the hook; if the call failed,
+/// `undo` what was counted before it.
+#[inline(always)]
+fn after_fast_call(p: *mut u8, undo: fn(&ThreadState)) -> *mut u8 {
     let _ = STATE.try_with(|t| {
         t.clear_in_hook();
         if p.is_null() {
-            uncount_failed(t);
+            undo(t);
         }
     });
     p
@@ -386,14 +393,10 @@ unsafe fn hooked_realloc<A: GlobalAlloc>(
         return unsafe { realloc_other(inner, ptr, layout, new_size, s) };
     }
     // SAFETY: the caller's contract for `ptr`, `layout`, `new_size` is passed on.
-    let p = unsafe { inner.realloc(ptr, layout, new_size) };
-    let _ = STATE.try_with(|t| {
-        t.clear_in_hook();
-        if p.is_null() {
-            uncount_failed_realloc(t);
-        }
-    });
-    p
+    after_fast_call(
+        unsafe { inner.realloc(ptr, layout, new_size) },
+        uncount_failed_realloc,
+    )
 }
 
 /// The inner `realloc` returned null after the fast path counted it: the old block is

@@ -8,8 +8,9 @@
 //! are atomics, no lock. A block's entry is inserted before `alloc` returns it and removed
 //! before the inner `dealloc` runs, so an address is never in the table twice.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use super::fixed::{Fixed, Zeroable};
 
 const FILTER_BITS: u32 = 16;
 /// Counting filter over sampled addresses; a counter that reaches 255 sticks there.
@@ -25,8 +26,10 @@ struct Entry {
     weight: AtomicU32,
 }
 
-static TABLE: AtomicPtr<Entry> = AtomicPtr::new(std::ptr::null_mut());
-static MASK: AtomicUsize = AtomicUsize::new(0);
+static TABLE: Fixed<Entry> = Fixed::new();
+
+// SAFETY: `Entry` is atomics only; all-zero is key EMPTY.
+unsafe impl Zeroable for Entry {}
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// A live sample: its stack id and weight.
@@ -36,41 +39,14 @@ pub(crate) struct Sample {
     pub(crate) weight: f32,
 }
 
-/// Reserves a table of `capacity` entries (power of two), once. Cold.
+/// Makes sure the table has at least `capacity` entries (rounded up to a power of two).
+/// Cold; a replaced table's samples are dropped (a session starts with none anyway).
 pub(crate) fn ensure(capacity: usize) -> bool {
-    if !TABLE.load(Ordering::Acquire).is_null() {
-        return true;
-    }
-    let capacity = capacity.next_power_of_two();
-    let Ok(layout) = Layout::array::<Entry>(capacity) else {
-        return false;
-    };
-    // SAFETY: non-zero size; all-zero bytes are valid entries (key EMPTY). The memory
-    // comes from `System`, bypassing the global allocator, and is never freed.
-    let p = unsafe { System.alloc_zeroed(layout) } as *mut Entry;
-    if p.is_null() {
-        return false;
-    }
-    MASK.store(capacity - 1, Ordering::Relaxed);
-    if TABLE
-        .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        // SAFETY: `p` came from `System.alloc_zeroed(layout)` above and was never shared.
-        unsafe { System.dealloc(p as *mut u8, layout) };
-    }
-    true
+    TABLE.reserve(capacity.next_power_of_two())
 }
 
 fn table() -> Option<&'static [Entry]> {
-    let p = TABLE.load(Ordering::Acquire);
-    if p.is_null() {
-        return None;
-    }
-    let len = MASK.load(Ordering::Relaxed) + 1;
-    // SAFETY: a non-null TABLE points to MASK + 1 zeroed entries (MASK is stored before
-    // TABLE is published with Release), never freed, accessed only through atomics.
-    Some(unsafe { std::slice::from_raw_parts(p, len) })
+    TABLE.get()
 }
 
 #[inline(always)]

@@ -6,10 +6,10 @@
 //! wait, so two threads inserting the same stack at once may create two entries; the
 //! report merges them. When the probe limit is reached the sample is dropped and counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::capture::{Captured, MAX_FRAMES};
+use super::fixed::{Fixed, Zeroable};
 
 /// Entries in the table (power of two). Memory is reserved zeroed and only the pages of
 /// used entries become resident.
@@ -30,45 +30,22 @@ pub(crate) struct Entry {
     free_count: AtomicU64,
 }
 
-static TABLE: AtomicPtr<Entry> = AtomicPtr::new(std::ptr::null_mut());
+static TABLE: Fixed<Entry> = Fixed::new();
+
+// SAFETY: `Entry` is atomics only; all-zero is an EMPTY entry with zero counts.
+unsafe impl Zeroable for Entry {}
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Indices (+1) of published entries, in insertion order, so readers visit only those.
 static USED: [AtomicU32; CAPACITY] = [const { AtomicU32::new(0) }; CAPACITY];
 static USED_LEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Reserves the table (once). Cold; called when profiling starts.
+/// Reserves the table. Cold; called when profiling starts.
 pub(crate) fn ensure() -> bool {
-    if !TABLE.load(Ordering::Acquire).is_null() {
-        return true;
-    }
-    let Ok(layout) = Layout::array::<Entry>(CAPACITY) else {
-        return false;
-    };
-    // SAFETY: the layout has non-zero size. All-zero bytes are a valid `Entry` (atomics
-    // of zero, tag EMPTY). The memory comes from `System`, not the global allocator, so
-    // it is neither counted nor sampled, and it is never freed.
-    let p = unsafe { System.alloc_zeroed(layout) } as *mut Entry;
-    if p.is_null() {
-        return false;
-    }
-    if TABLE
-        .compare_exchange(std::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        // SAFETY: `p` came from `System.alloc_zeroed(layout)` above and was never shared.
-        unsafe { System.dealloc(p as *mut u8, layout) };
-    }
-    true
+    TABLE.reserve(CAPACITY)
 }
 
 fn table() -> Option<&'static [Entry]> {
-    let p = TABLE.load(Ordering::Acquire);
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null TABLE points to CAPACITY zero-initialised entries that are never
-    // freed; entries are only accessed through atomics.
-    Some(unsafe { std::slice::from_raw_parts(p, CAPACITY) })
+    TABLE.get()
 }
 
 fn hash(frames: &[usize]) -> u64 {

@@ -19,13 +19,11 @@
 //! The table is a fixed-size lock-free hash (return address -> rule), reserved from
 //! `System` when profiling starts; nothing here allocates or locks.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{
-    AtomicPtr, AtomicU32, AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
-};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 use super::capture::{Captured, MAX_FRAMES};
+use super::fixed::{Fixed, Zeroable};
 
 const CAPACITY: usize = 1 << 15;
 const PROBES: usize = 16;
@@ -43,7 +41,10 @@ struct Entry {
     rule: AtomicU32,
 }
 
-static TABLE: AtomicPtr<Entry> = AtomicPtr::new(std::ptr::null_mut());
+static TABLE: Fixed<Entry> = Fixed::new();
+
+// SAFETY: `Entry` is two atomics; all-zero is `ip = 0` (an empty slot).
+unsafe impl Zeroable for Entry {}
 /// Captures that needed the system unwinder (a diagnostic; cached walks are not counted,
 /// to keep shared writes off their path).
 static SLOW_WALKS: AtomicUsize = AtomicUsize::new(0);
@@ -56,38 +57,13 @@ pub(crate) fn slow_walks() -> usize {
 /// CFA - rsp of `capture_fast`'s own frame, learned from the system unwinder; 0 = unknown.
 static START_OFFSET: AtomicUsize = AtomicUsize::new(0);
 
-/// Reserves the rule table (once). Cold.
+/// Reserves the rule table. Cold.
 pub(crate) fn ensure() -> bool {
-    if !TABLE.load(Acquire).is_null() {
-        return true;
-    }
-    let Ok(layout) = Layout::array::<Entry>(CAPACITY) else {
-        return false;
-    };
-    // SAFETY: non-zero size; all-zero bytes are valid entries (ip 0 = empty). The memory
-    // comes from `System`, bypassing the global allocator, and is never freed.
-    let p = unsafe { System.alloc_zeroed(layout) } as *mut Entry;
-    if p.is_null() {
-        return false;
-    }
-    if TABLE
-        .compare_exchange(std::ptr::null_mut(), p, AcqRel, Acquire)
-        .is_err()
-    {
-        // SAFETY: `p` came from `System.alloc_zeroed(layout)` above and was never shared.
-        unsafe { System.dealloc(p as *mut u8, layout) };
-    }
-    true
+    TABLE.reserve(CAPACITY)
 }
 
 fn table() -> Option<&'static [Entry]> {
-    let p = TABLE.load(Acquire);
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null TABLE points to CAPACITY zeroed entries, never freed, accessed
-    // only through atomics.
-    Some(unsafe { std::slice::from_raw_parts(p, CAPACITY) })
+    TABLE.get()
 }
 
 #[inline(always)]

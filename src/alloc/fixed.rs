@@ -1,0 +1,92 @@
+//! Fixed-size tables of atomics, reserved zeroed from `System` and never freed.
+//!
+//! They bypass the global allocator (so they are neither counted nor sampled, and
+//! reserving them cannot recurse into the hooks), and only the pages of entries in use
+//! become resident. The length lives in a header of the same allocation, so one pointer
+//! publishes both; a larger table can replace a smaller one (the old one is leaked, never
+//! freed under a reader).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Types for which all-zero bytes are a valid value.
+///
+/// # Safety
+/// An implementor must be valid when every byte is zero (e.g. a struct of atomics).
+pub(crate) unsafe trait Zeroable {}
+
+#[repr(C)]
+struct Header {
+    len: usize,
+}
+
+/// A table of `T`, empty until `reserve` succeeds.
+pub(crate) struct Fixed<T> {
+    ptr: AtomicPtr<u8>,
+    _entries: std::marker::PhantomData<T>,
+}
+
+impl<T: Zeroable + 'static> Fixed<T> {
+    pub(crate) const fn new() -> Fixed<T> {
+        Fixed {
+            ptr: AtomicPtr::new(std::ptr::null_mut()),
+            _entries: std::marker::PhantomData,
+        }
+    }
+
+    /// The allocation for `len` entries and the offset of the first entry.
+    fn layout(len: usize) -> Option<(Layout, usize)> {
+        let (layout, offset) = Layout::new::<Header>()
+            .extend(Layout::array::<T>(len).ok()?)
+            .ok()?;
+        Some((layout.pad_to_align(), offset))
+    }
+
+    /// Makes sure a table of at least `len` entries is there. False if the memory
+    /// cannot be had. Cold; a replaced table's contents are not carried over.
+    pub(crate) fn reserve(&self, len: usize) -> bool {
+        if self.get().is_some_and(|t| t.len() >= len) {
+            return true;
+        }
+        let Some((layout, _)) = Self::layout(len) else {
+            return false;
+        };
+        // SAFETY: the layout has a non-zero size (it holds the header).
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if p.is_null() {
+            return false;
+        }
+        // SAFETY: `p` is fresh, suitably aligned for `Header` (the layout starts with
+        // it) and not yet shared; zeroed entries are valid because `T: Zeroable`.
+        unsafe { (p as *mut Header).write(Header { len }) };
+        let old = self.ptr.load(Ordering::Acquire);
+        if self
+            .ptr
+            .compare_exchange(old, p, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: `p` came from `System.alloc_zeroed(layout)` above and was never shared.
+            unsafe { System.dealloc(p, layout) };
+            return self.get().is_some_and(|t| t.len() >= len);
+        }
+        true
+    }
+
+    /// The table, if reserved.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> Option<&'static [T]> {
+        let p = self.ptr.load(Ordering::Acquire);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null pointer was published (AcqRel, after its header was written)
+        // by `reserve`: an allocation of `Self::layout(len)` with the header at the start
+        // and `len` initialised entries at the layout's offset, never freed. Entries are
+        // only accessed through shared references (they are atomics).
+        unsafe {
+            let len = (*(p as *const Header)).len;
+            let (_, offset) = Self::layout(len)?;
+            Some(std::slice::from_raw_parts(p.add(offset) as *const T, len))
+        }
+    }
+}
