@@ -57,7 +57,11 @@ const SETUPS: &[Setup] = &[
 ];
 
 /// (workload, wall iterations per thread, callgrind iterations per thread)
-const WORKLOADS: &[(&str, u64, u64)] = &[("churn", 4_000_000, 200_000), ("serde", 200_000, 10_000)];
+const WORKLOADS: &[(&str, u64, u64)] = &[
+    ("churn", 4_000_000, 200_000),
+    ("fill", 2_000_000, 100_000),
+    ("serde", 200_000, 10_000),
+];
 
 fn sibling(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

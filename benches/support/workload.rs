@@ -42,6 +42,24 @@ pub(crate) fn workload_churn_thread(seed: u64, iters: u64) -> u64 {
     sum
 }
 
+/// Allocation-heavy with use: as `churn`, but each block is filled and read back, as
+/// real code does with what it allocates.
+#[inline(never)]
+pub(crate) fn workload_fill_thread(seed: u64, iters: u64) -> u64 {
+    let mut rng = Rng(seed | 1);
+    let mut live: Vec<Vec<u8>> = (0..4096).map(|_| Vec::new()).collect();
+    let mut sum = 0u64;
+    for _ in 0..iters {
+        let r = rng.next();
+        let i = (r % 4096) as usize;
+        let size = 8 + ((r >> 16) % 505) as usize;
+        let v = vec![r as u8; size];
+        sum = sum.wrapping_add(live[i].iter().map(|&b| b as u64).sum::<u64>());
+        live[i] = black_box(v);
+    }
+    sum
+}
+
 #[derive(Serialize, Deserialize)]
 struct Order {
     id: u64,
@@ -114,6 +132,7 @@ pub(crate) fn main_with(name: &str) {
         .unwrap_or(1_000_000);
     let workload: fn(u64, u64) -> u64 = match which.as_str() {
         "churn" => workload_churn_thread,
+        "fill" => workload_fill_thread,
         "serde" => workload_serde_thread,
         other => {
             eprintln!("{name}: unknown workload {other}");
