@@ -23,19 +23,36 @@ impl Captured {
     }
 }
 
-/// Walks the calling thread's stack; `stack_top` is the thread's stack top as far as
+/// Walks the calling thread's stack; `bounds` are the thread's stack bounds as far as
 /// known (kept in its thread state, used by the cached walker). Frames of leakscope itself
 /// may be included and are trimmed at symbolization time.
 #[inline(always)]
-pub(crate) fn capture(out: &mut Captured, stack_top: &mut usize) {
+pub(crate) fn capture(out: &mut Captured, bounds: &mut StackBounds) {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
     {
-        super::unwind::capture(out, stack_top)
+        super::unwind::capture(out, bounds)
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
     {
-        let _ = stack_top;
+        let _ = bounds;
         capture_portable(out)
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+pub(crate) use super::unwind::StackBounds;
+
+/// Stack bounds (unused where there is no cached walker).
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StackBounds;
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+impl StackBounds {
+    pub(crate) const ZERO: StackBounds = StackBounds;
+
+    pub(crate) fn of_current_thread() -> StackBounds {
+        StackBounds
     }
 }
 

@@ -27,6 +27,8 @@ pub(crate) fn begin_session(sample_slots: usize, sample_bytes: u64, seed: u64) -
     if !(stacks::ensure() && samples::ensure(sample_slots)) {
         return false;
     }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    unwind::read_stack_limit();
     samples::clear();
     stacks::clear_counts();
     counters::rebase();
@@ -534,10 +536,10 @@ fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
     let w = t.word.get();
     t.word.set(w | IN_HOOK);
     if let Some(weight) = sampler::on_countdown_expired(t, size) {
-        let mut top = t.stack_top.get();
+        let mut bounds = t.stack.get();
         let mut stack = capture::Captured::empty();
-        capture::capture(&mut stack, &mut top);
-        t.stack_top.set(top);
+        capture::capture(&mut stack, &mut bounds);
+        t.stack.set(bounds);
         if let Some(id) = stacks::intern(&stack) {
             let sample = samples::Sample { stack: id, weight };
             if samples::insert(p as usize, sample) {

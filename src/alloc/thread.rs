@@ -13,6 +13,7 @@
 
 use std::cell::Cell;
 
+use super::capture::StackBounds;
 use super::counters::{self, Slot};
 use super::peak;
 use super::switch::FLAG_BITS;
@@ -36,8 +37,8 @@ pub(crate) struct ThreadState {
     pub(crate) countdown: Cell<i64>,
     /// xorshift state; 0 = sampler not yet seeded on this thread.
     pub(crate) rng: Cell<u64>,
-    /// Top of this thread's stack as reported by the system unwinder (0 = not yet known).
-    pub(crate) stack_top: Cell<usize>,
+    /// This thread's stack, for the cached frame walker (zero = not known).
+    pub(crate) stack: Cell<StackBounds>,
     /// Size of the block being allocated on the fast path, to uncount it if the inner
     /// allocator fails.
     pub(crate) parked: Cell<u64>,
@@ -53,7 +54,7 @@ impl ThreadState {
             slot_index: Cell::new(0),
             countdown: Cell::new(0),
             rng: Cell::new(0),
-            stack_top: Cell::new(0),
+            stack: Cell::new(StackBounds::ZERO),
             parked: Cell::new(0),
             parked_old: Cell::new(0),
         }
@@ -99,6 +100,7 @@ impl ThreadState {
         let keep = w & !(UNINIT | IN_HOOK);
         self.word.set(keep | SHARED | IN_PROFILER);
         let registered = RELEASE.try_with(|r| r.0.set(true)).is_ok();
+        self.stack.set(StackBounds::of_current_thread());
         let mut next = keep | SHARED;
         if registered {
             if let Some((idx, slot)) = counters::claim() {

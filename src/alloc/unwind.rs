@@ -8,13 +8,16 @@
 //! later captures walk the stack reading only the return-address slots (`*(CFA - 8)`),
 //! which costs a few instructions per frame.
 //!
-//! Safety of the fast walk: every read is of the calling thread's own stack, between the
-//! current stack pointer and the stack top that the system unwinder reported for this
-//! thread, 8-aligned. Every address read back must itself be a known return address, or
-//! the walk gives up and the system unwinder runs instead (and refreshes the table). A
-//! function whose frame size varies (dynamic stack allocation, realignment) therefore
-//! only costs a slow walk; it cannot produce a stack of garbage, since a wrong offset
-//! reads a slot that is not a known return address.
+//! Safety of the fast walk: it runs only when the stack pointer lies inside the calling
+//! thread's own stack (bounds from `pthread_getattr_np`, or for the main thread from the
+//! system unwinder's root frame and `RLIMIT_STACK`), so code running on another stack
+//! (a signal alt-stack, a `stacker`/`recursive` segment, a coroutine) always takes the
+//! system unwinder. Every read is then of that stack, between the current stack pointer
+//! and the stack top, 8-aligned. Every address read back must itself be a known return
+//! address, or the walk gives up and the system unwinder runs instead (and refreshes the
+//! table). A function whose frame size varies (dynamic stack allocation, realignment)
+//! therefore only costs a slow walk; it cannot produce a stack of garbage, since a wrong
+//! offset reads a slot that is not a known return address.
 //!
 //! The table is a fixed-size lock-free hash (return address -> rule), reserved from
 //! `System` when profiling starts; nothing here allocates or locks.
@@ -56,6 +59,99 @@ pub(crate) fn slow_walks() -> usize {
 
 /// CFA - rsp of `capture_fast`'s own frame, learned from the system unwinder; 0 = unknown.
 static START_OFFSET: AtomicUsize = AtomicUsize::new(0);
+
+/// The calling thread's stack, as far as known (0 = unknown).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StackBounds {
+    pub(crate) lo: usize,
+    pub(crate) hi: usize,
+    /// The main thread: bounds come from its root frame and `RLIMIT_STACK`.
+    main: bool,
+}
+
+/// `RLIMIT_STACK` of the process (the main thread's stack size), read at session start.
+static MAIN_STACK_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// Reads what the main thread's bounds are derived from. Cold (a system call); called at
+/// session start, off the allocation path.
+pub(crate) fn read_stack_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid out-pointer for `getrlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut r) } == 0
+        && r.rlim_cur != libc::RLIM_INFINITY
+        && r.rlim_cur <= 1 << 30
+    {
+        MAIN_STACK_LIMIT.store(r.rlim_cur as usize, Relaxed);
+    }
+}
+
+impl StackBounds {
+    pub(crate) const ZERO: StackBounds = StackBounds {
+        lo: 0,
+        hi: 0,
+        main: false,
+    };
+
+    /// The calling thread's stack bounds, for a thread other than the main thread (whose
+    /// stack grows on demand and whose `pthread_getattr_np` reads `/proc`); unknown
+    /// otherwise. Cold: once per thread, at its first profiled allocation.
+    pub(crate) fn of_current_thread() -> StackBounds {
+        // SAFETY: plain system calls without arguments.
+        let (pid, tid) = unsafe {
+            (
+                libc::getpid(),
+                libc::syscall(libc::SYS_gettid) as libc::pid_t,
+            )
+        };
+        if pid == tid {
+            return StackBounds {
+                main: true,
+                ..StackBounds::ZERO
+            };
+        }
+        let mut attr = std::mem::MaybeUninit::<libc::pthread_attr_t>::uninit();
+        let mut addr: *mut c_void = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: `pthread_getattr_np` initialises `attr` on success (checked), which is
+        // then read by `pthread_attr_getstack` into valid out-pointers and destroyed.
+        unsafe {
+            if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
+                return StackBounds::default();
+            }
+            let ok = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size) == 0;
+            libc::pthread_attr_destroy(attr.as_mut_ptr());
+            if !ok || addr.is_null() || size == 0 {
+                return StackBounds::default();
+            }
+        }
+        StackBounds {
+            lo: addr as usize,
+            hi: addr as usize + size,
+            main: false,
+        }
+    }
+
+    /// After a system-unwinder walk reached the root of the stack at `root_cfa`: for the
+    /// main thread, the top of its stack, and its bottom from `RLIMIT_STACK` (the kernel
+    /// keeps other mappings out of that range). Other threads keep their exact bounds.
+    fn learn_root(&mut self, root_cfa: usize) {
+        let limit = MAIN_STACK_LIMIT.load(Relaxed);
+        if !self.main || limit == 0 {
+            return;
+        }
+        self.hi = self.hi.max(root_cfa);
+        self.lo = self.hi.saturating_sub(limit);
+    }
+
+    /// True if `sp` is inside the stack, so the fast walk may read from it.
+    #[inline(always)]
+    fn contains(&self, sp: usize) -> bool {
+        self.lo < sp && sp < self.hi
+    }
+}
 
 /// Reserves the rule table. Cold.
 pub(crate) fn ensure() -> bool {
@@ -115,30 +211,31 @@ fn learn(t: &[Entry], ip: usize, rule: u32) {
 }
 
 /// Walks the stack of the caller of `capture` (frames start at the return address into
-/// `capture`'s caller). `stack_top` is this thread's stack top as last reported by the
-/// system unwinder (0 = unknown). Updates `stack_top`.
+/// `capture`'s caller). `bounds` are this thread's stack bounds (updated for the main
+/// thread as the system unwinder reports its root).
 #[inline(never)]
-pub(crate) fn capture(out: &mut Captured, stack_top: &mut usize) {
+pub(crate) fn capture(out: &mut Captured, bounds: &mut StackBounds) {
     let sp: usize;
     // SAFETY: reads the stack pointer into a register; no memory access, no side effect.
     unsafe {
         std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
     };
-    if fast(out, sp, *stack_top).is_some() {
+    if fast(out, sp, *bounds).is_some() {
         return;
     }
     SLOW_WALKS.fetch_add(1, Relaxed);
-    slow(out, sp, stack_top)
+    slow(out, sp, bounds)
 }
 
 /// The cached walk; `None` (with `c` in an unspecified state) if it cannot finish.
 #[inline(always)]
-fn fast(c: &mut Captured, sp: usize, stack_top: usize) -> Option<()> {
+fn fast(c: &mut Captured, sp: usize, bounds: StackBounds) -> Option<()> {
     let t = table()?;
     let start = START_OFFSET.load(Relaxed);
-    if start == 0 || stack_top == 0 {
+    if start == 0 || !bounds.contains(sp) {
         return None;
     }
+    let stack_top = bounds.hi;
     c.len = 0;
     c.truncated = false;
     let mut cfa = sp.checked_add(start)?;
@@ -147,9 +244,9 @@ fn fast(c: &mut Captured, sp: usize, stack_top: usize) -> Option<()> {
         if cfa <= rsp || cfa > stack_top || cfa % 8 != 0 {
             return None;
         }
-        // SAFETY: `cfa - 8` lies in [rsp, stack_top), inside this thread's live stack
-        // (everything between the current stack pointer and the stack top that the
-        // system unwinder reported for this thread is mapped), and is 8-aligned.
+        // SAFETY: `sp` is inside this thread's stack and `cfa - 8` lies in
+        // [sp, stack_top): memory of that stack between the live stack pointer and its
+        // top, which is mapped; it is 8-aligned.
         let ra =
             unsafe { std::ptr::read_volatile(std::ptr::with_exposed_provenance::<usize>(cfa - 8)) };
         let rule = lookup(t, ra);
@@ -255,7 +352,7 @@ extern "C" fn on_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
 }
 
 #[inline(never)]
-fn slow(out: &mut Captured, capture_sp: usize, stack_top: &mut usize) {
+fn slow(out: &mut Captured, capture_sp: usize, bounds: &mut StackBounds) {
     out.len = 0;
     out.truncated = false;
     let mut w = Walk {
@@ -276,23 +373,23 @@ fn slow(out: &mut Captured, capture_sp: usize, stack_top: &mut usize) {
         if let Some(t) = w.table {
             learn(t, w.prev_ip, ROOT);
         }
-        *stack_top = (*stack_top).max(w.last_cfa);
+        bounds.learn_root(w.last_cfa);
     }
 }
 
 /// Both walkers on the same stack, for tests: (fast, slow).
 #[cfg(test)]
 #[inline(never)]
-pub(crate) fn both(stack_top: &mut usize) -> (Option<Captured>, Captured) {
+pub(crate) fn both(bounds: &mut StackBounds) -> (Option<Captured>, Captured) {
     let sp: usize;
     // SAFETY: reads the stack pointer; no memory access.
     unsafe {
         std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
     };
     let mut s = Captured::empty();
-    slow(&mut s, sp, stack_top);
+    slow(&mut s, sp, bounds);
     let mut f = Captured::empty();
-    let ok = fast(&mut f, sp, *stack_top).is_some();
+    let ok = fast(&mut f, sp, *bounds).is_some();
     (ok.then_some(f), s)
 }
 
@@ -301,7 +398,7 @@ mod tests {
     use super::*;
 
     #[inline(never)]
-    fn deep(n: u32, top: &mut usize) -> (Option<Captured>, Captured) {
+    fn deep(n: u32, top: &mut StackBounds) -> (Option<Captured>, Captured) {
         if n == 0 {
             return both(top);
         }
@@ -311,7 +408,7 @@ mod tests {
     }
 
     #[inline(never)]
-    fn other_path(top: &mut usize) -> (Option<Captured>, Captured) {
+    fn other_path(top: &mut StackBounds) -> (Option<Captured>, Captured) {
         let r = deep(3, top);
         std::hint::black_box(&r);
         r
@@ -320,10 +417,12 @@ mod tests {
     #[test]
     fn fast_walk_matches_the_system_unwinder() {
         assert!(ensure());
-        let mut top = 0;
-        let (cold, _) = deep(12, &mut top);
-        assert!(top != 0, "the system unwinder reported a stack top");
-        let _ = cold;
+        let mut top = StackBounds::of_current_thread();
+        assert!(
+            top.lo != 0 && top.hi > top.lo,
+            "a test thread knows its stack: {top:?}"
+        );
+        let _ = deep(12, &mut top);
         for n in [12, 5, 0] {
             let (fast, slow) = deep(n, &mut top);
             let fast = fast.expect("the fast walk succeeds once the frames are learned");
@@ -345,11 +444,29 @@ mod tests {
     #[test]
     fn deep_stacks_are_truncated_the_same_way() {
         assert!(ensure());
-        let mut top = 0;
+        let mut top = StackBounds::of_current_thread();
         let _ = deep(100, &mut top);
         let (fast, slow) = deep(100, &mut top);
         let fast = fast.expect("fast walk");
         assert!(slow.truncated && fast.truncated);
         assert_eq!(&fast.frames[..], &slow.frames[..]);
+    }
+
+    #[test]
+    fn another_stack_never_takes_the_fast_walk() {
+        assert!(ensure());
+        let mut top = StackBounds::of_current_thread();
+        let _ = deep(4, &mut top);
+        let (fast, _) = deep(4, &mut top);
+        assert!(fast.is_some());
+        // Pretend the thread's stack is elsewhere: the walk must not trust the rules.
+        let mut elsewhere = StackBounds {
+            lo: 0x1000,
+            hi: 0x2000,
+            main: false,
+        };
+        let (fast, slow) = deep(4, &mut elsewhere);
+        assert!(fast.is_none(), "fast walk outside the thread's stack");
+        assert!(slow.len > 4);
     }
 }
