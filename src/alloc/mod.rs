@@ -16,6 +16,10 @@ pub(crate) mod thread;
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 pub(crate) mod unwind;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+
+use thread::{ThreadState, IN_HOOK, IN_PROFILER, SHARED, STATE};
+
 /// Prepares the hot path for a new session (profiling must be off): reserves the fixed
 /// tables, forgets the previous session's samples, counts and peak, and sets the sampler.
 /// False if the tables cannot be reserved. Cold.
@@ -37,10 +41,6 @@ pub(crate) fn begin_session(sample_slots: usize, sample_bytes: u64, seed: u64) -
     sampler::set_seed(seed);
     true
 }
-
-use std::alloc::{GlobalAlloc, Layout, System};
-
-use thread::{ThreadState, IN_HOOK, IN_PROFILER, SHARED, STATE};
 
 /// The leakscope global allocator: wraps an inner allocator `A` (the system allocator by
 /// default) and, while profiling is on, keeps exact heap counters and samples allocation
