@@ -44,9 +44,7 @@ impl Session {
     /// Ends the session now: writes the exit files (`.svg`, `.folded`, `.json`) and
     /// returns their paths. An inert session writes nothing and returns no path.
     pub fn finish(mut self) -> io::Result<Vec<PathBuf>> {
-        let r = self.end();
-        self.active = false;
-        r
+        self.end()
     }
 
     fn end(&mut self) -> io::Result<Vec<PathBuf>> {
