@@ -5,7 +5,6 @@
 //! with `fetch_add`, for threads beyond the table, threads being torn down, and threads
 //! without usable thread-local storage. Readers sum all slots.
 
-use std::sync::atomic::AtomicU64 as Word;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 
 use super::stacks;
@@ -162,9 +161,9 @@ pub(crate) static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 /// One past the highest slot index ever claimed (readers sum `TABLE[..USED]`).
 static USED: AtomicUsize = AtomicUsize::new(1);
 /// Bit i set = slot i is owned by a live thread. Bit 0 (overflow) is always set.
-static CLAIMED: [Word; WORDS] = {
-    let mut w = [const { Word::new(0) }; WORDS];
-    w[0] = Word::new(1);
+static CLAIMED: [AtomicU64; WORDS] = {
+    let mut w = [const { AtomicU64::new(0) }; WORDS];
+    w[0] = AtomicU64::new(1);
     w
 };
 

@@ -205,7 +205,8 @@ fn uncount_failed(t: &ThreadState) {
 }
 
 /// Every case of `alloc` but the common one: a sample point, the first call of a thread
-/// or session, a nested call, leakscope's own work, no thread-local storage.
+/// or session, a nested call, leakscope's own work, a thread counting into the shared
+/// slot, no thread-local storage.
 ///
 /// # Safety
 /// Same contract as `GlobalAlloc::alloc` for `layout`.
@@ -213,21 +214,24 @@ fn uncount_failed(t: &ThreadState) {
 #[inline(never)]
 unsafe fn alloc_other<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool, s: u32) -> *mut u8 {
     let r = STATE.try_with(|t| {
-        if t.word.get() == s {
-            // Same session, no flag: the countdown reached a sample point.
-            t.word.set(s | IN_HOOK);
+        if t.word.get() & IN_HOOK != 0 {
+            // A nested call from the inner allocator or the unwinder: not the program's.
             // SAFETY: the caller's contract is passed on.
-            let p = unsafe { raw_alloc(inner, layout, zeroed) };
-            t.word.set(s);
-            if !p.is_null() {
-                let size = layout.size() as u64;
-                t.slot.get().on_alloc(size, true);
+            return unsafe { raw_alloc(inner, layout, zeroed) };
+        }
+        let w = t.synced(s);
+        t.word.set(w | IN_HOOK);
+        // SAFETY: the caller's contract is passed on.
+        let p = unsafe { raw_alloc(inner, layout, zeroed) };
+        t.word.set(w);
+        if !p.is_null() {
+            let size = layout.size() as u64;
+            t.slot.get().on_alloc(size, w & SHARED == 0);
+            if w & IN_PROFILER == 0 {
                 count_down(t, p, size);
             }
-            return p;
         }
-        // SAFETY: the caller's contract is passed on.
-        unsafe { alloc_slow(t, s, inner, layout, zeroed) }
+        p
     });
     match r {
         Ok(p) => p,
@@ -244,40 +248,6 @@ fn count_down(t: &ThreadState, p: *mut u8, size: u64) {
     if c < 0 {
         record_sample(t, p, size);
     }
-}
-
-/// The cold path of `alloc`: nested call, leakscope's own work, first call of a thread
-/// or of a session, or a thread counting into the shared slot.
-///
-/// # Safety
-/// Same contract as `GlobalAlloc::alloc` for `layout`.
-#[cold]
-#[inline(never)]
-unsafe fn alloc_slow<A: GlobalAlloc>(
-    t: &ThreadState,
-    s: u32,
-    inner: &A,
-    layout: Layout,
-    zeroed: bool,
-) -> *mut u8 {
-    if t.word.get() & IN_HOOK != 0 {
-        // A nested call from the inner allocator or the unwinder: not the program's.
-        // SAFETY: the caller's contract is passed on.
-        return unsafe { raw_alloc(inner, layout, zeroed) };
-    }
-    let w = t.sync(s);
-    t.word.set(w | IN_HOOK);
-    // SAFETY: the caller's contract is passed on.
-    let p = unsafe { raw_alloc(inner, layout, zeroed) };
-    t.word.set(w);
-    if !p.is_null() {
-        let size = layout.size() as u64;
-        t.slot.get().on_alloc(size, w & SHARED == 0);
-        if w & IN_PROFILER == 0 {
-            count_down(t, p, size);
-        }
-    }
-    p
 }
 
 /// `alloc` on a thread whose thread-local storage is gone: count into the shared slot.
@@ -345,7 +315,7 @@ fn forget_sampled(slot: &counters::Slot, exclusive: bool, ptr: *mut u8, size: u6
     }
 }
 
-/// The cold path of `dealloc` (see `alloc_slow`): counts the free; the caller then
+/// The cold path of `dealloc` (see `alloc_other`): counts the free; the caller then
 /// calls the inner `dealloc`.
 #[cold]
 #[inline(never)]
@@ -413,7 +383,8 @@ fn uncount_failed_realloc(t: &ThreadState) {
     t.countdown.set(t.countdown.get().wrapping_add(new as i64));
 }
 
-/// Every case of `realloc` but the common one (see `alloc_other`).
+/// Every case of `realloc` but the common one (see `alloc_other`), including an old
+/// block that may be sampled.
 ///
 /// # Safety
 /// Same contract as `GlobalAlloc::realloc`.
@@ -430,75 +401,24 @@ unsafe fn realloc_other<A: GlobalAlloc>(
         // SAFETY: the caller's contract for `ptr`, `layout`, `new_size` is passed on.
         unsafe { inner.realloc(ptr, layout, new_size) }
     };
+    let (old, new) = (layout.size() as u64, new_size as u64);
     let r = STATE.try_with(|t| {
-        if t.word.get() != s {
-            // SAFETY: the caller's contract is passed on.
-            return unsafe { realloc_slow(t, s, inner, ptr, layout, new_size) };
+        if t.word.get() & IN_HOOK != 0 {
+            return raw();
         }
-        t.word.set(s | IN_HOOK);
-        let p = realloc_counted(
-            t.slot.get(),
-            true,
-            ptr,
-            layout.size() as u64,
-            new_size as u64,
-            raw,
-        );
-        t.word.set(s);
-        if !p.is_null() {
-            count_down(t, p, new_size as u64);
+        let w = t.synced(s);
+        t.word.set(w | IN_HOOK);
+        let p = realloc_counted(t.slot.get(), w & SHARED == 0, ptr, old, new, raw);
+        t.word.set(w);
+        if !p.is_null() && w & IN_PROFILER == 0 {
+            count_down(t, p, new);
         }
         p
     });
     match r {
         Ok(p) => p,
-        Err(_) => realloc_counted(
-            counters::overflow(),
-            false,
-            ptr,
-            layout.size() as u64,
-            new_size as u64,
-            raw,
-        ),
+        Err(_) => realloc_counted(counters::overflow(), false, ptr, old, new, raw),
     }
-}
-
-/// The cold path of `realloc` (see `alloc_slow`).
-///
-/// # Safety
-/// Same contract as `GlobalAlloc::realloc`.
-#[cold]
-#[inline(never)]
-unsafe fn realloc_slow<A: GlobalAlloc>(
-    t: &ThreadState,
-    s: u32,
-    inner: &A,
-    ptr: *mut u8,
-    layout: Layout,
-    new_size: usize,
-) -> *mut u8 {
-    let raw = || {
-        // SAFETY: the caller's contract is passed on.
-        unsafe { inner.realloc(ptr, layout, new_size) }
-    };
-    if t.word.get() & IN_HOOK != 0 {
-        return raw();
-    }
-    let w = t.sync(s);
-    t.word.set(w | IN_HOOK);
-    let p = realloc_counted(
-        t.slot.get(),
-        w & SHARED == 0,
-        ptr,
-        layout.size() as u64,
-        new_size as u64,
-        raw,
-    );
-    t.word.set(w);
-    if !p.is_null() && w & IN_PROFILER == 0 {
-        count_down(t, p, new_size as u64);
-    }
-    p
 }
 
 /// Runs the inner `realloc` and counts it as a free of the old block and an allocation of

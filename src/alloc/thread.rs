@@ -1,4 +1,5 @@
-//! Per-thread state of the allocation hooks: one flags byte, the counter slot, the sampler.
+//! Per-thread state of the allocation hooks: the session word with flag bits, the counter
+//! slot, the sampler, the stack bounds.
 //!
 //! `STATE` is a `const` thread-local of a type without `Drop`, so it never registers a
 //! destructor and stays usable while the thread is torn down (after other TLS destructors
@@ -68,6 +69,17 @@ impl ThreadState {
         // SAFETY: `as_ptr` points to this thread's own `Cell`, valid and not borrowed.
         let w = unsafe { std::ptr::read_volatile(self.word.as_ptr()) };
         self.word.set(w & !IN_HOOK);
+    }
+
+    /// The thread's word, brought in line with session word `s` if it is not already.
+    #[inline(always)]
+    pub(crate) fn synced(&self, s: u32) -> u32 {
+        let w = self.word.get();
+        if w == s {
+            w
+        } else {
+            self.sync(s)
+        }
     }
 
     /// Brings the thread in line with session word `s` before a counted call: sets it up
