@@ -30,10 +30,13 @@ fn preallocate_buffer() -> Vec<u64> {
     vec![0u64; 1 << 20]
 }
 
-fn main() -> std::io::Result<()> {
+fn main() {
     let session = leakscope::init();
     if !session.is_active() {
-        println!("leakscope is off: run with LEAKSCOPE=1 to write flamegraphs into flamegraphs/");
+        println!(
+            "leakscope is off: run with LEAKSCOPE=1 to write flamegraphs into flamegraphs/ \
+             (if it was set, the line above says why it stayed off)"
+        );
     }
     let buffer = preallocate_buffer();
     let mut cache = HashMap::new();
@@ -44,8 +47,10 @@ fn main() -> std::io::Result<()> {
             remember_session(&mut cache, id);
         }
         if id == 10_000 && session.is_active() {
-            for path in leakscope::dump("midway")? {
-                println!("wrote {}", path.display());
+            // A profile that cannot be written is reported; the program goes on.
+            match leakscope::dump("midway") {
+                Ok(paths) => paths.iter().for_each(|p| println!("wrote {}", p.display())),
+                Err(e) => eprintln!("midway profile not written: {e}"),
             }
         }
     }
@@ -59,9 +64,9 @@ fn main() -> std::io::Result<()> {
         let f = top.function().map(|f| f.function.as_str()).unwrap_or("?");
         println!("largest live site: {f} (~{} bytes)", top.live_bytes);
     }
-    for path in session.finish()? {
-        println!("wrote {}", path.display());
+    match session.finish() {
+        Ok(paths) => paths.iter().for_each(|p| println!("wrote {}", p.display())),
+        Err(e) => eprintln!("exit profile not written: {e}"),
     }
     drop((buffer, cache));
-    Ok(())
 }
