@@ -55,6 +55,7 @@ mod profile;
 mod session;
 mod stats;
 mod symbolize;
+pub mod testing;
 mod write;
 
 pub use alloc::LeakScope;

@@ -51,10 +51,7 @@ pub struct Site {
 impl Site {
     /// The first frame that is not standard-library code: the function to look at.
     pub fn function(&self) -> Option<&Frame> {
-        self.frames
-            .iter()
-            .find(|f| !symbolize::is_std(&f.function, f.file.as_deref()))
-            .or(self.frames.first())
+        own_frame(&self.frames)
     }
 }
 
@@ -148,8 +145,16 @@ pub fn profile() -> HeapProfile {
     }
 }
 
+/// The first frame that is not standard-library code, else the first frame.
+pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
+    frames
+        .iter()
+        .find(|f| !symbolize::is_std(&f.function, f.file.as_deref()))
+        .or(frames.first())
+}
+
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
-fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
+pub(crate) fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
     let mut frames: Vec<Frame> = Vec::with_capacity(addrs.len() * 2);
     for &a in addrs {
         let syms: Arc<[Sym]> = symbolize::resolve(a);

@@ -4,8 +4,10 @@
 //! invariant: no lock, no allocation through the global allocator, no symbolization, no
 //! I/O; only atomics, thread-local cells and fixed tables.
 
+mod addr_map;
 pub(crate) mod capture;
 pub(crate) mod counters;
+mod direct;
 mod fixed;
 pub(crate) mod peak;
 pub(crate) mod sampler;
@@ -13,11 +15,14 @@ pub(crate) mod samples;
 pub(crate) mod stacks;
 pub(crate) mod switch;
 pub(crate) mod thread;
+pub(crate) mod track;
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 pub(crate) mod unwind;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
+use direct::{direct, direct_alloc, direct_realloc, direct_realloc_failed, direct_result};
+use switch::TESTING;
 use thread::{ThreadState, IN_HOOK, IN_PROFILER, SHARED, STATE};
 
 /// Prepares the hot path for a new session (profiling must be off): reserves the fixed
@@ -79,14 +84,24 @@ impl<A> LeakScope<A> {
 
 // SAFETY: every method forwards the request unchanged to the inner allocator and returns
 // its result unchanged (null stays null); the bookkeeping around the call never touches
-// the block's memory and never allocates through the global allocator.
-unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakScope<A> {
+// the block's memory and never allocates through the global allocator. The direct paths
+// for `System` call `System` with a layout of alignment 1 only where `System` itself
+// would make the same call (see `direct`).
+unsafe impl<A: GlobalAlloc + 'static> GlobalAlloc for LeakScope<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let s = switch::word();
         if s == 0 {
             // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract for `layout`.
             return unsafe { self.inner.alloc(layout) };
+        }
+        // SAFETY: the caller's layout has a non-zero size (the `GlobalAlloc` contract).
+        if unsafe { direct::<A>(layout, layout.size()) } {
+            // SAFETY: `direct` holds and the caller upholds the contract for `layout`.
+            return direct_result(
+                unsafe { direct_alloc::<false>(layout.size(), s) },
+                layout.size(),
+            );
         }
         // SAFETY: as above; `hooked_alloc` forwards to the same call.
         unsafe { hooked_alloc::<A, false>(&self.inner, layout, s) }
@@ -98,6 +113,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakScope<A> {
         if s == 0 {
             // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
             return unsafe { self.inner.alloc_zeroed(layout) };
+        }
+        // SAFETY: the caller's layout has a non-zero size (the `GlobalAlloc` contract).
+        if unsafe { direct::<A>(layout, layout.size()) } {
+            // SAFETY: `direct` holds and the caller upholds the contract for `layout`.
+            return direct_result(
+                unsafe { direct_alloc::<true>(layout.size(), s) },
+                layout.size(),
+            );
         }
         // SAFETY: as above.
         unsafe { hooked_alloc::<A, true>(&self.inner, layout, s) }
@@ -121,6 +144,15 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakScope<A> {
             // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
             return unsafe { self.inner.realloc(ptr, layout, new_size) };
         }
+        // SAFETY: `new_size` is non-zero (the `GlobalAlloc` contract).
+        if unsafe { direct::<A>(layout, new_size) } {
+            // SAFETY: `direct` holds and the caller upholds the contract.
+            let p = unsafe { direct_realloc(ptr, layout.size(), new_size, s) };
+            if p.is_null() {
+                direct_realloc_failed(layout.size() as u64, new_size as u64);
+            }
+            return p;
+        }
         // SAFETY: as above.
         unsafe { hooked_realloc(&self.inner, ptr, layout, new_size, s) }
     }
@@ -131,7 +163,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for LeakScope<A> {
 /// # Safety
 /// Same contract as `GlobalAlloc::alloc` for `layout`.
 #[inline(always)]
-unsafe fn raw_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool) -> *mut u8 {
+pub(super) unsafe fn raw_alloc<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool) -> *mut u8 {
     if zeroed {
         // SAFETY: the caller's contract for `layout` is passed on unchanged.
         unsafe { inner.alloc_zeroed(layout) }
@@ -212,7 +244,12 @@ fn uncount_failed(t: &ThreadState) {
 /// Same contract as `GlobalAlloc::alloc` for `layout`.
 #[cold]
 #[inline(never)]
-unsafe fn alloc_other<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool, s: u32) -> *mut u8 {
+pub(super) unsafe fn alloc_other<A: GlobalAlloc>(
+    inner: &A,
+    layout: Layout,
+    zeroed: bool,
+    s: u32,
+) -> *mut u8 {
     let r = STATE.try_with(|t| {
         if t.word.get() & IN_HOOK != 0 {
             // A nested call from the inner allocator or the unwinder: not the program's.
@@ -228,7 +265,12 @@ unsafe fn alloc_other<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: bool, s
             let size = layout.size() as u64;
             t.slot.get().on_alloc(size, w & SHARED == 0);
             if w & IN_PROFILER == 0 {
-                count_down(t, p, size);
+                if switch::session_on(s) {
+                    count_down(t, p, size);
+                }
+                if s & TESTING != 0 {
+                    track::on_alloc(t, p, size);
+                }
             }
         }
         p
@@ -267,29 +309,58 @@ unsafe fn alloc_without_tls<A: GlobalAlloc>(inner: &A, layout: Layout, zeroed: b
 
 /// The hooked `dealloc`. `s` is the session word (non-zero).
 ///
-/// The bookkeeping happens before the inner `dealloc`, which is then a tail call: no
-/// frame, no flag to restore. A nested call the inner `dealloc` might make (none of
-/// System, jemalloc, mimalloc or dhat do) would be counted as the program's.
+/// The common case (same session, no flag, block not in the sample filter) counts the
+/// free and tail-calls the inner `dealloc`; every other case tail-calls `dealloc_other`.
+/// Either way the fast path needs no frame. A nested call the inner `dealloc` might make
+/// (none of System, jemalloc, mimalloc or dhat do) would be counted as the program's.
 ///
 /// # Safety
 /// Same contract as `GlobalAlloc::dealloc`.
 #[inline(never)]
 unsafe fn hooked_dealloc<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout, s: u32) {
-    let size = layout.size() as u64;
-    let done = STATE.try_with(|t| {
-        let w = t.word.get();
-        if w == s {
-            forget_block(t.slot.get(), true, ptr, size);
-            return true;
+    let counted = STATE.try_with(|t| {
+        if t.word.get() != s || samples::maybe_sampled(ptr as usize) {
+            return false;
         }
-        if w & IN_HOOK != 0 {
-            // A nested call from the inner allocator: not the program's.
-            return true;
-        }
-        dealloc_slow(t, s, ptr, size);
+        t.slot.get().on_free(layout.size() as u64, true);
         true
     });
-    if done.is_err() {
+    if counted != Ok(true) {
+        // SAFETY: the caller's contract is passed on.
+        return unsafe { dealloc_other(inner, ptr, layout, s) };
+    }
+    // SAFETY: the caller guarantees `ptr` was allocated by this allocator with `layout`.
+    unsafe { inner.dealloc(ptr, layout) }
+}
+
+/// Every case of `dealloc` but the common one: a block that may be sampled, the first
+/// call of a thread or session, a nested call, a thread counting into the shared slot, no
+/// thread-local storage. Counts the free, then calls the inner `dealloc`.
+///
+/// # Safety
+/// Same contract as `GlobalAlloc::dealloc`.
+#[cold]
+#[inline(never)]
+unsafe fn dealloc_other<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout, s: u32) {
+    let size = layout.size() as u64;
+    let r = STATE.try_with(|t| {
+        let w = t.word.get();
+        if w & IN_HOOK != 0 {
+            // A nested call from the inner allocator or the unwinder: not the program's.
+            return;
+        }
+        let w = t.synced(s);
+        t.word.set(w | IN_HOOK);
+        forget_block(t.slot.get(), w & SHARED == 0, ptr, size);
+        if s & TESTING != 0 {
+            track::untrack(ptr);
+            if w & IN_PROFILER == 0 {
+                track::on_free(t, size);
+            }
+        }
+        t.word.set(w);
+    });
+    if r.is_err() {
         forget_block(counters::overflow(), false, ptr, size);
     }
     // SAFETY: the caller guarantees `ptr` was allocated by this allocator with `layout`.
@@ -313,17 +384,6 @@ fn forget_sampled(slot: &counters::Slot, exclusive: bool, ptr: *mut u8, size: u6
     if let Some(s) = samples::take(ptr as usize) {
         credit_free(slot, exclusive, s, size);
     }
-}
-
-/// The cold path of `dealloc` (see `alloc_other`): counts the free; the caller then
-/// calls the inner `dealloc`.
-#[cold]
-#[inline(never)]
-fn dealloc_slow(t: &ThreadState, s: u32, ptr: *mut u8, size: u64) {
-    let w = t.sync(s);
-    t.word.set(w | IN_HOOK);
-    forget_block(t.slot.get(), w & SHARED == 0, ptr, size);
-    t.word.set(w);
 }
 
 /// The hooked `realloc`. `s` is the session word (non-zero).
@@ -390,7 +450,7 @@ fn uncount_failed_realloc(t: &ThreadState) {
 /// Same contract as `GlobalAlloc::realloc`.
 #[cold]
 #[inline(never)]
-unsafe fn realloc_other<A: GlobalAlloc>(
+pub(super) unsafe fn realloc_other<A: GlobalAlloc>(
     inner: &A,
     ptr: *mut u8,
     layout: Layout,
@@ -408,10 +468,26 @@ unsafe fn realloc_other<A: GlobalAlloc>(
         }
         let w = t.synced(s);
         t.word.set(w | IN_HOOK);
+        // Out of the tracked table before the block can move (see `realloc_counted`).
+        let tracked = if s & TESTING != 0 {
+            track::untrack(ptr)
+        } else {
+            None
+        };
         let p = realloc_counted(t.slot.get(), w & SHARED == 0, ptr, old, new, raw);
         t.word.set(w);
-        if !p.is_null() && w & IN_PROFILER == 0 {
-            count_down(t, p, new);
+        if p.is_null() {
+            if let Some(v) = tracked {
+                track::retrack(ptr, v);
+            }
+        } else if w & IN_PROFILER == 0 {
+            if switch::session_on(s) {
+                count_down(t, p, new);
+            }
+            if s & TESTING != 0 {
+                track::on_free(t, old);
+                track::on_alloc(t, p, new);
+            }
         }
         p
     });

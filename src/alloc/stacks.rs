@@ -161,6 +161,21 @@ pub(crate) struct StackSnapshot {
     pub(crate) free_count: u64,
 }
 
+/// The frames of stack `id` and whether it was truncated, if it is published.
+/// Allocates: call with a `ProfilerGuard` held.
+pub(crate) fn frames_of(id: u32) -> Option<(Vec<usize>, bool)> {
+    let e = table()?.get(id as usize)?;
+    if e.tag.load(Ordering::Acquire) & READY == 0 {
+        return None;
+    }
+    let len = (e.len.load(Ordering::Relaxed) as usize).min(MAX_FRAMES);
+    let frames = e.frames[..len]
+        .iter()
+        .map(|f| f.load(Ordering::Relaxed))
+        .collect();
+    Some((frames, e.truncated.load(Ordering::Relaxed) != 0))
+}
+
 /// Copies every published stack. Allocates: call with a `ProfilerGuard` held.
 pub(crate) fn snapshot() -> Vec<StackSnapshot> {
     let Some(table) = table() else {

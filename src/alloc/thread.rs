@@ -18,6 +18,7 @@ use super::capture::StackBounds;
 use super::counters::{self, Slot};
 use super::peak;
 use super::switch::FLAG_BITS;
+use super::track::ThreadScope;
 
 /// A hook of this thread is running: a nested call comes from the inner allocator's own
 /// bookkeeping (or the unwinder) and passes through uncounted.
@@ -45,6 +46,12 @@ pub(crate) struct ThreadState {
     pub(crate) parked: Cell<u64>,
     /// Size of the old block of a fast-path `realloc`, for the same purpose.
     pub(crate) parked_old: Cell<u64>,
+    /// A direct call (see `alloc::direct`) went down the cold path and returned null
+    /// without counting anything: its caller must not take a count back. Set and cleared
+    /// on failure paths only.
+    pub(crate) not_counted: Cell<bool>,
+    /// Heap-measuring scopes open on this thread (`track.rs`).
+    pub(crate) scope: ThreadScope,
 }
 
 impl ThreadState {
@@ -58,6 +65,8 @@ impl ThreadState {
             stack: Cell::new(StackBounds::ZERO),
             parked: Cell::new(0),
             parked_old: Cell::new(0),
+            not_counted: Cell::new(false),
+            scope: ThreadScope::new(),
         }
     }
 
@@ -71,7 +80,8 @@ impl ThreadState {
         self.word.set(w & !IN_HOOK);
     }
 
-    /// The thread's word, brought in line with session word `s` if it is not already.
+    /// The thread's word, brought in line with session word `s` if it is not already
+    /// (always a call of `sync` while `s` has `TESTING`, which no thread word has).
     #[inline(always)]
     pub(crate) fn synced(&self, s: u32) -> u32 {
         let w = self.word.get();
@@ -93,11 +103,12 @@ impl ThreadState {
             self.setup();
             w = self.word.get();
         }
-        if (w & !FLAG_BITS) != s {
+        let session = s & !FLAG_BITS;
+        if (w & !FLAG_BITS) != session {
             // A new session: restart the sampler (new seed, new first gap).
             self.rng.set(0);
             self.countdown.set(0);
-            w = s | (w & FLAG_BITS);
+            w = session | (w & FLAG_BITS);
             self.word.set(w);
         }
         w

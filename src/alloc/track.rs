@@ -1,0 +1,303 @@
+//! Heap-measuring scopes (`leakscope::testing`), on the hook side: exact per-thread
+//! counts, and every block allocated inside a scope with its stack until it is freed, by
+//! any thread.
+//!
+//! Reached only from the hooks' cold paths: while a scope is open anywhere, the process
+//! word carries `switch::TESTING` and no thread takes a fast path. Like the rest of the
+//! hot side: no lock, no allocation through the global allocator, no I/O.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use super::addr_map::{AddrMap, Payload};
+use super::capture;
+use super::fixed::Zeroable;
+use super::stacks;
+use super::thread::{ThreadState, IN_HOOK};
+
+/// Capacity of the table of tracked blocks (blocks allocated in a scope and still live).
+const TRACKED_BLOCKS: usize = 1 << 20;
+
+/// Cumulative exact counts (of one thread, or of the process-wide scope).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) alloc_bytes: u64,
+    pub(crate) alloc_blocks: u64,
+    pub(crate) free_bytes: u64,
+    pub(crate) free_blocks: u64,
+    /// Highest `alloc_bytes - free_bytes` since the last `mark_peak`.
+    pub(crate) peak: i64,
+}
+
+impl Counts {
+    pub(crate) fn live(&self) -> i64 {
+        self.alloc_bytes.wrapping_sub(self.free_bytes) as i64
+    }
+}
+
+/// A thread's scope state (a field of its `ThreadState`).
+pub(crate) struct ThreadScope {
+    /// Innermost scope open on this thread; 0 = none.
+    id: Cell<u32>,
+    counts: Cell<Counts>,
+}
+
+impl ThreadScope {
+    pub(crate) const fn new() -> ThreadScope {
+        ThreadScope {
+            id: Cell::new(0),
+            counts: Cell::new(Counts {
+                alloc_bytes: 0,
+                alloc_blocks: 0,
+                free_bytes: 0,
+                free_blocks: 0,
+                peak: 0,
+            }),
+        }
+    }
+
+    /// Opens scope `id` on this thread: returns the scope it hides (to restore) and the
+    /// counts at its start; the peak restarts from the live bytes now.
+    pub(crate) fn enter(&self, id: u32) -> (u32, Counts) {
+        let mut c = self.counts.get();
+        let start = c;
+        c.peak = c.live();
+        self.counts.set(c);
+        (self.id.replace(id), start)
+    }
+
+    /// Closes the innermost scope: returns the counts at its end and restores `outer`
+    /// (whose peak includes the closed scope's).
+    pub(crate) fn leave(&self, outer: u32, outer_peak: i64) -> Counts {
+        self.id.set(outer);
+        let end = self.counts.get();
+        let mut c = end;
+        c.peak = c.peak.max(outer_peak);
+        self.counts.set(c);
+        end
+    }
+}
+
+/// A tracked block: its scope, stack and size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tracked {
+    pub(crate) scope: u32,
+    pub(crate) stack: u32,
+    pub(crate) size: u64,
+}
+
+pub(crate) struct TrackedSlot {
+    scope: AtomicU32,
+    stack: AtomicU32,
+    size: AtomicU64,
+}
+
+// SAFETY: atomics only; all-zero is a valid (unused) payload.
+unsafe impl Zeroable for TrackedSlot {}
+
+impl Payload for TrackedSlot {
+    type Value = Tracked;
+
+    fn store(&self, v: Tracked) {
+        self.scope.store(v.scope, Relaxed);
+        self.stack.store(v.stack, Relaxed);
+        self.size.store(v.size, Relaxed);
+    }
+
+    fn load(&self) -> Tracked {
+        Tracked {
+            scope: self.scope.load(Relaxed),
+            stack: self.stack.load(Relaxed),
+            size: self.size.load(Relaxed),
+        }
+    }
+}
+
+static TRACKED: AddrMap<TrackedSlot> = AddrMap::new();
+/// Allocations in a scope whose stack could not be kept (stack table full).
+static NO_STACK: AtomicU64 = AtomicU64::new(0);
+
+/// The process-wide scope (`testing::measure_process`): its id (0 = none) and counts.
+static PROCESS_ID: AtomicU32 = AtomicU32::new(0);
+static PROCESS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+static PROCESS_PEAK: AtomicI64 = AtomicI64::new(0);
+
+/// Reserves the tables scopes need. Cold.
+pub(crate) fn ensure() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    if !super::unwind::ensure() {
+        return false;
+    }
+    stacks::ensure() && TRACKED.ensure(TRACKED_BLOCKS)
+}
+
+/// A block of `size` bytes at `p` was allocated by this thread (not by leakscope itself;
+/// `IN_HOOK` clear). Counts it for the open scopes and tracks it with its stack.
+pub(crate) fn on_alloc(t: &ThreadState, p: *mut u8, size: u64) {
+    let thread_scope = t.scope.id.get();
+    let process_scope = PROCESS_ID.load(Relaxed);
+    if thread_scope == 0 && process_scope == 0 {
+        return;
+    }
+    if thread_scope != 0 {
+        let mut c = t.scope.counts.get();
+        c.alloc_bytes += size;
+        c.alloc_blocks += 1;
+        c.peak = c.peak.max(c.live());
+        t.scope.counts.set(c);
+    }
+    if process_scope != 0 {
+        let bytes = PROCESS[0].fetch_add(size, Relaxed) + size;
+        PROCESS[1].fetch_add(1, Relaxed);
+        let live = bytes.wrapping_sub(PROCESS[2].load(Relaxed)) as i64;
+        PROCESS_PEAK.fetch_max(live, Relaxed);
+    }
+    let scope = if thread_scope != 0 {
+        thread_scope
+    } else {
+        process_scope
+    };
+    let w = t.word.get();
+    t.word.set(w | IN_HOOK);
+    let mut bounds = t.stack.get();
+    let mut stack = capture::Captured::empty();
+    capture::capture(&mut stack, &mut bounds);
+    t.stack.set(bounds);
+    match stacks::intern(&stack) {
+        Some(id) => {
+            TRACKED.insert(
+                p as usize,
+                Tracked {
+                    scope,
+                    stack: id,
+                    size,
+                },
+            );
+        }
+        None => {
+            NO_STACK.fetch_add(1, Relaxed);
+        }
+    }
+    t.word.set(w);
+}
+
+/// This thread frees (or moves, in `realloc`) the block of `size` bytes at `ptr`: counts
+/// the free for the open scopes. Whether the block was tracked is `untrack`'s business.
+pub(crate) fn on_free(t: &ThreadState, size: u64) {
+    if t.scope.id.get() != 0 {
+        let mut c = t.scope.counts.get();
+        c.free_bytes += size;
+        c.free_blocks += 1;
+        t.scope.counts.set(c);
+    }
+    if PROCESS_ID.load(Relaxed) != 0 {
+        PROCESS[2].fetch_add(size, Relaxed);
+        PROCESS[3].fetch_add(1, Relaxed);
+    }
+}
+
+/// The block at `ptr` is about to be freed (by any thread): stop tracking it. Returns
+/// its entry so that a failed `realloc` can put it back.
+#[inline]
+pub(crate) fn untrack(ptr: *mut u8) -> Option<Tracked> {
+    TRACKED.take(ptr as usize)
+}
+
+/// Puts back an entry `untrack` removed (the `realloc` that would have moved it failed).
+pub(crate) fn retrack(ptr: *mut u8, v: Tracked) {
+    TRACKED.insert(ptr as usize, v);
+}
+
+/// Opens scope `id` on the calling thread: the scope it hides and the counts at the
+/// start (None without thread-local storage).
+pub(crate) fn enter_thread(id: u32) -> Option<(u32, Counts)> {
+    super::thread::STATE.try_with(|t| t.scope.enter(id)).ok()
+}
+
+/// Closes the calling thread's innermost scope, restoring `outer`; the counts at the end.
+pub(crate) fn leave_thread(outer: u32, outer_peak: i64) -> Option<Counts> {
+    super::thread::STATE
+        .try_with(|t| t.scope.leave(outer, outer_peak))
+        .ok()
+}
+
+/// The calling thread's cumulative counts.
+pub(crate) fn thread_now() -> Option<Counts> {
+    super::thread::STATE.try_with(|t| t.scope.counts.get()).ok()
+}
+
+/// Restarts the calling thread's peak from its live bytes now; its counts.
+pub(crate) fn restart_thread() -> Option<Counts> {
+    super::thread::STATE
+        .try_with(|t| {
+            let mut c = t.scope.counts.get();
+            c.peak = c.live();
+            t.scope.counts.set(c);
+            c
+        })
+        .ok()
+}
+
+/// The process-wide scope's cumulative counts.
+pub(crate) fn process_now() -> Counts {
+    process_counts()
+}
+
+/// Restarts the process-wide peak from the live bytes now; the counts.
+pub(crate) fn restart_process() -> Counts {
+    let mut c = process_counts();
+    c.peak = c.live();
+    PROCESS_PEAK.store(c.peak, Relaxed);
+    c
+}
+
+/// Opens the process-wide scope `id`, returning its counts at the start; false if one is
+/// already open.
+pub(crate) fn enter_process(id: u32) -> Option<Counts> {
+    PROCESS_ID
+        .compare_exchange(0, id, Relaxed, Relaxed)
+        .ok()
+        .map(|_| {
+            let c = process_counts();
+            PROCESS_PEAK.store(c.live(), Relaxed);
+            c
+        })
+}
+
+/// Closes the process-wide scope, returning its counts at the end.
+pub(crate) fn leave_process() -> Counts {
+    PROCESS_ID.store(0, Relaxed);
+    process_counts()
+}
+
+fn process_counts() -> Counts {
+    Counts {
+        alloc_bytes: PROCESS[0].load(Relaxed),
+        alloc_blocks: PROCESS[1].load(Relaxed),
+        free_bytes: PROCESS[2].load(Relaxed),
+        free_blocks: PROCESS[3].load(Relaxed),
+        peak: PROCESS_PEAK.load(Relaxed),
+    }
+}
+
+/// Every tracked block of scope `id` still live (cold: walks the table).
+pub(crate) fn live_blocks_of(id: u32, mut f: impl FnMut(Tracked)) {
+    TRACKED.for_each(|slot| {
+        let v = slot.load();
+        if v.scope == id {
+            f(v);
+        }
+    });
+}
+
+/// Hands the still-live blocks of closed scope `inner` to the scope around it.
+pub(crate) fn hand_over(inner: u32, outer: u32) {
+    TRACKED.for_each(|slot| {
+        let _ = slot.scope.compare_exchange(inner, outer, Relaxed, Relaxed);
+    });
+}
+
+/// Blocks that could not be tracked: tracked-block table full, or stack table full.
+pub(crate) fn untracked() -> u64 {
+    TRACKED.dropped() + NO_STACK.load(Relaxed)
+}
