@@ -39,6 +39,10 @@
 //! * [`profile`]: a [`HeapProfile`], the estimated live heap by allocation [`Site`].
 //! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg` and `.folded` now.
 //! * The [`Session`] returned by [`init`] writes the same plus a JSON report when dropped.
+//! * [`testing`]: leak tests for your test suite. [`testing::measure`] gives exact figures
+//!   for what a closure allocates on the calling thread (parallel tests do not disturb
+//!   each other; no env var needed), and [`assert_no_leak!`] / [`assert_max_alloc!`]
+//!   fail with the stacks that allocated what is left.
 //!
 //! ## Sampling
 //!

@@ -105,6 +105,29 @@ impl Leak {
     pub fn function(&self) -> Option<&Frame> {
         own_frame(&self.frames)
     }
+
+    /// The frames from the function to look at towards the root, up to the scope itself.
+    fn shown(&self) -> &[Frame] {
+        let own = self
+            .function()
+            .and_then(|o| self.frames.iter().position(|x| std::ptr::eq(x, o)))
+            .unwrap_or(0);
+        let rest = &self.frames[own..];
+        let end = rest
+            .iter()
+            .position(|x| x.function.starts_with("leakscope::testing::"))
+            .unwrap_or(rest.len());
+        &rest[..end]
+    }
+}
+
+/// "1 block", "2 blocks".
+fn blocks(n: u64) -> String {
+    if n == 1 {
+        "1 block".to_string()
+    } else {
+        format!("{} blocks", thousands(n))
+    }
 }
 
 impl AllocDelta {
@@ -155,20 +178,20 @@ impl fmt::Display for AllocDelta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "allocated {} B in {} blocks, freed {} B in {} blocks (net {:+} B, {:+} blocks), peak +{} B",
+            "allocated {} B in {}, freed {} B in {} (net {:+} B, {:+} blocks), peak +{} B",
             thousands(self.alloc_bytes),
-            thousands(self.alloc_blocks),
+            blocks(self.alloc_blocks),
             thousands(self.free_bytes),
-            thousands(self.free_blocks),
+            blocks(self.free_blocks),
             self.net_bytes,
             self.net_blocks,
             thousands(self.peak_bytes),
         )?;
         write!(
             f,
-            "still live from the scope: {} B in {} blocks",
+            "still live from the scope: {} B in {}",
             thousands(self.retained_bytes),
-            thousands(self.retained_blocks)
+            blocks(self.retained_blocks)
         )?;
         if self.untracked_blocks > 0 {
             write!(f, " ({} blocks not tracked)", self.untracked_blocks)?;
@@ -176,20 +199,13 @@ impl fmt::Display for AllocDelta {
         for leak in self.leaks.iter().take(SHOWN) {
             write!(
                 f,
-                "\n  {} B in {} blocks allocated in {}",
+                "\n  {} B in {} allocated in {}",
                 thousands(leak.bytes),
-                thousands(leak.blocks),
+                blocks(leak.blocks),
                 leak.function()
                     .map_or("[unknown]", |frame| frame.function.as_str())
             )?;
-            // From the function to look at towards the root, up to the scope itself.
-            let own = leak
-                .function()
-                .and_then(|o| leak.frames.iter().position(|x| std::ptr::eq(x, o)))
-                .unwrap_or(0);
-            let shown = leak.frames[own..]
-                .iter()
-                .take_while(|x| !x.function.starts_with("leakscope::testing::"));
+            let shown = leak.shown().iter();
             for (n, frame) in shown.enumerate() {
                 if n == FRAMES_SHOWN {
                     write!(f, "\n      ...")?;
@@ -328,7 +344,10 @@ impl Open {
             e.0 += bytes;
             e.1 += blocks;
         }
-        delta.leaks = merged
+        // Stacks that differ only inside the standard library (inlining, growth paths)
+        // read the same from the function to look at: merge them, keeping the frames of
+        // the largest.
+        let mut leaks: Vec<Leak> = merged
             .into_iter()
             .map(|((frames, truncated), (bytes, blocks))| Leak {
                 frames,
@@ -337,6 +356,22 @@ impl Open {
                 blocks,
             })
             .collect();
+        leaks.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)));
+        let mut seen: std::collections::HashMap<Vec<Frame>, usize> =
+            std::collections::HashMap::new();
+        for leak in leaks {
+            match seen.entry(leak.shown().to_vec()) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let kept = &mut delta.leaks[*e.get()];
+                    kept.bytes += leak.bytes;
+                    kept.blocks += leak.blocks;
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(delta.leaks.len());
+                    delta.leaks.push(leak);
+                }
+            }
+        }
         delta
             .leaks
             .sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)));

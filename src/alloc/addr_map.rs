@@ -25,6 +25,9 @@ pub(crate) trait Payload: Zeroable + 'static {
     type Value: Copy;
     fn store(&self, v: Self::Value);
     fn load(&self) -> Self::Value;
+    /// Marks a removed entry's payload as meaningless for `for_each` readers, before the
+    /// entry can be reused (whose new payload is stored after its key).
+    fn retire(&self) {}
 }
 
 struct Entry<P> {
@@ -108,9 +111,11 @@ impl<P: Payload> AddrMap<P> {
         for _ in 0..PROBES {
             let e = &table[i];
             let k = e.key.load(Ordering::Relaxed);
+            // AcqRel: a `for_each` reader that sees this key also sees the old payload's
+            // `retire` (ordered before the tombstone this CAS replaces).
             if (k == EMPTY || k == TOMBSTONE)
                 && e.key
-                    .compare_exchange(k, addr, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange(k, addr, Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
                 e.payload.store(v);
@@ -121,6 +126,50 @@ impl<P: Payload> AddrMap<P> {
         }
         self.dropped.fetch_add(1, Ordering::Relaxed);
         false
+    }
+
+    /// Maps `addr` to `v`, replacing an entry `addr` may still have: one left by a block
+    /// that was freed while nobody removed entries (the map's users were not looking).
+    /// The allocator handed `addr` out again, so that block is dead. Returns false (and
+    /// counts a drop) if the table is full.
+    pub(crate) fn upsert(&self, addr: usize, v: P::Value) -> bool {
+        let Some(table) = self.table.get() else {
+            return false;
+        };
+        let mask = table.len() - 1;
+        let mut i = (mix(addr) as usize) & mask;
+        let mut free = None;
+        for _ in 0..PROBES {
+            let e = &table[i];
+            let k = e.key.load(Ordering::Acquire);
+            if k == addr {
+                e.payload.store(v);
+                return true;
+            }
+            if k == TOMBSTONE && free.is_none() {
+                free = Some(i);
+            }
+            if k == EMPTY {
+                free.get_or_insert(i);
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        if let Some(i) = free {
+            let e = &table[i];
+            let k = e.key.load(Ordering::Relaxed);
+            if (k == EMPTY || k == TOMBSTONE)
+                && e.key
+                    .compare_exchange(k, addr, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                e.payload.store(v);
+                self.filter_add(addr);
+                return true;
+            }
+        }
+        // Lost a race for the free slot (or none in reach): take any free slot.
+        self.insert(addr, v)
     }
 
     /// Removes and returns the entry for `addr`, if there is one. The common case (not
@@ -143,8 +192,9 @@ impl<P: Payload> AddrMap<P> {
             let k = e.key.load(Ordering::Relaxed);
             if k == addr {
                 let v = e.payload.load();
+                e.payload.retire();
                 // Only the owner of `addr` (the thread freeing it) can remove this entry.
-                e.key.store(TOMBSTONE, Ordering::Relaxed);
+                e.key.store(TOMBSTONE, Ordering::Release);
                 self.filter_remove(addr);
                 return Some(v);
             }
@@ -157,11 +207,12 @@ impl<P: Payload> AddrMap<P> {
     }
 
     /// Calls `f` with the payload of every entry in use (cold: walks the whole table).
-    /// Entries removed or added meanwhile may or may not be seen.
+    /// Entries removed or added meanwhile may or may not be seen; an entry being reused
+    /// shows a retired payload or its new one, never its old one.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&P)) {
         if let Some(table) = self.table.get() {
             for e in table {
-                let k = e.key.load(Ordering::Relaxed);
+                let k = e.key.load(Ordering::Acquire);
                 if k != EMPTY && k != TOMBSTONE {
                     f(&e.payload);
                 }

@@ -111,6 +111,11 @@ impl Payload for TrackedSlot {
             size: self.size.load(Relaxed),
         }
     }
+
+    fn retire(&self) {
+        // Scope 0 is no scope: a reader walking the table skips it.
+        self.scope.store(0, Relaxed);
+    }
 }
 
 static TRACKED: AddrMap<TrackedSlot> = AddrMap::new();
@@ -165,7 +170,7 @@ pub(crate) fn on_alloc(t: &ThreadState, p: *mut u8, size: u64) {
     t.stack.set(bounds);
     match stacks::intern(&stack) {
         Some(id) => {
-            TRACKED.insert(
+            TRACKED.upsert(
                 p as usize,
                 Tracked {
                     scope,
@@ -205,7 +210,7 @@ pub(crate) fn untrack(ptr: *mut u8) -> Option<Tracked> {
 
 /// Puts back an entry `untrack` removed (the `realloc` that would have moved it failed).
 pub(crate) fn retrack(ptr: *mut u8, v: Tracked) {
-    TRACKED.insert(ptr as usize, v);
+    TRACKED.upsert(ptr as usize, v);
 }
 
 /// Opens scope `id` on the calling thread: the scope it hides and the counts at the
