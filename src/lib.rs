@@ -51,6 +51,7 @@
 
 mod alloc;
 mod config;
+mod cpu;
 mod profile;
 mod session;
 mod stats;
@@ -59,9 +60,11 @@ mod write;
 
 pub use alloc::LeakScope;
 pub use config::{
-    Config, ConfigError, DEFAULT_DIR, DEFAULT_SAMPLE_BYTES, ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES,
-    ENV_VARS,
+    Config, ConfigError, BREACH_KINDS, CPU_BREACH_KINDS, DEFAULT_CPU_HZ, DEFAULT_CPU_SECONDS,
+    DEFAULT_DIR, DEFAULT_SAMPLE_BYTES, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
+    ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
 };
+pub use cpu::cpu_profile;
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};
 pub use stats::{stats, HeapStats};
