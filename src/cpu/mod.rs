@@ -97,7 +97,7 @@ pub fn cpu_profile(duration: Duration) -> io::Result<Vec<PathBuf>> {
     })?;
     let gate = Gate::acquire()?;
     let seq = write::next_seq();
-    capture(&config, seq, "cpu", &gate, |d| thread::sleep(d), duration)
+    capture(&config, seq, "cpu", &gate, thread::sleep, duration)
 }
 
 /// Runs the sampler for `duration` (waiting with `wait`) and writes the files.
