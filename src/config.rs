@@ -13,22 +13,62 @@ pub const ENV_DIR: &str = "LEAKSCOPE_DIR";
 /// Mean bytes between allocation samples; `1` records every allocation.
 pub const ENV_SAMPLE_BYTES: &str = "LEAKSCOPE_SAMPLE_BYTES";
 
+/// CPU profiles: samples per second of CPU time (pprof's `SIGPROF` timer).
+pub const ENV_CPU_HZ: &str = "LEAKSCOPE_CPU_HZ";
+/// Length in seconds of an automatic CPU profile on a breach; `0` disables them.
+pub const ENV_CPU_SECONDS: &str = "LEAKSCOPE_CPU_SECONDS";
+/// Process CPU use (percent of one core, averaged over the window) above which a
+/// `cpu_limit` breach fires; `off` (or unset) = no limit.
+pub const ENV_CPU_LIMIT: &str = "LEAKSCOPE_CPU_LIMIT";
+/// Comma-separated breach kinds that also capture a CPU profile (besides `span_latency`
+/// and `cpu_limit`, which always do); `none` = no others.
+pub const ENV_CPU_ON: &str = "LEAKSCOPE_CPU_ON";
+
 /// Default output directory.
 pub const DEFAULT_DIR: &str = "flamegraphs";
 /// Default mean bytes between samples (512 KiB, as Go's `MemProfileRate`).
 pub const DEFAULT_SAMPLE_BYTES: u64 = 512 * 1024;
+
+/// Default CPU sampling frequency (99 Hz, as pprof and perf suggest: not in lockstep
+/// with timers at round frequencies).
+pub const DEFAULT_CPU_HZ: u32 = 99;
+/// Default length of an automatic CPU profile, in seconds.
+pub const DEFAULT_CPU_SECONDS: u64 = 10;
+/// Highest accepted `LEAKSCOPE_CPU_HZ` (the kernel's timer tick caps the real rate anyway).
+pub const MAX_CPU_HZ: u32 = 10_000;
+
+/// Breach kinds that always capture a CPU profile (when `LEAKSCOPE_CPU_SECONDS` > 0).
+pub const CPU_BREACH_KINDS: &[&str] = &["span_latency", "cpu_limit"];
+/// Breach kinds `LEAKSCOPE_CPU_ON` accepts.
+pub const BREACH_KINDS: &[&str] = &[
+    "memory_leak",
+    "heap_limit",
+    "task_leak",
+    "task_limit",
+    "span_latency",
+    "cpu_limit",
+];
 
 /// Every variable this version reads, with its default as written in the docs.
 pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_ENABLE, "off"),
     (ENV_DIR, DEFAULT_DIR),
     (ENV_SAMPLE_BYTES, "512KiB"),
+    (ENV_CPU_HZ, "99"),
+    (ENV_CPU_SECONDS, "10"),
+    (ENV_CPU_LIMIT, "off"),
+    (ENV_CPU_ON, "none"),
 ];
 
 const BOOL_FORM: &str = "one of 1, true, on, yes (on) or 0, false, off, no (off)";
 const BYTES_FORM: &str =
     "a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 1, 4096, 512KiB, 4MiB)";
 const DIR_FORM: &str = "a non-empty directory path";
+const HZ_FORM: &str = "an integer frequency in Hz from 1 to 10000 (e.g. 99)";
+const SECONDS_FORM: &str = "a whole number of seconds, 0 to 86400 (0 = no automatic CPU profiles)";
+const LIMIT_FORM: &str =
+    "off, or a whole percentage of one core >= 1, optionally followed by % (e.g. 80, 150%)";
+const ON_FORM: &str = "none, or a comma-separated list of breach kinds from memory_leak, heap_limit, task_leak, task_limit, span_latency, cpu_limit";
 
 /// What leakscope does when a session starts.
 ///
@@ -45,6 +85,14 @@ pub struct Config {
     pub sample_bytes: u64,
     /// Seed of the sampler; `None` = a random seed per process.
     pub seed: Option<u64>,
+    /// CPU profiles: samples per second of CPU time.
+    pub cpu_hz: u32,
+    /// Length of an automatic CPU profile on a breach; zero disables them.
+    pub cpu_seconds: u64,
+    /// `cpu_limit` breach threshold: percent of one core, averaged over the window.
+    pub cpu_limit: Option<u32>,
+    /// Breach kinds that also capture a CPU profile, besides [`CPU_BREACH_KINDS`].
+    pub cpu_on: Vec<String>,
 }
 
 impl Default for Config {
@@ -55,6 +103,10 @@ impl Default for Config {
             dir: PathBuf::from(DEFAULT_DIR),
             sample_bytes: DEFAULT_SAMPLE_BYTES,
             seed: None,
+            cpu_hz: DEFAULT_CPU_HZ,
+            cpu_seconds: DEFAULT_CPU_SECONDS,
+            cpu_limit: None,
+            cpu_on: Vec::new(),
         }
     }
 }
@@ -98,6 +150,44 @@ impl Config {
         self
     }
 
+    /// Sets the CPU sampling frequency in Hz (clamped to 1..=[`MAX_CPU_HZ`]).
+    #[must_use]
+    pub fn cpu_hz(mut self, hz: u32) -> Config {
+        self.cpu_hz = hz.clamp(1, MAX_CPU_HZ);
+        self
+    }
+
+    /// Sets the length of automatic CPU profiles; zero disables them.
+    #[must_use]
+    pub fn cpu_seconds(mut self, seconds: u64) -> Config {
+        self.cpu_seconds = seconds;
+        self
+    }
+
+    /// Sets the `cpu_limit` threshold in percent of one core (`None` = no limit).
+    #[must_use]
+    pub fn cpu_limit(mut self, percent: Option<u32>) -> Config {
+        self.cpu_limit = percent.map(|p| p.max(1));
+        self
+    }
+
+    /// Adds a breach kind that also captures a CPU profile.
+    #[must_use]
+    pub fn cpu_on(mut self, kind: &str) -> Config {
+        if !self.cpu_on.iter().any(|k| k == kind) {
+            self.cpu_on.push(kind.to_string());
+        }
+        self
+    }
+
+    /// True if a breach of `kind` should capture a CPU profile: automatic profiles are
+    /// on (`cpu_seconds > 0`) and the kind is `span_latency`, `cpu_limit` or listed in
+    /// `cpu_on`.
+    pub fn captures_cpu_on(&self, kind: &str) -> bool {
+        self.cpu_seconds > 0
+            && (CPU_BREACH_KINDS.contains(&kind) || self.cpu_on.iter().any(|k| k == kind))
+    }
+
     /// Reads the `LEAKSCOPE_*` variables strictly: the first invalid value is an error.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var_os(k))
@@ -124,8 +214,62 @@ impl Config {
                 _ => return Err(ConfigError::new(ENV_SAMPLE_BYTES, &v, BYTES_FORM)),
             };
         }
+        if let Some(v) = text(&get, ENV_CPU_HZ, HZ_FORM)? {
+            c.cpu_hz = match v.trim().parse::<u32>() {
+                Ok(n) if (1..=MAX_CPU_HZ).contains(&n) => n,
+                _ => return Err(ConfigError::new(ENV_CPU_HZ, &v, HZ_FORM)),
+            };
+        }
+        if let Some(v) = text(&get, ENV_CPU_SECONDS, SECONDS_FORM)? {
+            c.cpu_seconds = match v.trim().parse::<u64>() {
+                Ok(n) if n <= 86_400 => n,
+                _ => return Err(ConfigError::new(ENV_CPU_SECONDS, &v, SECONDS_FORM)),
+            };
+        }
+        if let Some(v) = text(&get, ENV_CPU_LIMIT, LIMIT_FORM)? {
+            c.cpu_limit =
+                parse_percent(&v).ok_or_else(|| ConfigError::new(ENV_CPU_LIMIT, &v, LIMIT_FORM))?;
+        }
+        if let Some(v) = text(&get, ENV_CPU_ON, ON_FORM)? {
+            c.cpu_on = parse_kinds(&v).ok_or_else(|| ConfigError::new(ENV_CPU_ON, &v, ON_FORM))?;
+        }
         Ok(c)
     }
+}
+
+/// `off`/empty -> `Some(None)`; `80`, `150%` -> `Some(Some(n))` for n >= 1; else `None`.
+fn parse_percent(v: &str) -> Option<Option<u32>> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    let num = v.strip_suffix('%').unwrap_or(v).trim_end();
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match num.parse::<u32>() {
+        Ok(n) if n >= 1 => Some(Some(n)),
+        _ => None,
+    }
+}
+
+/// `none`/empty -> empty list; `a,b` -> the known kinds, deduplicated; an unknown or
+/// empty item -> `None`.
+fn parse_kinds(v: &str) -> Option<Vec<String>> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("none") {
+        return Some(Vec::new());
+    }
+    let mut kinds: Vec<String> = Vec::new();
+    for item in v.split(',').map(str::trim) {
+        if !BREACH_KINDS.contains(&item) {
+            return None;
+        }
+        if !kinds.iter().any(|k| k == item) {
+            kinds.push(item.to_string());
+        }
+    }
+    Some(kinds)
 }
 
 /// The variable as UTF-8 text; unset -> None; not UTF-8 -> error.
@@ -281,6 +425,54 @@ mod tests {
             PathBuf::from("out/x")
         );
         assert_eq!(parse(&[(ENV_DIR, " ")]).unwrap_err().var(), ENV_DIR);
+    }
+
+    #[test]
+    fn cpu_variables() {
+        let c = parse(&[
+            (ENV_CPU_HZ, "250"),
+            (ENV_CPU_SECONDS, "0"),
+            (ENV_CPU_LIMIT, "150%"),
+            (ENV_CPU_ON, "memory_leak, heap_limit,memory_leak"),
+        ])
+        .unwrap();
+        assert_eq!(c.cpu_hz, 250);
+        assert_eq!(c.cpu_seconds, 0);
+        assert_eq!(c.cpu_limit, Some(150));
+        assert_eq!(c.cpu_on, vec!["memory_leak", "heap_limit"]);
+        assert_eq!(parse(&[(ENV_CPU_LIMIT, "80")]).unwrap().cpu_limit, Some(80));
+        assert_eq!(parse(&[(ENV_CPU_LIMIT, "OFF")]).unwrap().cpu_limit, None);
+        assert!(parse(&[(ENV_CPU_ON, "none")]).unwrap().cpu_on.is_empty());
+        for (var, bad) in [
+            (ENV_CPU_HZ, "0"),
+            (ENV_CPU_HZ, "99.5"),
+            (ENV_CPU_HZ, "10001"),
+            (ENV_CPU_HZ, "fast"),
+            (ENV_CPU_SECONDS, "-1"),
+            (ENV_CPU_SECONDS, "10s"),
+            (ENV_CPU_SECONDS, "86401"),
+            (ENV_CPU_LIMIT, "0"),
+            (ENV_CPU_LIMIT, "80.5"),
+            (ENV_CPU_LIMIT, "%"),
+            (ENV_CPU_LIMIT, "-5"),
+            (ENV_CPU_ON, "memory_leak,"),
+            (ENV_CPU_ON, "leak"),
+            (ENV_CPU_ON, "Memory_Leak"),
+        ] {
+            let e = parse(&[(var, bad)]).unwrap_err();
+            assert_eq!((e.var(), e.value()), (var, bad));
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn which_breaches_capture_cpu() {
+        let c = Config::new();
+        assert!(c.captures_cpu_on("span_latency") && c.captures_cpu_on("cpu_limit"));
+        assert!(!c.captures_cpu_on("memory_leak"));
+        let c = c.cpu_on("memory_leak");
+        assert!(c.captures_cpu_on("memory_leak"));
+        assert!(!c.cpu_seconds(0).captures_cpu_on("span_latency"));
     }
 
     #[test]

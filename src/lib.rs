@@ -29,6 +29,10 @@
 //! | `LEAKSCOPE` | off | master switch: `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no` |
 //! | `LEAKSCOPE_DIR` | `flamegraphs` | output directory (created if missing) |
 //! | `LEAKSCOPE_SAMPLE_BYTES` | `512KiB` | mean bytes between samples (units B, KiB, MiB, GiB); `1` = every allocation |
+//! | `LEAKSCOPE_CPU_HZ` | `99` | CPU profiles: samples per second of CPU time, 1 to 10000 |
+//! | `LEAKSCOPE_CPU_SECONDS` | `10` | length of an automatic CPU profile on a breach, whole seconds; `0` = none |
+//! | `LEAKSCOPE_CPU_LIMIT` | `off` | `cpu_limit` breach above this CPU use, percent of one core over the window |
+//! | `LEAKSCOPE_CPU_ON` | `none` | breach kinds that also capture a CPU profile, comma-separated |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
@@ -38,11 +42,19 @@
 //! * [`stats`]: exact [`HeapStats`] (live, peak, totals).
 //! * [`profile`]: a [`HeapProfile`], the estimated live heap by allocation [`Site`].
 //! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg` and `.folded` now.
+//! * [`cpu_profile`]: samples the CPU of every thread for a while (pprof's `SIGPROF`
+//!   timer) and writes `leakscope-<pid>-<seq>-cpu.svg`, `.folded` and `.pb.gz` (pprof).
 //! * The [`Session`] returned by [`init`] writes the same plus a JSON report when dropped.
 //! * [`testing`]: leak tests for your test suite. [`testing::measure`] gives exact figures
 //!   for what a closure allocates on the calling thread (parallel tests do not disturb
 //!   each other; no env var needed), and [`assert_no_leak!`] / [`assert_max_alloc!`]
 //!   fail with the stacks that allocated what is left.
+//!
+//! ## Feature flags
+//!
+//! * `cpu-frame-pointer`: CPU profiles walk frame pointers instead of using libgcc's
+//!   unwinder; build with `RUSTFLAGS="-C force-frame-pointers=yes"`. Off by default: the
+//!   default unwinder gives complete stacks (see the README and BENCHMARKS.md).
 //!
 //! ## Sampling
 //!
@@ -55,6 +67,7 @@
 
 mod alloc;
 mod config;
+mod cpu;
 mod profile;
 mod session;
 mod stats;
@@ -64,9 +77,11 @@ mod write;
 
 pub use alloc::LeakScope;
 pub use config::{
-    Config, ConfigError, DEFAULT_DIR, DEFAULT_SAMPLE_BYTES, ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES,
-    ENV_VARS,
+    Config, ConfigError, BREACH_KINDS, CPU_BREACH_KINDS, DEFAULT_CPU_HZ, DEFAULT_CPU_SECONDS,
+    DEFAULT_DIR, DEFAULT_SAMPLE_BYTES, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
+    ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
 };
+pub use cpu::cpu_profile;
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};
 pub use stats::{stats, HeapStats};

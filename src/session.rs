@@ -53,6 +53,7 @@ impl Session {
         }
         self.active = false;
         let _guard = ProfilerGuard::new();
+        crate::cpu::finish_background();
         let config = ACTIVE.lock().clone();
         let result = match config {
             Some(config) => {
@@ -160,6 +161,12 @@ pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
         &write::sanitize_label(label),
         &p,
     )
+}
+
+/// The running session's settings, if a session is profiling.
+pub(crate) fn active_config() -> Option<Config> {
+    let _guard = ProfilerGuard::new();
+    ACTIVE.lock().clone()
 }
 
 /// True if allocations reach leakscope's hooks (it is the `#[global_allocator]`).

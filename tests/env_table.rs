@@ -78,6 +78,10 @@ fn the_parser_list_is_consistent() {
         leakscope::ENV_ENABLE,
         leakscope::ENV_DIR,
         leakscope::ENV_SAMPLE_BYTES,
+        leakscope::ENV_CPU_HZ,
+        leakscope::ENV_CPU_SECONDS,
+        leakscope::ENV_CPU_LIMIT,
+        leakscope::ENV_CPU_ON,
     ] {
         assert!(names.contains(&var), "{var} missing from ENV_VARS");
     }

@@ -1,0 +1,310 @@
+//! CPU profiles: pprof's `SIGPROF` sampler over the whole process, written as an inferno
+//! flamegraph, folded stacks and a gzipped pprof protobuf.
+//!
+//! One CPU profile runs at a time per process (pprof's sampler is one process-wide
+//! `setitimer(ITIMER_PROF)` and one signal handler); [`Gate`] enforces it. Profiles are
+//! taken on demand ([`cpu_profile`]) or, for a breach, on a background thread
+//! ([`start_background_cpu_profile`]) that the end of the session stops early and joins.
+//!
+//! Signal safety: pprof's handler does not allocate (fixed-size `SmallVec`s and a
+//! preallocated collector that spills to a temporary file with `write(2)`), takes only
+//! its own `try_write` spin lock, and skips samples whose interrupted instruction lies in
+//! [`BLOCKLIST`] libraries, so it never re-enters libc's allocator or libgcc's unwinder
+//! on a thread that was inside them. leakscope's allocation hooks take no lock at all.
+
+pub(crate) mod usage;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use pprof::protos::Message;
+
+use crate::alloc::thread::ProfilerGuard;
+use crate::config::Config;
+use crate::write;
+
+/// Libraries whose code the sampler never unwinds from (pprof's recommendation): a
+/// sample that lands in them is dropped, so the handler never runs the unwinder on top
+/// of a thread holding libc's allocator lock, the dynamic loader's lock or libgcc's.
+pub(crate) const BLOCKLIST: &[&str] = &["libc", "libgcc", "pthread", "vdso"];
+
+/// Frames of the sampler itself at the leaf end of each stack (the handler's unwinder).
+const SAMPLER_FRAME_PREFIXES: &[&str] = &["backtrace::", "pprof::", "<pprof::"];
+
+static BUSY: AtomicBool = AtomicBool::new(false);
+
+/// The right to run the one CPU profile of the process; released when dropped.
+#[derive(Debug)]
+pub(crate) struct Gate(());
+
+impl Gate {
+    /// Takes the gate, or an `io::ErrorKind::ResourceBusy` error if a profile runs.
+    pub(crate) fn acquire() -> io::Result<Gate> {
+        if BUSY
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            Ok(Gate(()))
+        } else {
+            Err(busy())
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        BUSY.store(false, Ordering::Release);
+    }
+}
+
+fn busy() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ResourceBusy,
+        "a CPU profile is already running in this process (one at a time); try again when it ends",
+    )
+}
+
+/// Samples the CPU use of the whole process for `duration` and writes
+/// `leakscope-<pid>-<seq>-cpu.svg` (flamegraph), `.folded` (folded stacks) and `.pb.gz`
+/// (gzipped pprof protobuf, for `go tool pprof`) into the session's directory; returns
+/// their paths. Blocks the calling thread for `duration`, plus symbolizing.
+///
+/// Samples at `LEAKSCOPE_CPU_HZ` (default 99) per second of CPU time, on every thread.
+///
+/// # Errors
+///
+/// * no session is profiling (`LEAKSCOPE` off or [`init`](crate::init) not called):
+///   `ErrorKind::Other`, nothing is sampled;
+/// * another CPU profile is running (this one, or any user of the `pprof` crate's
+///   sampler in the process): `ErrorKind::ResourceBusy`;
+/// * `duration` is zero: `ErrorKind::InvalidInput`;
+/// * the files cannot be written: the I/O error, naming the path.
+pub fn cpu_profile(duration: Duration) -> io::Result<Vec<PathBuf>> {
+    if duration.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a CPU profile needs a duration above zero",
+        ));
+    }
+    let config = crate::session::active_config().ok_or_else(|| {
+        io::Error::other(
+            "leakscope is not profiling, so it cannot take a CPU profile: set LEAKSCOPE=1 and call leakscope::init(), or use init_with",
+        )
+    })?;
+    let gate = Gate::acquire()?;
+    let seq = write::next_seq();
+    capture(&config, seq, "cpu", &gate, thread::sleep, duration)
+}
+
+/// Runs the sampler for `duration` (waiting with `wait`) and writes the files.
+fn capture(
+    config: &Config,
+    seq: u64,
+    label: &str,
+    _gate: &Gate,
+    wait: impl FnOnce(Duration),
+    duration: Duration,
+) -> io::Result<Vec<PathBuf>> {
+    let _own = ProfilerGuard::new();
+    let hz = i32::try_from(config.cpu_hz.max(1)).unwrap_or(i32::MAX);
+    let started = Instant::now();
+    let guard = pprof::ProfilerGuardBuilder::default()
+        .frequency(hz)
+        .blocklist(BLOCKLIST)
+        .build()
+        .map_err(|e| match e {
+            pprof::Error::Running => busy(),
+            e => io::Error::other(format!("cannot start the CPU sampler: {e}")),
+        })?;
+    wait(duration);
+    let report = guard
+        .report()
+        .frames_post_processor(trim_sampler_frames)
+        .build()
+        .map_err(|e| io::Error::other(format!("cannot read the CPU samples: {e}")));
+    let wall = started.elapsed();
+    drop(guard);
+    let report = report?;
+    let profile = report
+        .pprof()
+        .map_err(|e| io::Error::other(format!("cannot build the pprof profile: {e}")))?;
+    let lines = folded_lines(&report);
+    let title = CpuTitle {
+        hz: config.cpu_hz,
+        wall,
+        samples: report.data.values().map(|&n| n.max(0) as u64).sum(),
+    };
+    write::cpu::cpu_files(
+        &config.dir,
+        seq,
+        label,
+        &lines,
+        &title,
+        &profile.encode_to_vec(),
+    )
+}
+
+/// What the flamegraph's title says about a CPU profile.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CpuTitle {
+    pub(crate) hz: u32,
+    pub(crate) wall: Duration,
+    pub(crate) samples: u64,
+}
+
+/// Drops the sampler's own frames (the unwinder called from the signal handler) from the
+/// leaf end of a stack; pprof already drops the handler and the signal trampoline.
+fn trim_sampler_frames(frames: &mut pprof::Frames) {
+    let own = frames
+        .frames
+        .iter()
+        .take_while(|symbols| {
+            !symbols.is_empty()
+                && symbols.iter().all(|s| {
+                    let name = s.name();
+                    SAMPLER_FRAME_PREFIXES.iter().any(|p| name.starts_with(p))
+                })
+        })
+        .count();
+    frames.frames.drain(..own);
+}
+
+/// Folded stacks, root first: the thread's name (or id), then frames outermost first
+/// (inlined functions after the function they are inlined into).
+fn folded_lines(report: &pprof::Report) -> Vec<String> {
+    let mut lines: Vec<String> = report
+        .data
+        .iter()
+        .filter(|(_, &n)| n > 0)
+        .map(|(frames, n)| {
+            let mut parts = vec![write::folded::frame_name(&frames.thread_name_or_id())];
+            for frame in frames.frames.iter().rev() {
+                for symbol in frame.iter().rev() {
+                    parts.push(write::folded::frame_name(&symbol.name()));
+                }
+            }
+            format!("{} {n}", parts.join(";"))
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// The background profile running for a breach, if any: its stop signal and thread.
+struct Background {
+    stop: std::sync::Arc<(Mutex<bool>, Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+static BACKGROUND: Mutex<Option<Background>> = Mutex::new(None);
+
+/// Starts a CPU profile of `LEAKSCOPE_CPU_SECONDS` on a background thread for a breach of
+/// `kind`, if the session's configuration asks for one ([`Config::captures_cpu_on`]),
+/// and returns at once with the paths the files will have:
+/// `leakscope-<pid>-<seq>-<kind>-cpu.{svg,folded,pb.gz}` (pass the breach's own `seq`, so
+/// its files sort together). Each file appears atomically when the profile ends; the
+/// end of the session stops a running profile early and waits for its files.
+///
+/// `None`: no session, automatic CPU profiles off (`cpu_seconds == 0`), `kind` not
+/// configured to capture, or a CPU profile already running. Write errors of the
+/// background thread are reported once on stderr.
+#[allow(dead_code)] // called by the monitor (breach triggers)
+pub(crate) fn start_background_cpu_profile(kind: &str, seq: u64) -> Option<Vec<PathBuf>> {
+    let config = crate::session::active_config()?;
+    if !config.captures_cpu_on(kind) {
+        return None;
+    }
+    let gate = Gate::acquire().ok()?;
+    let _own = ProfilerGuard::new();
+    let label = write::sanitize_label(&format!("{kind}-cpu"));
+    let paths = write::cpu::cpu_paths(&config.dir, seq, &label);
+    let duration = Duration::from_secs(config.cpu_seconds);
+    let stop = std::sync::Arc::new((Mutex::new(false), Condvar::new()));
+    let stop2 = std::sync::Arc::clone(&stop);
+    let mut slot = BACKGROUND.lock().unwrap_or_else(|e| e.into_inner());
+    // A finished thread from an earlier breach: reap it.
+    if let Some(old) = slot.take() {
+        let _ = old.thread.join();
+    }
+    let spawned = thread::Builder::new()
+        .name("leakscope-cpu".to_string())
+        .spawn(move || {
+            let wait = |d: Duration| wait_or_stop(&stop2, d);
+            if let Err(e) = capture(&config, seq, &label, &gate, wait, duration) {
+                write::report_once(&e);
+            }
+        });
+    match spawned {
+        Ok(thread) => {
+            *slot = Some(Background { stop, thread });
+            Some(paths)
+        }
+        Err(_) => None,
+    }
+}
+
+/// Sleeps for `d` unless told to stop sooner.
+fn wait_or_stop(stop: &(Mutex<bool>, Condvar), d: Duration) {
+    let deadline = Instant::now() + d;
+    let mut stopped = stop.0.lock().unwrap_or_else(|e| e.into_inner());
+    while !*stopped {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        stopped = match stop.1.wait_timeout(stopped, deadline - now) {
+            Ok((g, _)) => g,
+            Err(e) => e.into_inner().0,
+        };
+    }
+}
+
+/// Stops a running background CPU profile early and waits until its files are written.
+/// Called when the session ends.
+pub(crate) fn finish_background() {
+    let bg = BACKGROUND.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(bg) = bg {
+        *bg.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        bg.stop.1.notify_all();
+        let _ = bg.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_gate_at_a_time() {
+        let first = Gate::acquire().expect("the gate is free");
+        let e = Gate::acquire().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ResourceBusy);
+        assert!(e.to_string().contains("already running"), "{e}");
+        drop(first);
+        drop(Gate::acquire().expect("free again after the first is dropped"));
+    }
+
+    #[test]
+    fn off_session_is_a_clear_error() {
+        // The unit-test binary does not use LeakScope as its allocator: no session.
+        let e = cpu_profile(Duration::from_millis(1)).unwrap_err();
+        assert!(e.to_string().contains("LEAKSCOPE=1"), "{e}");
+        let e = cpu_profile(Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(start_background_cpu_profile("span_latency", 1), None);
+    }
+
+    #[test]
+    fn wait_or_stop_returns_when_stopped() {
+        let stop = std::sync::Arc::new((Mutex::new(false), Condvar::new()));
+        let s2 = std::sync::Arc::clone(&stop);
+        let t = thread::spawn(move || wait_or_stop(&s2, Duration::from_secs(3600)));
+        *stop.0.lock().unwrap() = true;
+        stop.1.notify_all();
+        t.join().unwrap(); // would hang for an hour if the stop were ignored
+    }
+}
