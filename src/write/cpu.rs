@@ -33,7 +33,7 @@ pub(crate) fn cpu_files(
         }
         Ok(())
     })?;
-    write_atomic(&paths[2], |w| w.write_all(&gzip::gzip(pprof)))?;
+    write_atomic(&paths[2], |w| gzip::write_gzip(pprof, w))?;
     Ok(paths)
 }
 
