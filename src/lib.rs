@@ -51,6 +51,7 @@
 
 mod alloc;
 mod config;
+mod detect;
 mod profile;
 mod session;
 mod stats;
