@@ -49,19 +49,23 @@
 
 #![warn(missing_docs)]
 
+mod alert;
 mod alloc;
 mod config;
 mod detect;
+mod monitor;
 mod profile;
 mod session;
 mod stats;
 mod symbolize;
 mod write;
 
+pub use alert::{on_alert, Alert, AlertKind, Growth, Severity, Suspect};
 pub use alloc::LeakScope;
 pub use config::{
-    Config, ConfigError, DEFAULT_DIR, DEFAULT_SAMPLE_BYTES, ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES,
-    ENV_VARS,
+    Config, ConfigError, DEFAULT_COOLDOWN, DEFAULT_DIR, DEFAULT_INTERVAL, DEFAULT_LEAK_WINDOW,
+    DEFAULT_MAX_DUMPS, DEFAULT_SAMPLE_BYTES, ENV_COOLDOWN, ENV_DIR, ENV_ENABLE, ENV_HEAP_LIMIT,
+    ENV_INTERVAL, ENV_LEAK_MIN_BYTES, ENV_LEAK_WINDOW, ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS,
 };
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};

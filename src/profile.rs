@@ -149,7 +149,7 @@ pub fn profile() -> HeapProfile {
 }
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
-fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
+pub(crate) fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
     let mut frames: Vec<Frame> = Vec::with_capacity(addrs.len() * 2);
     for &a in addrs {
         let syms: Arc<[Sym]> = symbolize::resolve(a);

@@ -97,7 +97,10 @@ pub(crate) fn median(xs: &mut [f64]) -> f64 {
     if n % 2 == 1 {
         hi
     } else {
-        let lo = xs[..n / 2].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lo = xs[..n / 2]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         (lo + hi) / 2.0
     }
 }
@@ -109,7 +112,8 @@ pub(crate) fn normal_cdf(z: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let erfc = poly * (-x * x).exp();
     if z >= 0.0 {
         1.0 - erfc / 2.0
@@ -138,12 +142,17 @@ mod tests {
         // Ties shrink the variance: 1 1 2 2 3 -> S = 8, Var = (5*4*15 - 2*(2*1*9))/18.
         let mk = mann_kendall(&[1.0, 1.0, 2.0, 2.0, 3.0]);
         assert_eq!(mk.s, 8);
-        assert!((mk.z - 7.0 / (264.0f64 / 18.0).sqrt()).abs() < 1e-12, "{mk:?}");
+        assert!(
+            (mk.z - 7.0 / (264.0f64 / 18.0).sqrt()).abs() < 1e-12,
+            "{mk:?}"
+        );
     }
 
     #[test]
     fn theil_sen_ignores_outliers() {
-        let mut pts: Vec<(f64, f64)> = (0..20).map(|i| (f64::from(i), 2.0 * f64::from(i))).collect();
+        let mut pts: Vec<(f64, f64)> = (0..20)
+            .map(|i| (f64::from(i), 2.0 * f64::from(i)))
+            .collect();
         pts[5].1 = 1e9;
         pts[15].1 = -1e9;
         assert!((theil_sen(&pts) - 2.0).abs() < 1e-9);
@@ -160,7 +169,12 @@ mod tests {
 
     #[test]
     fn normal_cdf_matches_tables() {
-        for (z, p) in [(0.0, 0.5), (1.0, 0.841_344_7), (1.96, 0.975_002_1), (3.0, 0.998_650_1)] {
+        for (z, p) in [
+            (0.0, 0.5),
+            (1.0, 0.841_344_7),
+            (1.96, 0.975_002_1),
+            (3.0, 0.998_650_1),
+        ] {
             assert!((normal_cdf(z) - p).abs() < 1e-6, "{z}");
             assert!((normal_cdf(-z) - (1.0 - p)).abs() < 1e-6, "{z}");
         }

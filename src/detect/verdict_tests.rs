@@ -86,7 +86,11 @@ fn bounded_cache(t: usize, rng: &mut Rng) -> f64 {
     // Fills at 1 MiB/s to a 40 MiB cap (40 s, less than a window), then evicts as fast
     // as it inserts.
     let fill = (t as f64 * MIB).min(40.0 * MIB);
-    let evict_jitter = if t > 40 { rng.unit() * 512.0 * KIB } else { 0.0 };
+    let evict_jitter = if t > 40 {
+        rng.unit() * 512.0 * KIB
+    } else {
+        0.0
+    };
     BASE + fill - evict_jitter + 128.0 * KIB * rng.normal()
 }
 
@@ -262,7 +266,10 @@ fn finds_a_small_leak_under_noisy_churn_given_enough_samples() {
         let flat: Vec<f64> = (0..4 * window)
             .map(|_| 10.0 * MIB + 128.0 * KIB * rng.normal())
             .collect();
-        assert_eq!(fires_at(&flat, window, per_sec, Some(128.0 * KIB)), Vec::<usize>::new());
+        assert_eq!(
+            fires_at(&flat, window, per_sec, Some(128.0 * KIB)),
+            Vec::<usize>::new()
+        );
     }
 }
 
@@ -276,7 +283,10 @@ fn naive_rule_fires_on_warm_up_and_sawtooth_where_the_verdict_stays_quiet() {
             ("sawtooth", series(seed, sawtooth(20))),
             ("bounded cache", series(seed, bounded_cache)),
         ] {
-            assert!(!naive(&v).is_empty(), "naive rule quiet on {name} seed {seed}");
+            assert!(
+                !naive(&v).is_empty(),
+                "naive rule quiet on {name} seed {seed}"
+            );
             assert!(ours(&v).is_empty(), "verdict fired on {name} seed {seed}");
         }
     }

@@ -1,5 +1,6 @@
 //! Output files: names, atomic writes, and the heap files a dump consists of.
 
+pub(crate) mod breach;
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
 pub(crate) mod report;

@@ -1,0 +1,112 @@
+//! The monitor thread: started by `init` when profiling is on, it wakes every
+//! `LEAKSCOPE_INTERVAL`, reads the heap ([`detector`]), judges it, and on a breach
+//! writes the alert's files and calls the [`on_alert`](crate::on_alert) callback
+//! ([`fire`]). It stops and is joined when the session ends.
+//!
+//! It is cold side: it allocates and takes leakscope's cold-side locks, always with the
+//! `ProfilerGuard` held (its allocations are counted, never sampled), and never a lock
+//! the allocation path could need (that path takes none).
+
+pub(crate) mod detector;
+pub(crate) mod fire;
+pub(crate) mod history;
+pub(crate) mod probe;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::alloc::thread::ProfilerGuard;
+use crate::config::Config;
+
+struct Shared {
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// The running monitor thread; stopping it (or dropping it) joins it.
+pub(crate) struct Monitor {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    id: ThreadId,
+}
+
+impl fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Monitor").field("thread", &self.id).finish()
+    }
+}
+
+impl Monitor {
+    /// Starts the monitor thread for a session with `config`.
+    pub(crate) fn start(config: &Config) -> io::Result<Monitor> {
+        let _guard = ProfilerGuard::new();
+        let shared = Arc::new(Shared {
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let config = config.clone();
+        let s = shared.clone();
+        let thread = thread::Builder::new()
+            .name("leakscope-monitor".to_string())
+            .spawn(move || {
+                let _guard = ProfilerGuard::new();
+                run(&config, &s);
+            })?;
+        let id = thread.thread().id();
+        Ok(Monitor {
+            shared,
+            thread: Some(thread),
+            id,
+        })
+    }
+
+    /// Stops the thread and waits for it (a tick in progress finishes first). From the
+    /// monitor thread itself (an `on_alert` callback ending the session) it only asks.
+    pub(crate) fn stop(&mut self) {
+        *self.shared.stop.lock() = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            if thread::current().id() != self.id {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The thread's loop: ticks at `start + k * interval`, skipping ticks it is late for.
+fn run(config: &Config, shared: &Shared) {
+    let interval = config.interval.max(Duration::from_millis(1));
+    let mut detector = detector::Detector::new(config);
+    let mut fire = fire::Fire::new(config);
+    let start = Instant::now();
+    let mut next = start + interval;
+    loop {
+        {
+            let mut stop = shared.stop.lock();
+            while !*stop && Instant::now() < next {
+                shared.wake.wait_until(&mut stop, next);
+            }
+            if *stop {
+                return;
+            }
+        }
+        let now = Instant::now();
+        for finding in detector.tick(now.duration_since(start).as_secs_f64()) {
+            fire.fire(&detector, finding);
+        }
+        while next <= now {
+            next += interval;
+        }
+    }
+}
