@@ -29,6 +29,12 @@
 //! | `LEAKSCOPE` | off | master switch: `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no` |
 //! | `LEAKSCOPE_DIR` | `flamegraphs` | output directory (created if missing) |
 //! | `LEAKSCOPE_SAMPLE_BYTES` | `512KiB` | mean bytes between samples (units B, KiB, MiB, GiB); `1` = every allocation |
+//! | `LEAKSCOPE_INTERVAL` | `1s` | period of the monitor thread (units ms, s, m, h) |
+//! | `LEAKSCOPE_LEAK_WINDOW` | `60s` | growth must persist over this window to be a `memory_leak` (at least 8 intervals) |
+//! | `LEAKSCOPE_LEAK_MIN_BYTES` | `auto` | least growth over the window for a `memory_leak`; `auto` = 1 MiB or 2% of the live heap, whichever is more |
+//! | `LEAKSCOPE_HEAP_LIMIT` | `none` | a `heap_limit` alert when the exact live heap exceeds this (e.g. `2GiB`) |
+//! | `LEAKSCOPE_COOLDOWN` | `5m` | least time between two alerts of one kind |
+//! | `LEAKSCOPE_MAX_DUMPS` | `20` | most alerts per process that write files |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
@@ -39,6 +45,11 @@
 //! * [`profile`]: a [`HeapProfile`], the estimated live heap by allocation [`Site`].
 //! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg` and `.folded` now.
 //! * The [`Session`] returned by [`init`] writes the same plus a JSON report when dropped.
+//! * While a session runs, a monitor thread reads the heap every `LEAKSCOPE_INTERVAL` and
+//!   raises an [`Alert`] on a `memory_leak` (the live heap, or one allocation site, grows
+//!   steadily over `LEAKSCOPE_LEAK_WINDOW`) or a `heap_limit`: it writes
+//!   `leakscope-<pid>-<seq>-<kind>.{svg,folded,json}` and a differential
+//!   `...-<kind>-growth.svg`, and calls the callback given to [`on_alert`].
 //!
 //! ## Sampling
 //!
