@@ -60,6 +60,8 @@ const BYTES_FORM: &str =
 const DIR_FORM: &str = "a non-empty directory path";
 const INTERVAL_FORM: &str =
     "a duration >= 1ms: an integer with a unit ms, s, m or h (e.g. 250ms, 1s, 5m)";
+const MONITOR_FORM: &str =
+    "off, or a duration >= 1ms: an integer with a unit ms, s, m or h (e.g. 250ms, 1s, 5m)";
 const DURATION_FORM: &str = "a duration: an integer with a unit ms, s, m or h (e.g. 0s, 30s, 5m)";
 const MIN_BYTES_FORM: &str =
     "auto, or a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 512KiB, 8MiB)";
@@ -82,6 +84,8 @@ pub struct Config {
     pub sample_bytes: u64,
     /// Seed of the sampler; `None` = a random seed per process.
     pub seed: Option<u64>,
+    /// Whether the monitor thread (leak and limit alerts) runs while profiling.
+    pub monitor: bool,
     /// Period of the monitor thread.
     pub interval: Duration,
     /// Window over which growth must persist to be a leak (at least 8 intervals are
@@ -107,6 +111,7 @@ impl Default for Config {
             dir: PathBuf::from(DEFAULT_DIR),
             sample_bytes: DEFAULT_SAMPLE_BYTES,
             seed: None,
+            monitor: true,
             interval: DEFAULT_INTERVAL,
             leak_window: DEFAULT_LEAK_WINDOW,
             leak_min_bytes: None,
@@ -153,6 +158,15 @@ impl Config {
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Config {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Runs the monitor thread (the default) or not. Without it there are no alerts; its
+    /// own allocations (counted like any of leakscope's) then leave the exact counters
+    /// alone.
+    #[must_use]
+    pub fn monitor(mut self, on: bool) -> Config {
+        self.monitor = on;
         self
     }
 
@@ -224,11 +238,15 @@ impl Config {
                 _ => return Err(ConfigError::new(ENV_SAMPLE_BYTES, &v, BYTES_FORM)),
             };
         }
-        if let Some(v) = text(&get, ENV_INTERVAL, INTERVAL_FORM)? {
-            c.interval = match parse_duration(&v) {
-                Some(d) if d >= Duration::from_millis(1) => d,
-                _ => return Err(ConfigError::new(ENV_INTERVAL, &v, INTERVAL_FORM)),
-            };
+        if let Some(v) = text(&get, ENV_INTERVAL, MONITOR_FORM)? {
+            if v.trim().eq_ignore_ascii_case("off") {
+                c.monitor = false;
+            } else {
+                c.interval = match parse_duration(&v) {
+                    Some(d) if d >= Duration::from_millis(1) => d,
+                    _ => return Err(ConfigError::new(ENV_INTERVAL, &v, MONITOR_FORM)),
+                };
+            }
         }
         if let Some(v) = text(&get, ENV_LEAK_WINDOW, INTERVAL_FORM)? {
             c.leak_window = match parse_duration(&v) {
@@ -469,6 +487,8 @@ mod tests {
             assert!(!e.to_string().contains('\n'));
         }
         assert_eq!(parse(&[(ENV_HEAP_LIMIT, "None")]).unwrap().heap_limit, None);
+        assert!(parse(&[]).unwrap().monitor);
+        assert!(!parse(&[(ENV_INTERVAL, "off")]).unwrap().monitor);
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! | `LEAKSCOPE` | off | master switch: `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no` |
 //! | `LEAKSCOPE_DIR` | `flamegraphs` | output directory (created if missing) |
 //! | `LEAKSCOPE_SAMPLE_BYTES` | `512KiB` | mean bytes between samples (units B, KiB, MiB, GiB); `1` = every allocation |
-//! | `LEAKSCOPE_INTERVAL` | `1s` | period of the monitor thread (units ms, s, m, h) |
+//! | `LEAKSCOPE_INTERVAL` | `1s` | period of the monitor thread (units ms, s, m, h); `off` = no monitor, no alerts |
 //! | `LEAKSCOPE_LEAK_WINDOW` | `60s` | growth must persist over this window to be a `memory_leak` (at least 8 intervals) |
 //! | `LEAKSCOPE_LEAK_MIN_BYTES` | `auto` | least growth over the window for a `memory_leak`; `auto` = 1 MiB or 2% of the live heap, whichever is more |
 //! | `LEAKSCOPE_HEAP_LIMIT` | `none` | a `heap_limit` alert when the exact live heap exceeds this (e.g. `2GiB`) |

@@ -150,9 +150,10 @@ pub fn init_with(config: Config) -> Session {
         );
         return Session::inert();
     }
-    let monitor = match Monitor::start(&config) {
-        Ok(m) => Some(m),
-        Err(e) => {
+    let monitor = match config.monitor.then(|| Monitor::start(&config)) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
             eprintln!("leakscope: cannot start the monitor thread ({e}); no leak alerts");
             None
         }

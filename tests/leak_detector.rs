@@ -81,8 +81,10 @@ fn describe(alerts: &[Alert]) -> String {
 
 /// Runs `step` in a loop until a leak alert (or the deadline) and checks that the top
 /// suspect is `leaker`.
+/// The caller holds `session_lock()` from before it creates the workload's state until
+/// after it drops it: another test freeing its blocks during this session would be
+/// subtracted from this session's live heap.
 fn must_find(leaker: &str, mut step: impl FnMut(&mut Rng)) {
-    let _lock = session_lock();
     let dir = TempDir::new("leak");
     listen();
     let session = leakscope::init_with(config(&dir));
@@ -155,7 +157,6 @@ fn must_find(leaker: &str, mut step: impl FnMut(&mut Rng)) {
 
 /// Runs `step` in a loop for three windows; no leak alert may come.
 fn must_stay_quiet(name: &str, mut step: impl FnMut(&mut Rng)) {
-    let _lock = session_lock();
     let dir = TempDir::new("quiet");
     listen();
     let session = leakscope::init_with(config(&dir));
@@ -195,6 +196,7 @@ fn leak_steadily(store: &mut Vec<Vec<u8>>) {
 
 #[test]
 fn finds_a_steady_leak_under_heavy_churn() {
+    let _lock = session_lock();
     let mut store = Vec::new();
     must_find("leak_steadily", |rng| {
         churn(rng);
@@ -209,6 +211,7 @@ fn remember_forever(map: &mut std::collections::HashMap<u64, String>, k: u64) {
 
 #[test]
 fn finds_a_map_that_never_evicts() {
+    let _lock = session_lock();
     let mut map = std::collections::HashMap::new();
     let mut k = 0;
     must_find("remember_forever", |rng| {
@@ -227,6 +230,7 @@ fn leak_in_worker(cache: &mut Vec<Box<[u8]>>) {
 
 #[test]
 fn finds_a_leak_confined_to_one_thread() {
+    let _lock = session_lock();
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let mut worker = None;
@@ -255,6 +259,7 @@ fn leak_under_sawtooth(store: &mut Vec<Vec<u8>>) {
 
 #[test]
 fn finds_a_rising_floor_under_a_sawtooth() {
+    let _lock = session_lock();
     let mut store = Vec::new();
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut last_clear = Instant::now();
@@ -269,13 +274,16 @@ fn finds_a_rising_floor_under_a_sawtooth() {
     });
 }
 
+/// One small block per call (boxed on purpose: the leak is many 256-byte objects).
 #[inline(never)]
+#[allow(clippy::vec_box)]
 fn small_leak(store: &mut Vec<Box<[u64; 32]>>) {
     store.push(Box::new([6; 32]));
 }
 
 #[test]
 fn finds_a_leak_of_small_objects_under_noisy_churn() {
+    let _lock = session_lock();
     let mut store = Vec::new();
     must_find("small_leak", |rng| {
         churn(rng);
@@ -290,6 +298,7 @@ fn finds_a_leak_of_small_objects_under_noisy_churn() {
 
 #[test]
 fn quiet_on_churn() {
+    let _lock = session_lock();
     must_stay_quiet("churn", |rng| {
         churn(rng);
     });
@@ -297,6 +306,7 @@ fn quiet_on_churn() {
 
 #[test]
 fn quiet_on_a_warm_up_that_plateaus() {
+    let _lock = session_lock();
     let mut pool: Vec<Vec<u8>> = Vec::new();
     must_stay_quiet("warm-up", |rng| {
         // 8 MiB filled within the first ~20 steps (a small part of a window), then kept.
@@ -312,6 +322,7 @@ fn quiet_on_a_warm_up_that_plateaus() {
 
 #[test]
 fn quiet_on_a_bounded_cache() {
+    let _lock = session_lock();
     let mut cache: VecDeque<Vec<u8>> = VecDeque::new();
     must_stay_quiet("bounded cache", |rng| {
         // Fills to its 200-entry cap within ~50 steps, then evicts the oldest.
@@ -327,6 +338,7 @@ fn quiet_on_a_bounded_cache() {
 
 #[test]
 fn quiet_on_a_sawtooth() {
+    let _lock = session_lock();
     let mut batch: Vec<Vec<u8>> = Vec::new();
     let mut last_clear = Instant::now();
     must_stay_quiet("sawtooth", |rng| {
@@ -341,6 +353,7 @@ fn quiet_on_a_sawtooth() {
 
 #[test]
 fn quiet_on_bursts_freed_after_use() {
+    let _lock = session_lock();
     must_stay_quiet("bursts", |rng| {
         if rng.one_in(20) {
             black_box(vec![10u8; rng.range(1, 16) << 20]);

@@ -102,9 +102,11 @@ impl SiteSeries {
 
     /// Records one column: `live` holds (stack id, live bytes) of every site now.
     pub(crate) fn record(&mut self, t: f64, live: impl Iterator<Item = (u32, u64)>) {
-        let full = self.times.len() >= self.cap;
-        if full {
+        if self.times.len() >= self.cap {
             self.times.pop_front();
+            for row in self.rows.values_mut() {
+                row.pop_front();
+            }
         }
         self.times.push_back(t);
         let len = self.times.len();
@@ -116,21 +118,18 @@ impl SiteSeries {
                 .rows
                 .entry(id)
                 .or_insert_with(|| VecDeque::from(vec![0; len - 1]));
-            // A row already updated this column (duplicate id) adds up.
             if row.len() == len {
+                // A second entry for the same id in one column adds up.
                 if let Some(last) = row.back_mut() {
                     *last += bytes;
                 }
-                continue;
+            } else {
+                row.push_back(bytes);
             }
-            row.push_back(bytes);
         }
         self.rows.retain(|_, row| {
             if row.len() < len {
                 row.push_back(0);
-            }
-            if row.len() > len {
-                row.pop_front();
             }
             row.iter().any(|&b| b != 0)
         });
