@@ -158,6 +158,7 @@ fn suspect_sites(det: &Detector, trends: &[SiteTrend]) -> Vec<(Site, Trend)> {
         let live_bytes = raw.alloc_bytes.saturating_sub(raw.free_bytes);
         if let Some((s, t)) = out.iter_mut().find(|(s, _)| s.frames == frames) {
             s.live_bytes += live_bytes;
+            s.live_blocks += det.live_blocks(st.id);
             t.per_sec += st.trend.per_sec;
             continue;
         }
