@@ -78,6 +78,7 @@ pub use config::{
     DEFAULT_MAX_DUMPS, DEFAULT_SAMPLE_BYTES, ENV_COOLDOWN, ENV_DIR, ENV_ENABLE, ENV_HEAP_LIMIT,
     ENV_INTERVAL, ENV_LEAK_MIN_BYTES, ENV_LEAK_WINDOW, ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS,
 };
+pub use monitor::__bench_monitor;
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};
 pub use stats::{stats, HeapStats};

@@ -34,15 +34,15 @@ impl Fire {
         }
     }
 
-    /// Raises `f` unless its kind is cooling down.
-    pub(crate) fn fire(&mut self, det: &Detector, f: Finding) {
+    /// Raises `f` unless its kind is cooling down; returns the files written.
+    pub(crate) fn fire(&mut self, det: &Detector, f: Finding) -> Vec<PathBuf> {
         let now = Instant::now();
         if self
             .last
             .get(&f.kind)
             .is_some_and(|&t| now.duration_since(t) < self.cooldown)
         {
-            return;
+            return Vec::new();
         }
         self.last.insert(f.kind, now);
 
@@ -143,6 +143,7 @@ impl Fire {
             None => eprintln!("leakscope: {}: {}", alert.kind, alert.message),
         }
         alert::deliver(&alert);
+        alert.files
     }
 }
 

@@ -110,3 +110,37 @@ fn run(config: &Config, shared: &Shared) {
         }
     }
 }
+
+/// Times the monitor's work on the running session's tables, for `benches/monitor.rs`:
+/// `ticks` ticks (the durations of each), then the writing of one alert's files into
+/// `dir` (its duration, and the paths written). Not part of the API.
+#[doc(hidden)]
+pub fn __bench_monitor(
+    ticks: u32,
+    dir: &std::path::Path,
+) -> (Vec<Duration>, Duration, Vec<std::path::PathBuf>) {
+    let _guard = ProfilerGuard::new();
+    let config = Config::new()
+        .dir(dir)
+        .interval(Duration::from_millis(10))
+        .heap_limit(Some(1));
+    let mut detector = detector::Detector::new(&config);
+    let mut fire = fire::Fire::new(&config);
+    let start = Instant::now();
+    let mut times = Vec::new();
+    let mut last = Vec::new();
+    for _ in 0..ticks {
+        let t0 = Instant::now();
+        last = detector.tick(start.elapsed().as_secs_f64());
+        times.push(t0.elapsed());
+    }
+    let t0 = Instant::now();
+    let mut files = Vec::new();
+    if let Some(f) = last
+        .into_iter()
+        .find(|f| f.kind == crate::alert::AlertKind::HeapLimit)
+    {
+        files = fire.fire(&detector, f);
+    }
+    (times, t0.elapsed(), files)
+}
