@@ -2,7 +2,7 @@
 //! live bytes keyed by raw stack id, nothing symbolized), remember it, and judge it with
 //! the pure verdicts of `detect`.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 
 use super::history::{History, Point, SiteSeries};
 use super::probe;
@@ -159,30 +159,34 @@ impl Detector {
     /// Verdicts for the sites that grew most over the window.
     fn site_trends(&self, min_growth: f64) -> Vec<SiteTrend> {
         let times = self.sites.times();
-        let mut grown: Vec<(u32, u64)> = self
+        let mut grown: Vec<(u64, u32, &VecDeque<u64>)> = self
             .sites
             .rows()
             .filter_map(|(id, row)| {
                 let (first, last) = (*row.front()?, *row.back()?);
-                (last > first).then_some((id, last - first))
+                (last > first).then_some((last - first, id, row))
             })
             .collect();
-        grown.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        grown.truncate(SITE_CANDIDATES);
-        let rows: HashMap<u32, _> = self.sites.rows().collect();
+        let by_growth = |a: &(u64, u32, &VecDeque<u64>), b: &(u64, u32, &VecDeque<u64>)| {
+            b.0.cmp(&a.0).then(a.1.cmp(&b.1))
+        };
+        if grown.len() > SITE_CANDIDATES {
+            grown.select_nth_unstable_by(SITE_CANDIDATES - 1, by_growth);
+            grown.truncate(SITE_CANDIDATES);
+        }
+        grown.sort_unstable_by(by_growth);
         grown
             .into_iter()
-            .filter_map(|(id, _)| {
-                let row = rows.get(&id)?;
+            .map(|(_, id, row)| {
                 let pts: Vec<(f64, f64)> = times
                     .iter()
                     .zip(row.iter())
                     .map(|(&t, &v)| (t, v as f64))
                     .collect();
-                Some(SiteTrend {
+                SiteTrend {
                     id,
                     trend: verdict::assess(&pts, min_growth),
-                })
+                }
             })
             .collect()
     }

@@ -9,7 +9,7 @@ use super::detector::{Detector, Finding, SiteTrend};
 use crate::alert::{self, Alert, AlertKind, Growth, Severity, Suspect};
 use crate::config::Config;
 use crate::detect::verdict::Trend;
-use crate::profile::{profile, symbolize_stack, Site};
+use crate::profile::{profile_by_stack, symbolize_stack, HeapProfile, Site};
 use crate::write::breach::{write_alert_files, GrowthLines};
 use crate::write::folded::stack_key;
 use crate::write::report::{self, GrowthReport, Heap, HistoryPoint, Report, Sampling};
@@ -76,8 +76,8 @@ impl Fire {
 
         if self.dumps < self.max_dumps {
             self.dumps += 1;
-            let growth = growth_lines(det);
-            let p = profile();
+            let (p, by_stack) = profile_by_stack();
+            let growth = growth_lines(det, &p, &by_stack);
             let seq = write::next_seq();
             let result = write_alert_files(
                 &self.dir,
@@ -178,31 +178,26 @@ fn suspect_sites(det: &Detector, trends: &[SiteTrend]) -> Vec<(Site, Trend)> {
     out
 }
 
-/// Folded stacks of every site over the window, at its start and now.
-fn growth_lines(det: &Detector) -> GrowthLines {
-    let frames: HashMap<u32, &crate::alloc::stacks::StackSnapshot> =
-        det.stacks().iter().map(|s| (s.id, s)).collect();
-    let mut merged: HashMap<String, (u64, u64)> = HashMap::new();
+/// Folded stacks of every site over the window, at its start and now (sites located in
+/// `p` through `by_stack`, so nothing is symbolized twice).
+fn growth_lines(det: &Detector, p: &HeapProfile, by_stack: &HashMap<u32, usize>) -> GrowthLines {
+    let mut merged: HashMap<usize, (u64, u64)> = HashMap::new();
     for (id, before, after) in det.baseline() {
-        let Some(raw) = frames.get(&id) else { continue };
-        let site = Site {
-            frames: symbolize_stack(&raw.frames),
-            truncated: raw.truncated,
-            live_bytes: 0,
-            live_blocks: 0,
-            alloc_bytes: 0,
-            alloc_blocks: 0,
-        };
-        let e = merged.entry(stack_key(&site)).or_default();
-        e.0 += before;
-        e.1 += after;
+        if let Some(&i) = by_stack.get(&id) {
+            let e = merged.entry(i).or_default();
+            e.0 += before;
+            e.1 += after;
+        }
     }
-    let mut keys: Vec<&String> = merged.keys().collect();
-    keys.sort();
+    let mut rows: Vec<(String, u64, u64)> = merged
+        .into_iter()
+        .map(|(i, (b, a))| (stack_key(&p.sites()[i]), b, a))
+        .collect();
+    rows.sort_unstable();
     let line = |k: &str, v: u64| (v > 0).then(|| format!("{k} {v}"));
     GrowthLines {
-        before: keys.iter().filter_map(|k| line(k, merged[*k].0)).collect(),
-        after: keys.iter().filter_map(|k| line(k, merged[*k].1)).collect(),
+        before: rows.iter().filter_map(|r| line(&r.0, r.1)).collect(),
+        after: rows.iter().filter_map(|r| line(&r.0, r.2)).collect(),
         window_secs: det.baseline_secs(),
     }
 }

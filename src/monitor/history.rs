@@ -2,7 +2,7 @@
 //! resolution, older ones downsampled so a run of days stays within a fixed size) and a
 //! window of per-site sampled live bytes keyed by raw stack id.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// One tick's whole-process reading.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -83,12 +83,36 @@ impl History {
 
 /// Sampled live bytes of each allocation site (raw stack id) over the window: one column
 /// per recorded tick, every row aligned with `times`. Sites with no live bytes anywhere
-/// in the window are forgotten. Memory: sites × `cap` values.
+/// in the window are forgotten. Rows are indexed by stack id (ids are indices into the
+/// fixed stack table, so dense and small): no hashing per site per tick. Memory: sites ×
+/// `cap` values.
 #[derive(Debug)]
 pub(crate) struct SiteSeries {
     cap: usize,
     times: VecDeque<f64>,
-    rows: HashMap<u32, VecDeque<u64>>,
+    rows: Vec<Option<Row>>,
+    /// Ids with a row, in no particular order.
+    active: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Row {
+    values: VecDeque<u64>,
+    /// Values in `values` that are not zero.
+    nonzero: usize,
+}
+
+impl Row {
+    fn push(&mut self, v: u64) {
+        self.nonzero += usize::from(v != 0);
+        self.values.push_back(v);
+    }
+
+    fn pop(&mut self) {
+        if let Some(v) = self.values.pop_front() {
+            self.nonzero -= usize::from(v != 0);
+        }
+    }
 }
 
 impl SiteSeries {
@@ -96,7 +120,8 @@ impl SiteSeries {
         SiteSeries {
             cap: cap.max(2),
             times: VecDeque::new(),
-            rows: HashMap::new(),
+            rows: Vec::new(),
+            active: Vec::new(),
         }
     }
 
@@ -104,34 +129,64 @@ impl SiteSeries {
     pub(crate) fn record(&mut self, t: f64, live: impl Iterator<Item = (u32, u64)>) {
         if self.times.len() >= self.cap {
             self.times.pop_front();
-            for row in self.rows.values_mut() {
-                row.pop_front();
+            for &id in &self.active {
+                if let Some(Some(r)) = self.rows.get_mut(id as usize) {
+                    r.pop();
+                }
             }
         }
         self.times.push_back(t);
         let len = self.times.len();
         for (id, bytes) in live {
-            if bytes == 0 && !self.rows.contains_key(&id) {
-                continue;
+            let i = id as usize;
+            if i >= self.rows.len() {
+                if bytes == 0 {
+                    continue;
+                }
+                self.rows.resize_with(i + 1, || None);
             }
-            let row = self
-                .rows
-                .entry(id)
-                .or_insert_with(|| VecDeque::from(vec![0; len - 1]));
-            if row.len() == len {
+            let slot = &mut self.rows[i];
+            let row = match slot {
+                Some(r) => r,
+                None if bytes == 0 => continue,
+                None => {
+                    self.active.push(id);
+                    slot.insert(Row {
+                        values: VecDeque::from(vec![0; len - 1]),
+                        nonzero: 0,
+                    })
+                }
+            };
+            if row.values.len() == len {
                 // A second entry for the same id in one column adds up.
-                if let Some(last) = row.back_mut() {
+                if let Some(last) = row.values.back_mut() {
+                    if *last == 0 && bytes != 0 {
+                        row.nonzero += 1;
+                    }
                     *last += bytes;
                 }
             } else {
-                row.push_back(bytes);
+                row.push(bytes);
             }
         }
-        self.rows.retain(|_, row| {
-            if row.len() < len {
-                row.push_back(0);
+        let rows = &mut self.rows;
+        self.active.retain(|&id| {
+            let Some(slot) = rows.get_mut(id as usize) else {
+                return false;
+            };
+            let keep = match slot {
+                Some(r) => {
+                    if r.values.len() < len {
+                        r.push(0);
+                    }
+                    r.nonzero > 0
+                }
+                None => false,
+            };
+            if !keep {
+                *slot = None;
             }
-            row.iter().any(|&b| b != 0)
+            keep
         });
     }
 
@@ -141,19 +196,23 @@ impl SiteSeries {
 
     /// The sites tracked, with their values aligned with `times()`.
     pub(crate) fn rows(&self) -> impl Iterator<Item = (u32, &VecDeque<u64>)> {
-        self.rows.iter().map(|(&id, r)| (id, r))
+        self.active.iter().filter_map(|&id| {
+            let r = self.rows.get(id as usize)?.as_ref()?;
+            Some((id, &r.values))
+        })
     }
 
     /// Sites tracked.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.rows.len()
+        self.active.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn pt(t: f64, live: u64) -> Point {
         Point {

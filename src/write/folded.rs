@@ -10,14 +10,28 @@ pub(crate) fn frame_name(function: &str) -> String {
     function.replace(';', ",").replace(['\n', '\r'], " ")
 }
 
-/// The folded line's stack part for a site, root first.
+/// The folded line's stack part for a site, root first. Built in one string (this runs
+/// for every site of every flamegraph).
 pub(crate) fn stack_key(site: &Site) -> String {
-    let mut parts: Vec<String> = Vec::with_capacity(site.frames.len() + 1);
+    let len: usize = site.frames.iter().map(|f| f.function.len() + 1).sum();
+    let mut out = String::with_capacity(len + 12);
+    let mut first = true;
     if site.truncated {
-        parts.push("[truncated]".to_string());
+        out.push_str("[truncated]");
+        first = false;
     }
-    parts.extend(site.frames.iter().rev().map(|f| frame_name(&f.function)));
-    parts.join(";")
+    for f in site.frames.iter().rev() {
+        if !first {
+            out.push(';');
+        }
+        first = false;
+        out.extend(f.function.chars().map(|c| match c {
+            ';' => ',',
+            '\n' | '\r' => ' ',
+            c => c,
+        }));
+    }
+    out
 }
 
 /// One line per site with live bytes: `stack value`.
