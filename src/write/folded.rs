@@ -5,13 +5,9 @@ use std::io::{self, Write};
 
 use crate::profile::{HeapProfile, Site};
 
-/// A frame name made safe for the folded format (`;` separates frames).
-pub(crate) fn frame_name(function: &str) -> String {
-    function.replace(';', ",").replace(['\n', '\r'], " ")
-}
-
-/// The folded line's stack part for a site, root first. Built in one string (this runs
-/// for every site of every flamegraph).
+/// The folded line's stack part for a site, root first, frame names made safe for the
+/// format (`;` separates frames: a `;` in a name becomes `,`, line breaks spaces). Built
+/// in one string (this runs for every site of every flamegraph).
 pub(crate) fn stack_key(site: &Site) -> String {
     let len: usize = site.frames.iter().map(|f| f.function.len() + 1).sum();
     let mut out = String::with_capacity(len + 12);
