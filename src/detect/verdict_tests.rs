@@ -343,3 +343,98 @@ fn default_minimum_growth_scales_with_the_heap() {
     assert_eq!(default_min_growth(0), 1 << 20);
     assert_eq!(default_min_growth(200 << 20), 4 << 20);
 }
+
+// ---- properties over random series ----------------------------------------------
+
+/// Random series parameters, one set per case.
+struct Case {
+    noise: f64,
+    spikes: f64,
+    seed: u64,
+}
+
+fn cases(n: u64) -> impl Iterator<Item = Case> {
+    let mut rng = Rng(0x5EED);
+    (0..n).map(move |seed| Case {
+        // Noise from 1 KiB to 64 MiB (log-uniform), spikes up to 4x that.
+        noise: KIB * (2f64).powf(rng.unit() * 16.0),
+        spikes: 4.0 * rng.unit(),
+        seed,
+    })
+}
+
+fn noisy(c: &Case, trend_per_tick: f64) -> Vec<f64> {
+    series(c.seed, |t, rng| {
+        let spike = if rng.unit() < 0.05 {
+            c.spikes * c.noise * rng.unit()
+        } else {
+            0.0
+        };
+        BASE + trend_per_tick * t as f64 + c.noise * rng.normal() + spike
+    })
+}
+
+#[test]
+fn property_stationary_noise_of_any_scale_never_fires() {
+    for c in cases(40) {
+        let v = noisy(&c, 0.0);
+        assert_eq!(
+            ours(&v),
+            Vec::<usize>::new(),
+            "noise {} seed {}",
+            c.noise,
+            c.seed
+        );
+    }
+}
+
+#[test]
+fn property_shrinking_series_never_fire() {
+    for c in cases(20) {
+        let v = noisy(&c, -(c.noise / 4.0).max(100.0 * KIB));
+        assert_eq!(
+            ours(&v),
+            Vec::<usize>::new(),
+            "noise {} seed {}",
+            c.noise,
+            c.seed
+        );
+    }
+}
+
+#[test]
+fn property_leaks_well_above_the_noise_are_found_within_two_windows() {
+    for c in cases(40) {
+        // Growth per window at least 6 noise deviations and the default minimum.
+        let per_tick = (c.noise / 10.0).max(100.0 * KIB);
+        let v = noisy(&c, per_tick);
+        let first = ours(&v).first().copied();
+        assert!(
+            first.is_some_and(|t| t <= 2 * WINDOW),
+            "noise {} spikes {} seed {}: first {first:?}",
+            c.noise,
+            c.spikes,
+            c.seed
+        );
+    }
+}
+
+#[test]
+fn property_verdicts_ignore_offset_and_scale() {
+    for c in cases(20) {
+        let v = noisy(&c, if c.seed % 2 == 0 { c.noise / 10.0 } else { 0.0 });
+        let pts: Vec<(f64, f64)> = v[..=WINDOW]
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (i as f64, x))
+            .collect();
+        let base = assess(&pts, MIB);
+        let shifted: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|&(t, x)| (t + 1000.0, x + 7.0 * MIB))
+            .collect();
+        let scaled: Vec<(f64, f64)> = pts.iter().map(|&(t, x)| (t, x * 4.0)).collect();
+        assert_eq!(assess(&shifted, MIB).why, base.why, "seed {}", c.seed);
+        assert_eq!(assess(&scaled, 4.0 * MIB).why, base.why, "seed {}", c.seed);
+    }
+}
