@@ -26,6 +26,9 @@ use crate::config::Config;
 struct Shared {
     stop: Mutex<bool>,
     wake: Condvar,
+    /// Set by the thread once it has allocated (joined the session), then never again.
+    ready: Mutex<bool>,
+    ready_cv: Condvar,
 }
 
 /// The running monitor thread; stopping it (or dropping it) joins it.
@@ -48,6 +51,8 @@ impl Monitor {
         let shared = Arc::new(Shared {
             stop: Mutex::new(false),
             wake: Condvar::new(),
+            ready: Mutex::new(false),
+            ready_cv: Condvar::new(),
         });
         let config = config.clone();
         let s = shared.clone();
@@ -57,6 +62,15 @@ impl Monitor {
                 let _guard = ProfilerGuard::new();
                 run(&config, &s);
             })?;
+        // Wait until the thread has made its first allocations: threads join a session
+        // (and get their sampler seed) in the order they first allocate, so with a fixed
+        // `Config::seed` the program's threads must not race the monitor for their turn.
+        // (Bounded, so a thread that died at birth cannot hang `init`.)
+        {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut ready = shared.ready.lock();
+            while !*ready && !shared.ready_cv.wait_until(&mut ready, deadline).timed_out() {}
+        }
         let id = thread.thread().id();
         Ok(Monitor {
             shared,
@@ -89,6 +103,8 @@ fn run(config: &Config, shared: &Shared) {
     let interval = config.interval.max(Duration::from_millis(1));
     let mut detector = detector::Detector::new(config);
     let mut fire = fire::Fire::new(config);
+    *shared.ready.lock() = true;
+    shared.ready_cv.notify_all();
     let start = Instant::now();
     let mut next = start + interval;
     loop {
