@@ -116,7 +116,8 @@ static CALLBACK: Mutex<Option<Callback>> = Mutex::new(None);
 ///
 /// It runs on leakscope's monitor thread after the alert's files are written, while
 /// leakscope's own allocations are not sampled; it should return promptly (the next
-/// tick waits for it). A panic in it is caught and reported on stderr.
+/// tick waits for it) and must not wait for the thread that ends the session (ending a
+/// session joins the monitor thread). A panic in it is caught and reported on stderr.
 pub fn on_alert(callback: impl Fn(&Alert) + Send + Sync + 'static) {
     let _guard = crate::alloc::thread::ProfilerGuard::new();
     *CALLBACK.lock() = Some(Arc::new(callback));
