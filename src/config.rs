@@ -5,6 +5,7 @@ use std::error::Error;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Master switch: `1`/`true`/`on`/`yes` turn profiling on; unset, empty, `0`/`false`/`off`/`no` leave it off.
 pub const ENV_ENABLE: &str = "LEAKSCOPE";
@@ -23,6 +24,18 @@ pub const ENV_CPU_LIMIT: &str = "LEAKSCOPE_CPU_LIMIT";
 /// Comma-separated breach kinds that also capture a CPU profile (besides `span_latency`
 /// and `cpu_limit`, which always do); `none` = no others.
 pub const ENV_CPU_ON: &str = "LEAKSCOPE_CPU_ON";
+/// Period of the monitor thread (heap, RSS and per-site readings; verdicts).
+pub const ENV_INTERVAL: &str = "LEAKSCOPE_INTERVAL";
+/// Window over which growth must persist to be a `memory_leak`.
+pub const ENV_LEAK_WINDOW: &str = "LEAKSCOPE_LEAK_WINDOW";
+/// Minimum growth over the window for a `memory_leak`; `auto` sizes it to the heap.
+pub const ENV_LEAK_MIN_BYTES: &str = "LEAKSCOPE_LEAK_MIN_BYTES";
+/// Exact live heap above which a `heap_limit` alert fires; `none` = no limit.
+pub const ENV_HEAP_LIMIT: &str = "LEAKSCOPE_HEAP_LIMIT";
+/// Least time between two alerts of the same kind.
+pub const ENV_COOLDOWN: &str = "LEAKSCOPE_COOLDOWN";
+/// Most alerts per process that write files.
+pub const ENV_MAX_DUMPS: &str = "LEAKSCOPE_MAX_DUMPS";
 
 /// Default output directory.
 pub const DEFAULT_DIR: &str = "flamegraphs";
@@ -48,6 +61,14 @@ pub const BREACH_KINDS: &[&str] = &[
     "span_latency",
     "cpu_limit",
 ];
+/// Default monitor period (1 s).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default leak window (60 s).
+pub const DEFAULT_LEAK_WINDOW: Duration = Duration::from_secs(60);
+/// Default cooldown between alerts of one kind (5 min).
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(300);
+/// Default cap on alerts that write files, per process.
+pub const DEFAULT_MAX_DUMPS: u32 = 20;
 
 /// Every variable this version reads, with its default as written in the docs.
 pub const ENV_VARS: &[(&str, &str)] = &[
@@ -58,6 +79,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_CPU_SECONDS, "10"),
     (ENV_CPU_LIMIT, "off"),
     (ENV_CPU_ON, "none"),
+    (ENV_INTERVAL, "1s"),
+    (ENV_LEAK_WINDOW, "60s"),
+    (ENV_LEAK_MIN_BYTES, "auto"),
+    (ENV_HEAP_LIMIT, "none"),
+    (ENV_COOLDOWN, "5m"),
+    (ENV_MAX_DUMPS, "20"),
 ];
 
 const BOOL_FORM: &str = "one of 1, true, on, yes (on) or 0, false, off, no (off)";
@@ -66,9 +93,19 @@ const BYTES_FORM: &str =
 const DIR_FORM: &str = "a non-empty directory path";
 const HZ_FORM: &str = "an integer frequency in Hz from 1 to 10000 (e.g. 99)";
 const SECONDS_FORM: &str = "a whole number of seconds, 0 to 86400 (0 = no automatic CPU profiles)";
-const LIMIT_FORM: &str =
+const CPU_LIMIT_FORM: &str =
     "off, or a whole percentage of one core >= 1, optionally followed by % (e.g. 80, 150%)";
 const ON_FORM: &str = "none, or a comma-separated list of breach kinds from memory_leak, heap_limit, task_leak, task_limit, span_latency, cpu_limit";
+const INTERVAL_FORM: &str =
+    "a duration >= 1ms: an integer with a unit ms, s, m or h (e.g. 250ms, 1s, 5m)";
+const MONITOR_FORM: &str =
+    "off, or a duration >= 1ms: an integer with a unit ms, s, m or h (e.g. 250ms, 1s, 5m)";
+const DURATION_FORM: &str = "a duration: an integer with a unit ms, s, m or h (e.g. 0s, 30s, 5m)";
+const MIN_BYTES_FORM: &str =
+    "auto, or a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 512KiB, 8MiB)";
+const LIMIT_FORM: &str =
+    "none, or a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 2GiB)";
+const COUNT_FORM: &str = "a whole number >= 0 (e.g. 20)";
 
 /// What leakscope does when a session starts.
 ///
@@ -93,6 +130,23 @@ pub struct Config {
     pub cpu_limit: Option<u32>,
     /// Breach kinds that also capture a CPU profile, besides [`CPU_BREACH_KINDS`].
     pub cpu_on: Vec<String>,
+    /// Whether the monitor thread (leak and limit alerts) runs while profiling.
+    pub monitor: bool,
+    /// Period of the monitor thread.
+    pub interval: Duration,
+    /// Window over which growth must persist to be a leak (at least 8 intervals are
+    /// used whatever this says).
+    pub leak_window: Duration,
+    /// Minimum growth over the window for a leak; `None` = 1 MiB or 2% of the live heap
+    /// at the window's start, whichever is more.
+    pub leak_min_bytes: Option<u64>,
+    /// Exact live heap above which a `heap_limit` alert fires; `None` = no limit.
+    pub heap_limit: Option<u64>,
+    /// Least time between two alerts of the same kind.
+    pub cooldown: Duration,
+    /// Most alerts per process that write files (later alerts still reach
+    /// [`on_alert`](crate::on_alert) callbacks).
+    pub max_dumps: u32,
 }
 
 impl Default for Config {
@@ -107,6 +161,13 @@ impl Default for Config {
             cpu_seconds: DEFAULT_CPU_SECONDS,
             cpu_limit: None,
             cpu_on: Vec::new(),
+            monitor: true,
+            interval: DEFAULT_INTERVAL,
+            leak_window: DEFAULT_LEAK_WINDOW,
+            leak_min_bytes: None,
+            heap_limit: None,
+            cooldown: DEFAULT_COOLDOWN,
+            max_dumps: DEFAULT_MAX_DUMPS,
         }
     }
 }
@@ -188,6 +249,57 @@ impl Config {
             && (CPU_BREACH_KINDS.contains(&kind) || self.cpu_on.iter().any(|k| k == kind))
     }
 
+    /// Runs the monitor thread (the default) or not. Without it there are no alerts; its
+    /// own allocations (counted like any of leakscope's) then leave the exact counters
+    /// alone.
+    #[must_use]
+    pub fn monitor(mut self, on: bool) -> Config {
+        self.monitor = on;
+        self
+    }
+
+    /// Sets the monitor's period (values below 1 ms are taken as 1 ms).
+    #[must_use]
+    pub fn interval(mut self, period: Duration) -> Config {
+        self.interval = period.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets the window over which growth must persist to be a leak.
+    #[must_use]
+    pub fn leak_window(mut self, window: Duration) -> Config {
+        self.leak_window = window;
+        self
+    }
+
+    /// Sets the minimum growth over the window for a leak (`None`: sized to the heap).
+    #[must_use]
+    pub fn leak_min_bytes(mut self, bytes: Option<u64>) -> Config {
+        self.leak_min_bytes = bytes;
+        self
+    }
+
+    /// Sets the live-heap limit of `heap_limit` alerts (`None`: no limit).
+    #[must_use]
+    pub fn heap_limit(mut self, bytes: Option<u64>) -> Config {
+        self.heap_limit = bytes;
+        self
+    }
+
+    /// Sets the least time between two alerts of the same kind.
+    #[must_use]
+    pub fn cooldown(mut self, cooldown: Duration) -> Config {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Sets how many alerts per process may write files.
+    #[must_use]
+    pub fn max_dumps(mut self, n: u32) -> Config {
+        self.max_dumps = n;
+        self
+    }
+
     /// Reads the `LEAKSCOPE_*` variables strictly: the first invalid value is an error.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var_os(k))
@@ -226,12 +338,46 @@ impl Config {
                 _ => return Err(ConfigError::new(ENV_CPU_SECONDS, &v, SECONDS_FORM)),
             };
         }
-        if let Some(v) = text(&get, ENV_CPU_LIMIT, LIMIT_FORM)? {
-            c.cpu_limit =
-                parse_percent(&v).ok_or_else(|| ConfigError::new(ENV_CPU_LIMIT, &v, LIMIT_FORM))?;
+        if let Some(v) = text(&get, ENV_CPU_LIMIT, CPU_LIMIT_FORM)? {
+            c.cpu_limit = parse_percent(&v)
+                .ok_or_else(|| ConfigError::new(ENV_CPU_LIMIT, &v, CPU_LIMIT_FORM))?;
         }
         if let Some(v) = text(&get, ENV_CPU_ON, ON_FORM)? {
             c.cpu_on = parse_kinds(&v).ok_or_else(|| ConfigError::new(ENV_CPU_ON, &v, ON_FORM))?;
+        }
+        if let Some(v) = text(&get, ENV_INTERVAL, MONITOR_FORM)? {
+            if v.trim().eq_ignore_ascii_case("off") {
+                c.monitor = false;
+            } else {
+                c.interval = match parse_duration(&v) {
+                    Some(d) if d >= Duration::from_millis(1) => d,
+                    _ => return Err(ConfigError::new(ENV_INTERVAL, &v, MONITOR_FORM)),
+                };
+            }
+        }
+        if let Some(v) = text(&get, ENV_LEAK_WINDOW, INTERVAL_FORM)? {
+            c.leak_window = match parse_duration(&v) {
+                Some(d) if d >= Duration::from_millis(1) => d,
+                _ => return Err(ConfigError::new(ENV_LEAK_WINDOW, &v, INTERVAL_FORM)),
+            };
+        }
+        if let Some(v) = text(&get, ENV_LEAK_MIN_BYTES, MIN_BYTES_FORM)? {
+            c.leak_min_bytes = bytes_or(&v, "auto")
+                .ok_or_else(|| ConfigError::new(ENV_LEAK_MIN_BYTES, &v, MIN_BYTES_FORM))?;
+        }
+        if let Some(v) = text(&get, ENV_HEAP_LIMIT, LIMIT_FORM)? {
+            c.heap_limit = bytes_or(&v, "none")
+                .ok_or_else(|| ConfigError::new(ENV_HEAP_LIMIT, &v, LIMIT_FORM))?;
+        }
+        if let Some(v) = text(&get, ENV_COOLDOWN, DURATION_FORM)? {
+            c.cooldown = parse_duration(&v)
+                .ok_or_else(|| ConfigError::new(ENV_COOLDOWN, &v, DURATION_FORM))?;
+        }
+        if let Some(v) = text(&get, ENV_MAX_DUMPS, COUNT_FORM)? {
+            c.max_dumps = v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(ENV_MAX_DUMPS, &v, COUNT_FORM))?;
         }
         Ok(c)
     }
@@ -309,6 +455,33 @@ pub(crate) fn parse_bytes(v: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// `word` (case-insensitive) -> `Some(None)`; a byte count >= 1 -> `Some(Some(n))`.
+fn bytes_or(v: &str, word: &str) -> Option<Option<u64>> {
+    if v.trim().eq_ignore_ascii_case(word) {
+        return Some(None);
+    }
+    match parse_bytes(v) {
+        Some(n) if n >= 1 => Some(Some(n)),
+        _ => None,
+    }
+}
+
+/// Parses `250ms`, `1s`, `5m`, `2h` (a unit is required).
+pub(crate) fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(ms).map(Duration::from_millis)
 }
 
 /// A `LEAKSCOPE_*` variable with a value leakscope cannot use.
@@ -416,6 +589,48 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn durations_and_detector_settings() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration(" 5m "), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["", "5", "s", "1.5s", "-1s", "3d", "99999999999999999999h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        let c = parse(&[
+            (ENV_INTERVAL, "200ms"),
+            (ENV_LEAK_WINDOW, "5s"),
+            (ENV_LEAK_MIN_BYTES, "64KiB"),
+            (ENV_HEAP_LIMIT, "2GiB"),
+            (ENV_COOLDOWN, "0s"),
+            (ENV_MAX_DUMPS, "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.interval, Duration::from_millis(200));
+        assert_eq!(c.leak_window, Duration::from_secs(5));
+        assert_eq!(c.leak_min_bytes, Some(64 << 10));
+        assert_eq!(c.heap_limit, Some(2 << 30));
+        assert_eq!(c.cooldown, Duration::ZERO);
+        assert_eq!(c.max_dumps, 3);
+        for (var, bad) in [
+            (ENV_INTERVAL, "0ms"),
+            (ENV_INTERVAL, "1"),
+            (ENV_LEAK_WINDOW, "soon"),
+            (ENV_LEAK_MIN_BYTES, "0"),
+            (ENV_HEAP_LIMIT, "lots"),
+            (ENV_COOLDOWN, "5 minutes"),
+            (ENV_MAX_DUMPS, "-1"),
+        ] {
+            let e = parse(&[(var, bad)]).unwrap_err();
+            assert_eq!((e.var(), e.value()), (var, bad));
+            assert!(!e.to_string().contains('\n'));
+        }
+        assert_eq!(parse(&[(ENV_HEAP_LIMIT, "None")]).unwrap().heap_limit, None);
+        assert!(parse(&[]).unwrap().monitor);
+        assert!(!parse(&[(ENV_INTERVAL, "off")]).unwrap().monitor);
     }
 
     #[test]

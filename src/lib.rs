@@ -33,6 +33,12 @@
 //! | `LEAKSCOPE_CPU_SECONDS` | `10` | length of an automatic CPU profile on a breach, whole seconds; `0` = none |
 //! | `LEAKSCOPE_CPU_LIMIT` | `off` | `cpu_limit` breach above this CPU use, percent of one core over the window |
 //! | `LEAKSCOPE_CPU_ON` | `none` | breach kinds that also capture a CPU profile, comma-separated |
+//! | `LEAKSCOPE_INTERVAL` | `1s` | period of the monitor thread (units ms, s, m, h); `off` = no monitor, no alerts |
+//! | `LEAKSCOPE_LEAK_WINDOW` | `60s` | growth must persist over this window to be a `memory_leak` (at least 8 intervals) |
+//! | `LEAKSCOPE_LEAK_MIN_BYTES` | `auto` | least growth over the window for a `memory_leak`; `auto` = 1 MiB or 2% of the live heap, whichever is more |
+//! | `LEAKSCOPE_HEAP_LIMIT` | `none` | a `heap_limit` alert when the exact live heap exceeds this (e.g. `2GiB`) |
+//! | `LEAKSCOPE_COOLDOWN` | `5m` | least time between two alerts of one kind |
+//! | `LEAKSCOPE_MAX_DUMPS` | `20` | most alerts per process that write files |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
@@ -55,6 +61,11 @@
 //! * `cpu-frame-pointer`: CPU profiles walk frame pointers instead of using libgcc's
 //!   unwinder; build with `RUSTFLAGS="-C force-frame-pointers=yes"`. Off by default: the
 //!   default unwinder gives complete stacks (see the README and BENCHMARKS.md).
+//! * While a session runs, a monitor thread reads the heap every `LEAKSCOPE_INTERVAL` and
+//!   raises an [`Alert`] on a `memory_leak` (the live heap, or one allocation site, grows
+//!   steadily over `LEAKSCOPE_LEAK_WINDOW`) or a `heap_limit`: it writes
+//!   `leakscope-<pid>-<seq>-<kind>.{svg,folded,json}` and a differential
+//!   `...-<kind>-growth.svg`, and calls the callback given to [`on_alert`].
 //!
 //! ## Sampling
 //!
@@ -65,9 +76,12 @@
 
 #![warn(missing_docs)]
 
+mod alert;
 mod alloc;
 mod config;
 mod cpu;
+mod detect;
+mod monitor;
 mod profile;
 mod session;
 mod stats;
@@ -75,13 +89,17 @@ mod symbolize;
 pub mod testing;
 mod write;
 
+pub use alert::{on_alert, Alert, AlertKind, Growth, Severity, Suspect};
 pub use alloc::LeakScope;
 pub use config::{
-    Config, ConfigError, BREACH_KINDS, CPU_BREACH_KINDS, DEFAULT_CPU_HZ, DEFAULT_CPU_SECONDS,
-    DEFAULT_DIR, DEFAULT_SAMPLE_BYTES, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
-    ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
+    Config, ConfigError, BREACH_KINDS, CPU_BREACH_KINDS, DEFAULT_COOLDOWN, DEFAULT_CPU_HZ,
+    DEFAULT_CPU_SECONDS, DEFAULT_DIR, DEFAULT_INTERVAL, DEFAULT_LEAK_WINDOW, DEFAULT_MAX_DUMPS,
+    DEFAULT_SAMPLE_BYTES, ENV_COOLDOWN, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
+    ENV_DIR, ENV_ENABLE, ENV_HEAP_LIMIT, ENV_INTERVAL, ENV_LEAK_MIN_BYTES, ENV_LEAK_WINDOW,
+    ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
 };
 pub use cpu::cpu_profile;
+pub use monitor::__bench_monitor;
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};
 pub use stats::{stats, HeapStats};

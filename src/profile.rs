@@ -95,54 +95,81 @@ impl HeapProfile {
 ///
 /// Empty if profiling is not running. Costs a symbolization pass (cached across calls).
 pub fn profile() -> HeapProfile {
+    profile_by_stack().0
+}
+
+/// [`profile`], and for every raw stack id the index of the site it was merged into.
+pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
     let _guard = ProfilerGuard::new();
     let stats = stats();
     let raw = stacks::snapshot();
-    let mut merged: HashMap<(Vec<Frame>, bool), Site> = HashMap::new();
+    let mut index: HashMap<(Vec<Frame>, bool), usize> = HashMap::new();
+    let mut sites: Vec<Site> = Vec::new();
+    let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(raw.len());
     for s in raw {
         let frames = symbolize_stack(&s.frames);
         let live_bytes = s.alloc_bytes.saturating_sub(s.free_bytes);
         let live_count = s.alloc_count.saturating_sub(s.free_count);
-        let site = merged
-            .entry((frames.clone(), s.truncated))
-            .or_insert_with(|| Site {
-                frames,
-                truncated: s.truncated,
-                live_bytes: 0,
-                live_blocks: 0,
-                alloc_bytes: 0,
-                alloc_blocks: 0,
-            });
+        let key = (frames, s.truncated);
+        let i = match index.get(&key) {
+            Some(&i) => i,
+            None => {
+                sites.push(Site {
+                    frames: key.0.clone(),
+                    truncated: s.truncated,
+                    live_bytes: 0,
+                    live_blocks: 0,
+                    alloc_bytes: 0,
+                    alloc_blocks: 0,
+                });
+                index.insert(key, sites.len() - 1);
+                sites.len() - 1
+            }
+        };
+        of_stack.push((s.id, i));
+        let site = &mut sites[i];
         site.live_bytes += live_bytes;
         // Block counts are fixed-point; round at the end of the merge below.
         site.live_blocks += live_count;
         site.alloc_bytes += s.alloc_bytes;
         site.alloc_blocks += s.alloc_count;
     }
+    drop(index);
     // The debug info parsed for symbolization is large (tens of MiB); the names we need
     // are cached above, so give that memory back.
     backtrace::clear_symbol_cache();
     let one = sampler::COUNT_ONE;
-    let mut sites: Vec<Site> = merged
-        .into_values()
-        .map(|mut s| {
-            s.live_blocks = (s.live_blocks + one / 2) / one;
-            s.alloc_blocks = (s.alloc_blocks + one / 2) / one;
-            s
-        })
-        .collect();
-    sites.sort_by(|a, b| {
+    for s in &mut sites {
+        s.live_blocks = (s.live_blocks + one / 2) / one;
+        s.alloc_blocks = (s.alloc_blocks + one / 2) / one;
+    }
+    let mut order: Vec<usize> = (0..sites.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&sites[a], &sites[b]);
         b.live_bytes
             .cmp(&a.live_bytes)
             .then(b.alloc_bytes.cmp(&a.alloc_bytes))
             .then_with(|| a.frames.len().cmp(&b.frames.len()))
     });
-    HeapProfile {
-        sites,
-        stats,
-        sample_bytes: sampler::rate(),
-        dropped_samples: stacks::dropped() + samples::dropped(),
+    let mut new_index = vec![0; sites.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new;
     }
+    let mut slots: Vec<Option<Site>> = sites.into_iter().map(Some).collect();
+    let sites: Vec<Site> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let by_stack = of_stack
+        .into_iter()
+        .map(|(id, i)| (id, new_index[i]))
+        .collect();
+    (
+        HeapProfile {
+            sites,
+            stats,
+            sample_bytes: sampler::rate(),
+            dropped_samples: stacks::dropped() + samples::dropped(),
+        },
+        by_stack,
+    )
 }
 
 /// The first frame that is not standard-library code, else the first frame.

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use crate::alloc::thread::ProfilerGuard;
 use crate::alloc::{counters, switch};
 use crate::config::Config;
+use crate::monitor::Monitor;
 use crate::profile::profile;
 use crate::write::{self, report::Report};
 
@@ -21,19 +22,24 @@ const EXACT_SLOTS: usize = 1 << 22;
 /// The running session's settings.
 static ACTIVE: Mutex<Option<Config>> = Mutex::new(None);
 
-/// A profiling session. Dropping it writes the final heap profile and the exit report
-/// into the output directory and stops profiling.
+/// A profiling session. While it runs, a monitor thread watches the heap for leaks and
+/// limits. Dropping it stops and joins that thread, writes the final heap profile and
+/// the exit report into the output directory, and stops profiling.
 ///
 /// Returned by [`init`] and [`init_with`]; inert (does nothing) when profiling is off.
 #[must_use = "profiling stops when the Session is dropped"]
 #[derive(Debug)]
 pub struct Session {
     active: bool,
+    monitor: Option<Monitor>,
 }
 
 impl Session {
     fn inert() -> Session {
-        Session { active: false }
+        Session {
+            active: false,
+            monitor: None,
+        }
     }
 
     /// True if this session is profiling.
@@ -54,6 +60,10 @@ impl Session {
         self.active = false;
         let _guard = ProfilerGuard::new();
         crate::cpu::finish_background();
+        // The monitor first: no alert may be written after the exit files.
+        if let Some(mut m) = self.monitor.take() {
+            m.stop();
+        }
         let config = ACTIVE.lock().clone();
         let result = match config {
             Some(config) => {
@@ -141,8 +151,19 @@ pub fn init_with(config: Config) -> Session {
         );
         return Session::inert();
     }
+    let monitor = match config.monitor.then(|| Monitor::start(&config)) {
+        None => None,
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) => {
+            eprintln!("leakscope: cannot start the monitor thread ({e}); no leak alerts");
+            None
+        }
+    };
     *active = Some(config);
-    Session { active: true }
+    Session {
+        active: true,
+        monitor,
+    }
 }
 
 /// Writes the current heap profile (`.svg` and `.folded`) now, named with `label`, and

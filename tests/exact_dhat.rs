@@ -191,9 +191,16 @@ fn one_block_deltas() {
 #[test]
 fn counters_match_dhat_exactly() {
     let dir = TempDir::new("exact-dhat");
-    // dhat first, so that it sees every block leakscope counts.
+    // dhat first, so that it sees every block leakscope counts. No monitor thread: its
+    // allocations would land between the snapshots compared here.
     let profiler = dhat::Profiler::builder().testing().build();
-    let session = leakscope::init_with(Config::new().sample_bytes(1).seed(1).dir(dir.path()));
+    let session = leakscope::init_with(
+        Config::new()
+            .sample_bytes(1)
+            .seed(1)
+            .dir(dir.path())
+            .monitor(false),
+    );
     assert!(session.is_active());
 
     one_block_deltas();

@@ -81,7 +81,13 @@ fn failing_calls_change_nothing(rounds: usize) {
 fn run(sample_bytes: u64) {
     let _lock = session_lock();
     let dir = TempDir::new("failing");
-    let session = leakscope::init_with(Config::new().sample_bytes(sample_bytes).dir(dir.path()));
+    // Exact counts: no monitor thread allocating meanwhile.
+    let session = leakscope::init_with(
+        Config::new()
+            .sample_bytes(sample_bytes)
+            .dir(dir.path())
+            .monitor(false),
+    );
     assert!(session.is_active());
     let start = counts(leakscope::stats());
     failing_calls_change_nothing(2_000);

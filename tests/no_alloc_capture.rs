@@ -107,7 +107,14 @@ const N: usize = 2000;
 /// allocations (claiming its counter slot, seeding its sampler) before anything is
 /// measured.
 fn start(dir: &TempDir) -> leakscope::Session {
-    let session = leakscope::init_with(Config::new().sample_bytes(1).seed(3).dir(dir.path()));
+    // Exact counts: no monitor thread allocating meanwhile.
+    let session = leakscope::init_with(
+        Config::new()
+            .sample_bytes(1)
+            .seed(3)
+            .dir(dir.path())
+            .monitor(false),
+    );
     assert!(session.is_active());
     for i in 0..16usize {
         let mut v = black_box(vec![i as u8; 64 + i]);

@@ -227,7 +227,14 @@ fn thread_teardown_and_fork() {
     let dir = TempDir::new("threads-fork");
     // A small mean gap: the background thread captures stacks often, so forks land
     // inside stack captures too.
-    let session = leakscope::init_with(Config::new().sample_bytes(256).seed(5).dir(dir.path()));
+    // Exact counts: no monitor thread allocating meanwhile.
+    let session = leakscope::init_with(
+        Config::new()
+            .sample_bytes(256)
+            .seed(5)
+            .dir(dir.path())
+            .monitor(false),
+    );
     assert!(session.is_active());
     let ballast = black_box(vec![1u8; 1 << 20]);
 

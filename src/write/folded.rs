@@ -7,17 +7,38 @@ use crate::profile::{HeapProfile, Site};
 
 /// A frame name made safe for the folded format (`;` separates frames).
 pub(crate) fn frame_name(function: &str) -> String {
-    function.replace(';', ",").replace(['\n', '\r'], " ")
+    let mut out = String::with_capacity(function.len());
+    push_frame_name(&mut out, function);
+    out
 }
 
-/// The folded line's stack part for a site, root first.
+fn push_frame_name(out: &mut String, function: &str) {
+    out.extend(function.chars().map(|c| match c {
+        ';' => ',',
+        '\n' | '\r' => ' ',
+        c => c,
+    }));
+}
+
+/// The folded line's stack part for a site, root first, frame names made safe for the
+/// format (`;` separates frames: a `;` in a name becomes `,`, line breaks spaces). Built
+/// in one string (this runs for every site of every flamegraph).
 pub(crate) fn stack_key(site: &Site) -> String {
-    let mut parts: Vec<String> = Vec::with_capacity(site.frames.len() + 1);
+    let len: usize = site.frames.iter().map(|f| f.function.len() + 1).sum();
+    let mut out = String::with_capacity(len + 12);
+    let mut first = true;
     if site.truncated {
-        parts.push("[truncated]".to_string());
+        out.push_str("[truncated]");
+        first = false;
     }
-    parts.extend(site.frames.iter().rev().map(|f| frame_name(&f.function)));
-    parts.join(";")
+    for f in site.frames.iter().rev() {
+        if !first {
+            out.push(';');
+        }
+        first = false;
+        push_frame_name(&mut out, &f.function);
+    }
+    out
 }
 
 /// One line per site with live bytes: `stack value`.

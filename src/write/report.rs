@@ -5,21 +5,60 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::profile::HeapProfile;
+use crate::profile::{HeapProfile, Site};
 use crate::stats::HeapStats;
 
 /// How many suspects a report lists.
 pub(crate) const SUSPECTS: usize = 10;
 
+/// The report. Alerts add `severity`, `message`, `growth` and `suggestions`, and
+/// growth figures to each suspect; the exit report leaves them out.
 #[derive(Serialize)]
 pub(crate) struct Report {
     pub(crate) kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) severity: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) message: Option<String>,
     pub(crate) time_unix_ms: u64,
     pub(crate) pid: u32,
-    pub(crate) heap: HeapStats,
+    pub(crate) heap: Heap,
     pub(crate) sampling: Sampling,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) growth: Option<GrowthReport>,
     pub(crate) suspects: Vec<Suspect>,
     pub(crate) files: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) suggestions: Vec<String>,
+    /// The monitor's readings (recent at full resolution, older downsampled).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) history: Vec<HistoryPoint>,
+}
+
+/// One reading of the monitor: seconds since it started, exact live heap, RSS, threads
+/// (0 = unknown).
+#[derive(Serialize)]
+pub(crate) struct HistoryPoint {
+    pub(crate) t_secs: f64,
+    pub(crate) live_bytes: u64,
+    pub(crate) rss_bytes: u64,
+    pub(crate) threads: u64,
+}
+
+/// The exact counters and, where known, the resident set size.
+#[derive(Serialize)]
+pub(crate) struct Heap {
+    #[serde(flatten)]
+    pub(crate) stats: HeapStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rss_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct GrowthReport {
+    pub(crate) window_secs: f64,
+    pub(crate) bytes_per_sec: f64,
+    pub(crate) confidence: f64,
 }
 
 #[derive(Serialize)]
@@ -38,6 +77,34 @@ pub(crate) struct Suspect {
     pub(crate) frames: Vec<String>,
     pub(crate) live_bytes: u64,
     pub(crate) live_blocks: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) growth_bytes_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) confidence: Option<f64>,
+}
+
+impl Suspect {
+    /// A site's entry; `growth` = (bytes per second, confidence) for alerts.
+    pub(crate) fn new(s: &Site, growth: Option<(f64, f64)>) -> Suspect {
+        let f = s.function();
+        Suspect {
+            function: f.map(|f| f.function.clone()).unwrap_or_default(),
+            location: f.and_then(|f| f.location()),
+            frames: s.frames.iter().map(|f| f.function.clone()).collect(),
+            live_bytes: s.live_bytes,
+            live_blocks: s.live_blocks,
+            growth_bytes_per_sec: growth.map(|g| g.0),
+            confidence: growth.map(|g| g.1),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Report {
@@ -47,31 +114,27 @@ impl Report {
             .iter()
             .filter(|s| s.live_bytes > 0)
             .take(SUSPECTS)
-            .map(|s| {
-                let f = s.function();
-                Suspect {
-                    function: f.map(|f| f.function.clone()).unwrap_or_default(),
-                    location: f.and_then(|f| f.location()),
-                    frames: s.frames.iter().map(|f| f.function.clone()).collect(),
-                    live_bytes: s.live_bytes,
-                    live_blocks: s.live_blocks,
-                }
-            })
+            .map(|s| Suspect::new(s, None))
             .collect();
         Report {
             kind,
-            time_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            severity: None,
+            message: None,
+            time_unix_ms: unix_ms(),
             pid: std::process::id(),
-            heap: profile.stats(),
+            heap: Heap {
+                stats: profile.stats(),
+                rss_bytes: crate::monitor::probe::process().rss_bytes,
+            },
             sampling: Sampling {
                 sample_bytes: profile.sample_bytes(),
                 dropped_samples: profile.dropped_samples(),
             },
+            growth: None,
             suspects,
             files: files.iter().map(|p| p.display().to_string()).collect(),
+            suggestions: Vec::new(),
+            history: Vec::new(),
         }
     }
 

@@ -1,0 +1,135 @@
+//! Alerts: what the monitor found ([`Alert`]) and how a program hears of it
+//! ([`on_alert`]).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::profile::Frame;
+use crate::stats::HeapStats;
+
+/// What kind of breach an alert reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AlertKind {
+    /// The live heap, or an allocation site, grew steadily over the leak window.
+    MemoryLeak,
+    /// The exact live heap exceeds `LEAKSCOPE_HEAP_LIMIT`.
+    HeapLimit,
+}
+
+impl AlertKind {
+    /// The name used in file names and reports: `memory_leak`, `heap_limit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::MemoryLeak => "memory_leak",
+            AlertKind::HeapLimit => "heap_limit",
+        }
+    }
+}
+
+impl fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How urgent an alert is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Severity {
+    /// Memory grows without bound but no limit is crossed yet (`memory_leak`).
+    Warning,
+    /// A configured limit is crossed (`heap_limit`).
+    Critical,
+}
+
+impl Severity {
+    /// `warning` or `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// How fast the live heap grew over the leak window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Growth {
+    /// Seconds of history the verdict looked at.
+    pub window_secs: f64,
+    /// Robust growth rate (Theil–Sen slope) of the exact live heap.
+    pub bytes_per_sec: f64,
+    /// Confidence that the heap trends upwards (Mann–Kendall), 0..1.
+    pub confidence: f64,
+}
+
+/// An allocation site whose live bytes grew over the window.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Suspect {
+    /// The stack, innermost (the allocating function) first.
+    pub frames: Vec<Frame>,
+    /// The first frame that is not standard-library code: where to look.
+    pub function: Option<Frame>,
+    /// Estimated live bytes now.
+    pub live_bytes: u64,
+    /// Robust growth rate of the site's estimated live bytes.
+    pub growth_bytes_per_sec: f64,
+    /// Confidence that the site's live bytes trend upwards, 0..1.
+    pub confidence: f64,
+}
+
+/// A breach found by the monitor thread.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Alert {
+    /// What was breached.
+    pub kind: AlertKind,
+    /// How urgent it is.
+    pub severity: Severity,
+    /// One line for a log.
+    pub message: String,
+    /// Exact heap counters at the breach.
+    pub heap: HeapStats,
+    /// Resident set size at the breach, where the OS tells.
+    pub rss_bytes: Option<u64>,
+    /// Growth of the live heap over the window (when the window is full).
+    pub growth: Option<Growth>,
+    /// Growing sites, most likely culprit first.
+    pub suspects: Vec<Suspect>,
+    /// Files written for this alert (empty past `LEAKSCOPE_MAX_DUMPS` or if writing
+    /// failed).
+    pub files: Vec<PathBuf>,
+}
+
+type Callback = Arc<dyn Fn(&Alert) + Send + Sync>;
+
+static CALLBACK: Mutex<Option<Callback>> = Mutex::new(None);
+
+/// Calls `callback` for every alert from now on (replacing any earlier callback), to
+/// log, count or page.
+///
+/// It runs on leakscope's monitor thread after the alert's files are written, while
+/// leakscope's own allocations are not sampled; it should return promptly (the next
+/// tick waits for it) and must not wait for the thread that ends the session (ending a
+/// session joins the monitor thread). A panic in it is caught and reported on stderr.
+pub fn on_alert(callback: impl Fn(&Alert) + Send + Sync + 'static) {
+    let _guard = crate::alloc::thread::ProfilerGuard::new();
+    *CALLBACK.lock() = Some(Arc::new(callback));
+}
+
+/// Calls the registered callback, if any, outside the registry's lock.
+pub(crate) fn deliver(alert: &Alert) {
+    let cb = CALLBACK.lock().clone();
+    if let Some(cb) = cb {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(alert)));
+        if r.is_err() {
+            eprintln!("leakscope: the on_alert callback panicked; the monitor goes on");
+        }
+    }
+}

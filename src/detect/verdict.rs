@@ -1,0 +1,194 @@
+//! Growth verdicts over a time series: is this quantity (live heap bytes, a site's live
+//! bytes, later a task count) growing steadily across the window, or just moving?
+//!
+//! Pure functions, no I/O, no clock: the monitor feeds them `(seconds, value)` points.
+//!
+//! A series is **growing** when all of these hold:
+//!
+//! 1. **Trend.** The Mann–Kendall score `z` of the (binned) series is at least
+//!    [`Z_MIN`]: more pairs of points go up than down, beyond what noise explains
+//!    (one-sided p ≈ 0.001). Ranks make it indifferent to the size of bursts.
+//! 2. **Size.** The Theil–Sen slope times the span is at least the minimum growth: a
+//!    real but tiny drift is not worth an alert.
+//! 3. **Persistence.** Each half of the window grows at least half as fast as the whole
+//!    (Theil–Sen slopes), the second at least half as fast as the first, and the level
+//!    (median) of each third of the window is above the previous third's, and the last
+//!    twelfth's is not below the one before it. A single step, a warm-up or a cache fill
+//!    that levels off, growth that stops or starts to drain, all fail.
+//! 4. **Rising floor.** The lowest value of the last third exceeds the lowest value of
+//!    the first third by half the minimum growth: a sawtooth or bursts on a flat floor
+//!    do not pass, a leak under them does.
+
+use super::trend::{mann_kendall, median, normal_cdf, theil_sen};
+
+/// Fewest points a verdict needs.
+pub(crate) const MIN_POINTS: usize = 8;
+/// Longer series are binned (means of consecutive points) to this many points first, so a
+/// verdict costs O(`MAX_POINTS`²) at most.
+pub(crate) const MAX_POINTS: usize = 128;
+/// Mann–Kendall score needed for a trend (one-sided p ≈ 0.0013).
+pub(crate) const Z_MIN: f64 = 3.0;
+
+/// Why a series was, or was not, judged growing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// Fewer than [`MIN_POINTS`] points, or no time span.
+    TooShort,
+    /// The Mann–Kendall score is below [`Z_MIN`].
+    NoTrend,
+    /// Slope × span is below the minimum growth.
+    TooSmall,
+    /// One half of the window does not grow with the rest (a step, a plateau).
+    NotPersistent,
+    /// The floor (lowest values) does not rise (a sawtooth, bursts).
+    FlatFloor,
+    /// Every test passed.
+    Growing,
+}
+
+/// The verdict on one series.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Trend {
+    /// True if the series grows steadily (`why == Why::Growing`).
+    pub(crate) growing: bool,
+    /// The deciding test.
+    pub(crate) why: Why,
+    /// Theil–Sen slope, units per second.
+    pub(crate) per_sec: f64,
+    /// Slope × span: the growth the trend explains over the window.
+    pub(crate) growth: f64,
+    /// Mann–Kendall score.
+    pub(crate) z: f64,
+    /// Φ(z): confidence that the series trends upwards, 0..1.
+    pub(crate) confidence: f64,
+    /// Seconds between the first and the last point.
+    pub(crate) span_secs: f64,
+}
+
+impl Trend {
+    fn not(why: Why) -> Trend {
+        Trend {
+            growing: false,
+            why,
+            per_sec: 0.0,
+            growth: 0.0,
+            z: 0.0,
+            confidence: 0.0,
+            span_secs: 0.0,
+        }
+    }
+}
+
+/// Judges whether `points` (`(seconds, value)`, in time order) grow steadily by at
+/// least `min_growth` over their span.
+pub(crate) fn assess(points: &[(f64, f64)], min_growth: f64) -> Trend {
+    let n = points.len();
+    if n < MIN_POINTS {
+        return Trend::not(Why::TooShort);
+    }
+    let (t0, t1) = (points[0].0, points[n - 1].0);
+    let span = t1 - t0;
+    if span <= 0.0 {
+        return Trend::not(Why::TooShort);
+    }
+    let binned = bin(points, MAX_POINTS);
+    let values: Vec<f64> = binned.iter().map(|p| p.1).collect();
+    let slope = theil_sen(&binned);
+    let z = mann_kendall(&values).z;
+    let mut t = Trend {
+        growing: false,
+        why: Why::NoTrend,
+        per_sec: slope,
+        growth: slope * span,
+        z,
+        confidence: normal_cdf(z),
+        span_secs: span,
+    };
+    if z < Z_MIN || slope <= 0.0 {
+        return t;
+    }
+    if t.growth < min_growth {
+        t.why = Why::TooSmall;
+        return t;
+    }
+    // Both halves grow, and the second at least half as fast as the first: a step
+    // leaves one half flat, a warm-up or a fill that levels off slows down.
+    let (first, second) = binned.split_at(binned.len() / 2);
+    let (s1, s2) = (theil_sen(first), theil_sen(second));
+    if s1 < slope / 2.0 || s2 < slope / 2.0 || s2 < s1 / 2.0 {
+        t.why = Why::NotPersistent;
+        return t;
+    }
+    // Thirds, by time, from the unbinned points: each level (median) above the last, and
+    // the floor (minimum) of the last above that of the first by half the minimum growth.
+    let third = span / 3.0;
+    let part = |k: usize| -> Vec<f64> {
+        let (from, to) = (t0 + third * k as f64, t0 + third * (k + 1) as f64);
+        points
+            .iter()
+            .filter(|p| p.0 >= from && (p.0 < to || k == 2))
+            .map(|p| p.1)
+            .collect()
+    };
+    let parts = [part(0), part(1), part(2)];
+    let levels: Vec<f64> = parts.iter().map(|v| median(&mut v.clone())).collect();
+    if levels[1] <= levels[0] || levels[2] <= levels[1] {
+        t.why = Why::NotPersistent;
+        return t;
+    }
+    // Not shrinking at the end: the level of the last twelfth of the points (at least
+    // three) is not below the level of the twelfth before.
+    let k = (n / 12).max(3);
+    let tail = |from: usize, to: usize| {
+        let mut v: Vec<f64> = points[from..to].iter().map(|p| p.1).collect();
+        median(&mut v)
+    };
+    if tail(n - k, n) < tail(n - 2 * k, n - k) {
+        t.why = Why::NotPersistent;
+        return t;
+    }
+    let floor = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    if floor(&parts[2]) - floor(&parts[0]) < min_growth / 2.0 {
+        t.why = Why::FlatFloor;
+        return t;
+    }
+    t.growing = true;
+    t.why = Why::Growing;
+    t
+}
+
+/// Means of consecutive runs of points, at most `max` of them (the points unchanged if
+/// there are no more than `max`).
+fn bin(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
+    if points.len() <= max {
+        return points.to_vec();
+    }
+    let per = points.len().div_ceil(max);
+    points
+        .chunks(per)
+        .map(|c| {
+            let k = c.len() as f64;
+            (
+                c.iter().map(|p| p.0).sum::<f64>() / k,
+                c.iter().map(|p| p.1).sum::<f64>() / k,
+            )
+        })
+        .collect()
+}
+
+/// The default minimum growth for the whole heap: 1 MiB, or 2% of the live heap at the
+/// window's start if that is more (4 MiB at 200 MiB live).
+pub(crate) fn default_min_growth(live_bytes_at_start: u64) -> u64 {
+    (live_bytes_at_start / 50).max(1 << 20)
+}
+
+/// The rule leakscope replaces, kept as a baseline for tests: alert when the last five
+/// snapshots strictly increase.
+#[cfg(test)]
+pub(crate) fn naive_last_five(values: &[f64]) -> bool {
+    values.len() >= 5 && values[values.len() - 5..].windows(2).all(|w| w[1] > w[0])
+}
+
+#[cfg(test)]
+#[path = "verdict_tests.rs"]
+mod tests;

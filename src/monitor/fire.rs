@@ -1,0 +1,262 @@
+//! Acting on a finding: cooldown per kind, the cap on dumps, the alert's files, the
+//! stderr line and the `on_alert` callback.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::detector::{Detector, Finding, SiteTrend};
+use crate::alert::{self, Alert, AlertKind, Growth, Severity, Suspect};
+use crate::config::Config;
+use crate::detect::verdict::Trend;
+use crate::profile::{profile_by_stack, symbolize_stack, HeapProfile, Site};
+use crate::write::breach::{write_alert_files, GrowthLines};
+use crate::write::folded::stack_key;
+use crate::write::report::{self, GrowthReport, Heap, HistoryPoint, Report, Sampling};
+use crate::write::{self, human_bytes};
+
+pub(crate) struct Fire {
+    dir: PathBuf,
+    cooldown: Duration,
+    max_dumps: u32,
+    dumps: u32,
+    last: HashMap<AlertKind, Instant>,
+}
+
+impl Fire {
+    pub(crate) fn new(config: &Config) -> Fire {
+        Fire {
+            dir: config.dir.clone(),
+            cooldown: config.cooldown,
+            max_dumps: config.max_dumps,
+            dumps: 0,
+            last: HashMap::new(),
+        }
+    }
+
+    /// Raises `f` unless its kind is cooling down; returns the files written.
+    pub(crate) fn fire(&mut self, det: &Detector, f: Finding) -> Vec<PathBuf> {
+        let now = Instant::now();
+        if self
+            .last
+            .get(&f.kind)
+            .is_some_and(|&t| now.duration_since(t) < self.cooldown)
+        {
+            return Vec::new();
+        }
+        self.last.insert(f.kind, now);
+
+        let suspects = suspect_sites(det, &f.suspects);
+        let mut alert = Alert {
+            kind: f.kind,
+            severity: match f.kind {
+                AlertKind::HeapLimit => Severity::Critical,
+                _ => Severity::Warning,
+            },
+            message: message(&f, &suspects),
+            heap: f.heap,
+            rss_bytes: f.rss_bytes,
+            growth: f.heap_trend.map(|t| Growth {
+                window_secs: t.span_secs,
+                bytes_per_sec: t.per_sec,
+                confidence: t.confidence,
+            }),
+            suspects: suspects
+                .iter()
+                .map(|(site, t)| Suspect {
+                    frames: site.frames.clone(),
+                    function: site.function().cloned(),
+                    live_bytes: site.live_bytes,
+                    growth_bytes_per_sec: t.per_sec,
+                    confidence: t.confidence,
+                })
+                .collect(),
+            files: Vec::new(),
+        };
+
+        if self.dumps < self.max_dumps {
+            self.dumps += 1;
+            let (p, by_stack) = profile_by_stack();
+            let growth = growth_lines(det, &p, &by_stack);
+            let seq = write::next_seq();
+            let result = write_alert_files(
+                &self.dir,
+                seq,
+                f.kind.as_str(),
+                &p,
+                Some(&growth),
+                |files| Report {
+                    kind: f.kind.as_str(),
+                    severity: Some(alert.severity.as_str()),
+                    message: Some(alert.message.clone()),
+                    time_unix_ms: report::unix_ms(),
+                    pid: std::process::id(),
+                    heap: Heap {
+                        stats: f.heap,
+                        rss_bytes: f.rss_bytes,
+                    },
+                    sampling: Sampling {
+                        sample_bytes: p.sample_bytes(),
+                        dropped_samples: p.dropped_samples(),
+                    },
+                    growth: alert.growth.map(|g| GrowthReport {
+                        window_secs: g.window_secs,
+                        bytes_per_sec: g.bytes_per_sec,
+                        confidence: g.confidence,
+                    }),
+                    suspects: suspects
+                        .iter()
+                        .map(|(s, t)| report::Suspect::new(s, Some((t.per_sec, t.confidence))))
+                        .collect(),
+                    files: files.iter().map(|p| p.display().to_string()).collect(),
+                    suggestions: suggestions(&f, &suspects),
+                    history: det
+                        .history()
+                        .all()
+                        .map(|p| HistoryPoint {
+                            t_secs: (p.t * 1000.0).round() / 1000.0,
+                            live_bytes: p.live_bytes,
+                            rss_bytes: p.rss_bytes,
+                            threads: p.threads,
+                        })
+                        .collect(),
+                },
+            );
+            match result {
+                Ok(files) => alert.files = files,
+                Err(e) => write::report_once(&e),
+            }
+            if self.dumps == self.max_dumps {
+                eprintln!(
+                    "leakscope: {} alerts written (LEAKSCOPE_MAX_DUMPS); later alerts write no files",
+                    self.max_dumps
+                );
+            }
+        }
+        match alert.files.last() {
+            Some(json) => eprintln!(
+                "leakscope: {}: {}; report {}",
+                alert.kind,
+                alert.message,
+                json.display()
+            ),
+            None => eprintln!("leakscope: {}: {}", alert.kind, alert.message),
+        }
+        alert::deliver(&alert);
+        alert.files
+    }
+}
+
+/// The suspects as symbolized sites with their verdicts. Sites whose stacks resolve to
+/// the same frames are merged.
+fn suspect_sites(det: &Detector, trends: &[SiteTrend]) -> Vec<(Site, Trend)> {
+    let mut out: Vec<(Site, Trend)> = Vec::new();
+    for st in trends {
+        let Some(raw) = det.stacks().iter().find(|s| s.id == st.id) else {
+            continue;
+        };
+        let frames = symbolize_stack(&raw.frames);
+        let live_bytes = raw.alloc_bytes.saturating_sub(raw.free_bytes);
+        if let Some((s, t)) = out.iter_mut().find(|(s, _)| s.frames == frames) {
+            s.live_bytes += live_bytes;
+            s.live_blocks += det.live_blocks(st.id);
+            t.per_sec += st.trend.per_sec;
+            continue;
+        }
+        out.push((
+            Site {
+                frames,
+                truncated: raw.truncated,
+                live_bytes,
+                live_blocks: det.live_blocks(st.id),
+                alloc_bytes: raw.alloc_bytes,
+                alloc_blocks: raw.alloc_count.div_ceil(crate::alloc::sampler::COUNT_ONE),
+            },
+            st.trend,
+        ));
+    }
+    out
+}
+
+/// Folded stacks of every site over the window, at its start and now (sites located in
+/// `p` through `by_stack`, so nothing is symbolized twice).
+fn growth_lines(det: &Detector, p: &HeapProfile, by_stack: &HashMap<u32, usize>) -> GrowthLines {
+    let mut merged: HashMap<usize, (u64, u64)> = HashMap::new();
+    for (id, before, after) in det.baseline() {
+        if let Some(&i) = by_stack.get(&id) {
+            let e = merged.entry(i).or_default();
+            e.0 += before;
+            e.1 += after;
+        }
+    }
+    let mut rows: Vec<(String, u64, u64)> = merged
+        .into_iter()
+        .map(|(i, (b, a))| (stack_key(&p.sites()[i]), b, a))
+        .collect();
+    rows.sort_unstable();
+    let line = |k: &str, v: u64| (v > 0).then(|| format!("{k} {v}"));
+    GrowthLines {
+        before: rows.iter().filter_map(|r| line(&r.0, r.1)).collect(),
+        after: rows.iter().filter_map(|r| line(&r.0, r.2)).collect(),
+        window_secs: det.baseline_secs(),
+    }
+}
+
+fn function_of(site: &Site) -> String {
+    site.function()
+        .map(|f| match f.location() {
+            Some(l) => format!("{} ({l})", f.function),
+            None => f.function.clone(),
+        })
+        .unwrap_or_else(|| "[unknown]".to_string())
+}
+
+fn rate(per_sec: f64) -> String {
+    format!("{}/s", human_bytes(per_sec.max(0.0) as u64))
+}
+
+fn message(f: &Finding, suspects: &[(Site, Trend)]) -> String {
+    let top = suspects
+        .first()
+        .map(|(s, t)| format!("; top suspect {} at +{}", function_of(s), rate(t.per_sec)))
+        .unwrap_or_default();
+    match f.kind {
+        AlertKind::HeapLimit => format!(
+            "live heap {} exceeds the limit {}{top}",
+            human_bytes(f.heap.live_bytes),
+            human_bytes(f.threshold)
+        ),
+        _ => match f.heap_trend.filter(|t| t.growing) {
+            Some(t) => format!(
+                "live heap grew steadily by {} over {:.0} s (+{}, confidence {:.1}%), now {}{top}",
+                human_bytes(t.growth.max(0.0) as u64),
+                t.span_secs,
+                rate(t.per_sec),
+                100.0 * t.confidence,
+                human_bytes(f.heap.live_bytes),
+            ),
+            None => format!(
+                "an allocation site grew steadily by more than {} over the window, live heap {}{top}",
+                human_bytes(f.threshold),
+                human_bytes(f.heap.live_bytes),
+            ),
+        },
+    }
+}
+
+fn suggestions(f: &Finding, suspects: &[(Site, Trend)]) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some((s, _)) = suspects.first() {
+        out.push(format!(
+            "Look at {}: its live bytes grow steadily; check what keeps them (a cache or map without eviction, a Vec that is never cleared, Rc cycles, forgotten values).",
+            function_of(s)
+        ));
+    } else {
+        out.push("No single allocation site stands out: the growth is spread thin or too slow for the sampling rate; lower LEAKSCOPE_SAMPLE_BYTES to see it per site.".to_string());
+    }
+    out.push("Open the -growth.svg flamegraph: red frames grew over the window, width is what they hold now.".to_string());
+    if f.kind == AlertKind::HeapLimit {
+        out.push("Open the .svg flamegraph for the largest holders of the live heap; raise LEAKSCOPE_HEAP_LIMIT if this size is expected.".to_string());
+    }
+    out
+}

@@ -1,0 +1,164 @@
+//! The monitor thread: started by `init` when profiling is on, it wakes every
+//! `LEAKSCOPE_INTERVAL`, reads the heap ([`detector`]), judges it, and on a breach
+//! writes the alert's files and calls the [`on_alert`](crate::on_alert) callback
+//! ([`fire`]). It stops and is joined when the session ends.
+//!
+//! It is cold side: it allocates and takes leakscope's cold-side locks, always with the
+//! `ProfilerGuard` held (its allocations are counted, never sampled), and never a lock
+//! the allocation path could need (that path takes none).
+
+pub(crate) mod detector;
+pub(crate) mod fire;
+pub(crate) mod history;
+pub(crate) mod probe;
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::alloc::thread::ProfilerGuard;
+use crate::config::Config;
+
+struct Shared {
+    stop: Mutex<bool>,
+    wake: Condvar,
+    /// Set by the thread once it has allocated (joined the session), then never again.
+    ready: Mutex<bool>,
+    ready_cv: Condvar,
+}
+
+/// The running monitor thread; stopping it (or dropping it) joins it.
+pub(crate) struct Monitor {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    id: ThreadId,
+}
+
+impl fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Monitor").field("thread", &self.id).finish()
+    }
+}
+
+impl Monitor {
+    /// Starts the monitor thread for a session with `config`.
+    pub(crate) fn start(config: &Config) -> io::Result<Monitor> {
+        let _guard = ProfilerGuard::new();
+        let shared = Arc::new(Shared {
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            ready: Mutex::new(false),
+            ready_cv: Condvar::new(),
+        });
+        let config = config.clone();
+        let s = shared.clone();
+        let thread = thread::Builder::new()
+            .name("leakscope-monitor".to_string())
+            .spawn(move || {
+                let _guard = ProfilerGuard::new();
+                run(&config, &s);
+            })?;
+        // Wait until the thread has made its first allocations: threads join a session
+        // (and get their sampler seed) in the order they first allocate, so with a fixed
+        // `Config::seed` the program's threads must not race the monitor for their turn.
+        // (Bounded, so a thread that died at birth cannot hang `init`.)
+        {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut ready = shared.ready.lock();
+            while !*ready && !shared.ready_cv.wait_until(&mut ready, deadline).timed_out() {}
+        }
+        let id = thread.thread().id();
+        Ok(Monitor {
+            shared,
+            thread: Some(thread),
+            id,
+        })
+    }
+
+    /// Stops the thread and waits for it (a tick in progress finishes first). From the
+    /// monitor thread itself (an `on_alert` callback ending the session) it only asks.
+    pub(crate) fn stop(&mut self) {
+        *self.shared.stop.lock() = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            if thread::current().id() != self.id {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The thread's loop: ticks at `start + k * interval`, skipping ticks it is late for.
+fn run(config: &Config, shared: &Shared) {
+    let interval = config.interval.max(Duration::from_millis(1));
+    let mut detector = detector::Detector::new(config);
+    let mut fire = fire::Fire::new(config);
+    *shared.ready.lock() = true;
+    shared.ready_cv.notify_all();
+    let start = Instant::now();
+    let mut next = start + interval;
+    loop {
+        {
+            let mut stop = shared.stop.lock();
+            while !*stop && Instant::now() < next {
+                shared.wake.wait_until(&mut stop, next);
+            }
+            if *stop {
+                return;
+            }
+        }
+        let now = Instant::now();
+        for finding in detector.tick(now.duration_since(start).as_secs_f64()) {
+            fire.fire(&detector, finding);
+        }
+        while next <= now {
+            next += interval;
+        }
+    }
+}
+
+/// Times the monitor's work on the running session's tables, for `benches/monitor.rs`:
+/// `ticks` ticks at a nominal 10 ms interval with a 200 ms window, so that every tick
+/// after the 20th judges the heap and the sites (the durations of each), then the writing of one alert's files into
+/// `dir` (its duration, and the paths written). Not part of the API.
+#[doc(hidden)]
+pub fn __bench_monitor(
+    ticks: u32,
+    dir: &std::path::Path,
+) -> (Vec<Duration>, Duration, Vec<std::path::PathBuf>) {
+    let _guard = ProfilerGuard::new();
+    let config = Config::new()
+        .dir(dir)
+        .interval(Duration::from_millis(10))
+        .leak_window(Duration::from_millis(200))
+        .heap_limit(Some(1));
+    let mut detector = detector::Detector::new(&config);
+    let mut fire = fire::Fire::new(&config);
+    let mut times = Vec::new();
+    let mut last = Vec::new();
+    for i in 0..ticks {
+        let t0 = Instant::now();
+        // Nominal tick times, so the window fills however fast the ticks run.
+        last = detector.tick(f64::from(i) * 0.01);
+        times.push(t0.elapsed());
+    }
+    let t0 = Instant::now();
+    let mut files = Vec::new();
+    if let Some(f) = last
+        .into_iter()
+        .find(|f| f.kind == crate::alert::AlertKind::HeapLimit)
+    {
+        files = fire.fire(&detector, f);
+    }
+    (times, t0.elapsed(), files)
+}

@@ -1,0 +1,126 @@
+//! The files of an alert: the live heap flamegraph (`.svg`, with `.folded`), the
+//! differential flamegraph of growth since the window's start (`-growth.svg`), and the
+//! JSON report (`.json`).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use inferno::differential;
+use inferno::flamegraph::{color::BasicPalette, color::Palette, from_lines, Options};
+
+use super::human_bytes;
+use super::report::Report;
+use crate::profile::HeapProfile;
+
+/// Folded stacks (`stack bytes`) of the live heap at the window's start and now.
+#[derive(Debug, Default)]
+pub(crate) struct GrowthLines {
+    pub(crate) before: Vec<String>,
+    pub(crate) after: Vec<String>,
+    pub(crate) window_secs: f64,
+}
+
+/// Writes a differential flamegraph: frame widths are the live bytes now, colours the
+/// change since the window's start (red grew, blue shrank), by inferno's differential
+/// support (`inferno::differential` then `flamegraph::from_lines`).
+pub(crate) fn write_growth_flamegraph<W: Write>(g: &GrowthLines, w: W) -> io::Result<()> {
+    let before = g.before.join("\n");
+    let after = g.after.join("\n");
+    let mut diff = Vec::new();
+    differential::from_readers(
+        differential::Options::default(),
+        before.as_bytes(),
+        after.as_bytes(),
+        &mut diff,
+    )?;
+    let diff = String::from_utf8(diff).map_err(io::Error::other)?;
+    let mut lines: Vec<&str> = diff.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        lines.push("[no sampled live allocations] 0 1");
+    }
+    let grown: i64 = sum(&g.after) - sum(&g.before);
+    let mut opts = Options::default();
+    opts.title = "Live heap growth by allocation stack".to_string();
+    opts.subtitle = Some(format!(
+        "over the last {:.0} s: sampled live bytes {}{}; red grew, blue shrank; width = live now",
+        g.window_secs,
+        if grown >= 0 { "+" } else { "-" },
+        human_bytes(grown.unsigned_abs()),
+    ));
+    opts.count_name = "bytes".to_string();
+    opts.colors = Palette::Basic(BasicPalette::Mem);
+    opts.hash = true;
+    opts.deterministic = true;
+    from_lines(&mut opts, lines.iter().copied(), w)
+}
+
+fn sum(lines: &[String]) -> i64 {
+    lines
+        .iter()
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<i64>().ok())
+        .sum()
+}
+
+/// Writes every file of an alert labelled `label` (`memory_leak`, `heap_limit`) and
+/// returns their paths, the report last. `report` gets the paths of the other files.
+pub(crate) fn write_alert_files(
+    dir: &Path,
+    seq: u64,
+    label: &str,
+    profile: &HeapProfile,
+    growth: Option<&GrowthLines>,
+    report: impl FnOnce(&[PathBuf]) -> Report,
+) -> io::Result<Vec<PathBuf>> {
+    let mut files = super::heap_files(dir, seq, label, profile)?;
+    if let Some(g) = growth {
+        let svg = super::path(dir, seq, &format!("{label}-growth"), "svg");
+        super::write_atomic(&svg, |w| write_growth_flamegraph(g, w))?;
+        files.push(svg);
+    }
+    let json = super::path(dir, seq, label, "json");
+    let r = report(&files);
+    super::write_atomic(&json, |w| r.write(w))?;
+    files.push(json);
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_flamegraph_marks_what_grew() {
+        let g = GrowthLines {
+            before: vec![
+                "main;serve;cache_insert 1000".into(),
+                "main;render 5000".into(),
+            ],
+            after: vec![
+                "main;serve;cache_insert 9000".into(),
+                "main;render 4000".into(),
+            ],
+            window_secs: 60.0,
+        };
+        let mut svg = Vec::new();
+        write_growth_flamegraph(&g, &mut svg).unwrap();
+        let svg = String::from_utf8(svg).unwrap();
+        assert!(svg.contains("cache_insert"), "{svg}");
+        // In differential mode inferno puts the change (share of the total) in titles.
+        assert!(
+            svg.contains("cache_insert (9,000 bytes, 69.23%; +61.54%)"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("render (4,000 bytes, 30.77%; -7.69%)"),
+            "{svg}"
+        );
+        assert!(svg.contains("+6.8 KiB"), "subtitle");
+        // An empty profile still renders.
+        let mut empty = Vec::new();
+        write_growth_flamegraph(&GrowthLines::default(), &mut empty).unwrap();
+        assert!(String::from_utf8(empty)
+            .unwrap()
+            .trim_end()
+            .ends_with("</svg>"));
+    }
+}
