@@ -221,17 +221,22 @@ pub(crate) fn rebase() {
 
 /// Every slot's pending per-stack counts: (stack id, counts). Cold (allocates).
 pub(crate) fn pending() -> Vec<(u32, [u64; 4])> {
-    let used = USED.load(Ordering::Relaxed).min(SLOTS);
     let mut out = Vec::new();
+    for_each_pending(|id, c| out.push((id, c)));
+    out
+}
+
+/// Calls `f(stack id, counts)` for every slot's pending per-stack counts.
+pub(crate) fn for_each_pending(mut f: impl FnMut(u32, [u64; 4])) {
+    let used = USED.load(Ordering::Relaxed).min(SLOTS);
     for s in &TABLE[..used] {
         for p in &s.pending {
             let tag = p.stack.load(Relaxed);
             if tag != 0 {
-                out.push((tag - 1, std::array::from_fn(|i| p.counts[i].load(Relaxed))));
+                f(tag - 1, std::array::from_fn(|i| p.counts[i].load(Relaxed)));
             }
         }
     }
-    out
 }
 
 /// Drops every slot's pending counts (a new session starts).

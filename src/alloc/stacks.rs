@@ -176,6 +176,92 @@ pub(crate) fn frames_of(id: u32) -> Option<(Vec<usize>, bool)> {
     Some((frames, e.truncated.load(Ordering::Relaxed) != 0))
 }
 
+/// One stack's weighted counts, without its frames (see [`Counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StackCounts {
+    pub(crate) id: u32,
+    pub(crate) alloc_bytes: u64,
+    pub(crate) alloc_count: u64,
+    pub(crate) free_bytes: u64,
+    pub(crate) free_count: u64,
+}
+
+impl StackCounts {
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.alloc_bytes.saturating_sub(self.free_bytes)
+    }
+
+    pub(crate) fn live_count(&self) -> u64 {
+        self.alloc_count.saturating_sub(self.free_count)
+    }
+}
+
+/// The counts of every published stack, refreshed in place: for a reader that looks
+/// often (the monitor), with no allocation once its buffers have grown, and no copy of
+/// frames. Pending per-thread counts are added in, as in [`snapshot`].
+#[derive(Default)]
+pub(crate) struct Counts {
+    rows: Vec<StackCounts>,
+    /// Stack id -> index in `rows` + 1 (0 = not there).
+    pos: Vec<u32>,
+}
+
+impl Counts {
+    /// Reads the table now.
+    pub(crate) fn refresh(&mut self) {
+        for r in &self.rows {
+            if let Some(p) = self.pos.get_mut(r.id as usize) {
+                *p = 0;
+            }
+        }
+        self.rows.clear();
+        let Some(table) = table() else {
+            return;
+        };
+        if self.pos.len() < CAPACITY {
+            self.pos.resize(CAPACITY, 0);
+        }
+        for (id, e) in used_ids(table) {
+            if e.tag.load(Ordering::Acquire) & READY == 0 {
+                continue;
+            }
+            // Frees before allocations, as in `snapshot`.
+            let free_bytes = e.free_bytes.load(Ordering::Relaxed);
+            let free_count = e.free_count.load(Ordering::Relaxed);
+            self.rows.push(StackCounts {
+                id,
+                alloc_bytes: e.alloc_bytes.load(Ordering::Relaxed),
+                alloc_count: e.alloc_count.load(Ordering::Relaxed),
+                free_bytes,
+                free_count,
+            });
+            self.pos[id as usize] = self.rows.len() as u32;
+        }
+        let (rows, pos) = (&mut self.rows, &self.pos);
+        super::counters::for_each_pending(|id, c| {
+            if let Some(&i) = pos.get(id as usize) {
+                if let Some(r) = (i as usize).checked_sub(1).and_then(|i| rows.get_mut(i)) {
+                    r.alloc_bytes += c[0];
+                    r.alloc_count += c[1];
+                    r.free_bytes += c[2];
+                    r.free_count += c[3];
+                }
+            }
+        });
+    }
+
+    /// Every stack's counts, in the order stacks were first seen.
+    pub(crate) fn rows(&self) -> &[StackCounts] {
+        &self.rows
+    }
+
+    /// The counts of stack `id`, if it was there at the last refresh.
+    pub(crate) fn get(&self, id: u32) -> Option<&StackCounts> {
+        let i = (*self.pos.get(id as usize)? as usize).checked_sub(1)?;
+        self.rows.get(i)
+    }
+}
+
 /// Copies every published stack. Allocates: call with a `ProfilerGuard` held.
 pub(crate) fn snapshot() -> Vec<StackSnapshot> {
     let Some(table) = table() else {

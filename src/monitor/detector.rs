@@ -8,7 +8,7 @@ use super::history::{History, Point, SiteSeries};
 use super::probe;
 use crate::alert::AlertKind;
 use crate::alloc::sampler::COUNT_ONE;
-use crate::alloc::stacks::{self, StackSnapshot};
+use crate::alloc::stacks::{self, StackCounts};
 use crate::config::Config;
 use crate::detect::verdict::{self, Trend};
 use crate::stats::{stats, HeapStats};
@@ -58,8 +58,9 @@ pub(crate) struct Detector {
     sites: SiteSeries,
     site_stride: u64,
     ticks: u64,
-    /// The last tick's copy of the stack table (raw frames, for symbolizing suspects).
-    stacks: Vec<StackSnapshot>,
+    /// The last tick's counts of every stack (no frames: a suspect's are read when an
+    /// alert writes its files).
+    counts: stacks::Counts,
 }
 
 impl Detector {
@@ -80,7 +81,7 @@ impl Detector {
             sites: SiteSeries::new((ticks.div_ceil(site_stride) + 1) as usize),
             site_stride,
             ticks: 0,
-            stacks: Vec::new(),
+            counts: stacks::Counts::default(),
         }
     }
 
@@ -88,7 +89,7 @@ impl Detector {
     pub(crate) fn tick(&mut self, t: f64) -> Vec<Finding> {
         let heap = stats();
         let proc = probe::process();
-        self.stacks = stacks::snapshot();
+        self.counts.refresh();
         if self.ticks % self.heap_stride == 0 {
             self.history.push(Point {
                 t,
@@ -98,10 +99,7 @@ impl Detector {
             });
         }
         if self.ticks % self.site_stride == 0 {
-            let live = self
-                .stacks
-                .iter()
-                .map(|s| (s.id, s.alloc_bytes.saturating_sub(s.free_bytes)));
+            let live = self.counts.rows().iter().map(|s| (s.id, s.live_bytes()));
             self.sites.record(t, live);
         }
         self.ticks += 1;
@@ -196,9 +194,9 @@ impl Detector {
         &self.history
     }
 
-    /// The last tick's stack table copy.
-    pub(crate) fn stacks(&self) -> &[StackSnapshot] {
-        &self.stacks
+    /// The last tick's counts of stack `id`.
+    pub(crate) fn counts(&self, id: u32) -> Option<&StackCounts> {
+        self.counts.get(id)
     }
 
     /// (stack id, live bytes at the window's start, live bytes now) of every site seen
@@ -221,11 +219,9 @@ impl Detector {
 
     /// Estimated live blocks of stack `id` in the last copy.
     pub(crate) fn live_blocks(&self, id: u32) -> u64 {
-        self.stacks
-            .iter()
-            .filter(|s| s.id == id)
-            .map(|s| s.alloc_count.saturating_sub(s.free_count))
-            .sum::<u64>()
+        self.counts
+            .get(id)
+            .map_or(0, StackCounts::live_count)
             .div_ceil(COUNT_ONE)
     }
 }

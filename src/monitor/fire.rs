@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::detector::{Detector, Finding, SiteTrend};
 use crate::alert::{self, Alert, AlertKind, Growth, Severity, Suspect};
+use crate::alloc::stacks;
 use crate::config::Config;
 use crate::detect::verdict::Trend;
 use crate::profile::{profile_by_stack, symbolize_stack, HeapProfile, Site};
@@ -152,11 +153,12 @@ impl Fire {
 fn suspect_sites(det: &Detector, trends: &[SiteTrend]) -> Vec<(Site, Trend)> {
     let mut out: Vec<(Site, Trend)> = Vec::new();
     for st in trends {
-        let Some(raw) = det.stacks().iter().find(|s| s.id == st.id) else {
+        let (Some(raw), Some((addrs, truncated))) = (det.counts(st.id), stacks::frames_of(st.id))
+        else {
             continue;
         };
-        let frames = symbolize_stack(&raw.frames);
-        let live_bytes = raw.alloc_bytes.saturating_sub(raw.free_bytes);
+        let frames = symbolize_stack(&addrs);
+        let live_bytes = raw.live_bytes();
         if let Some((s, t)) = out.iter_mut().find(|(s, _)| s.frames == frames) {
             s.live_bytes += live_bytes;
             s.live_blocks += det.live_blocks(st.id);
@@ -166,7 +168,7 @@ fn suspect_sites(det: &Detector, trends: &[SiteTrend]) -> Vec<(Site, Trend)> {
         out.push((
             Site {
                 frames,
-                truncated: raw.truncated,
+                truncated,
                 live_bytes,
                 live_blocks: det.live_blocks(st.id),
                 alloc_bytes: raw.alloc_bytes,
