@@ -18,14 +18,19 @@ pub enum AlertKind {
     MemoryLeak,
     /// The exact live heap exceeds `LEAKSCOPE_HEAP_LIMIT`.
     HeapLimit,
+    /// The process's CPU use over the leak window exceeds `LEAKSCOPE_CPU_LIMIT` (percent
+    /// of one core); a CPU profile is captured.
+    CpuLimit,
 }
 
 impl AlertKind {
-    /// The name used in file names and reports: `memory_leak`, `heap_limit`.
+    /// The name used in file names and reports: `memory_leak`, `heap_limit`,
+    /// `cpu_limit`.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::MemoryLeak => "memory_leak",
             AlertKind::HeapLimit => "heap_limit",
+            AlertKind::CpuLimit => "cpu_limit",
         }
     }
 }

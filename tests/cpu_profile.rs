@@ -170,3 +170,80 @@ fn without_a_session_it_is_an_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn cpu_limit_alert_captures_a_cpu_profile() {
+    let _l = session_lock();
+    let dir = TempDir::new("cpu-limit");
+    let alerts: Arc<std::sync::Mutex<Vec<leakscope::Alert>>> = Arc::default();
+    let seen = Arc::clone(&alerts);
+    leakscope::on_alert(move |a| seen.lock().unwrap().push(a.clone()));
+    let session = leakscope::init_with(
+        Config::new()
+            .dir(dir.path())
+            .interval(Duration::from_millis(50))
+            .leak_window(Duration::from_millis(600))
+            .cpu_limit(Some(40))
+            .cpu_seconds(1),
+    );
+    assert!(session.is_active());
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    let burner = thread::Builder::new()
+        .name("burner".into())
+        .spawn(move || cpu_profile_test_burn(&s2))
+        .unwrap();
+    // The alert comes after a window of readings; its CPU profile runs a second more.
+    let mut cpu_folded = None;
+    for _ in 0..100 {
+        thread::sleep(Duration::from_millis(100));
+        let found = alerts
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| a.kind == leakscope::AlertKind::CpuLimit)
+            .and_then(|a| {
+                a.files
+                    .iter()
+                    .find(|p| p.to_string_lossy().ends_with("-cpu.folded"))
+                    .cloned()
+            });
+        if let Some(p) = found.filter(|p| p.exists()) {
+            cpu_folded = Some(p);
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    burner.join().unwrap();
+    drop(session);
+    leakscope::on_alert(|_| {});
+    let got = alerts.lock().unwrap().clone();
+    let cpu = got
+        .iter()
+        .find(|a| a.kind == leakscope::AlertKind::CpuLimit)
+        .unwrap_or_else(|| panic!("no cpu_limit alert: {got:?}"));
+    assert!(
+        cpu.message.contains("exceeds the limit 40%"),
+        "{}",
+        cpu.message
+    );
+    let folded = cpu_folded.expect("the cpu_limit alert's CPU profile was written");
+    let text = fs::read_to_string(&folded).unwrap();
+    assert!(
+        text.contains("cpu_profile_test_burn"),
+        "the burner is in the CPU profile:\n{text}"
+    );
+    let json = cpu
+        .files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("report");
+    let report = fs::read_to_string(json).unwrap();
+    assert!(
+        report.contains("\"kind\": \"cpu_limit\"") || report.contains("\"kind\":\"cpu_limit\"")
+    );
+    assert!(
+        report.contains("-cpu.pb.gz"),
+        "the report lists the CPU files"
+    );
+}

@@ -212,7 +212,6 @@ static BACKGROUND: Mutex<Option<Background>> = Mutex::new(None);
 /// `None`: no session, automatic CPU profiles off (`cpu_seconds == 0`), `kind` not
 /// configured to capture, or a CPU profile already running. Write errors of the
 /// background thread are reported once on stderr.
-#[allow(dead_code)] // called by the monitor (breach triggers)
 pub(crate) fn start_background_cpu_profile(kind: &str, seq: u64) -> Option<Vec<PathBuf>> {
     let config = crate::session::active_config()?;
     if !config.captures_cpu_on(kind) {

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 /// Cumulative CPU time of the process at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // read by the monitor (the `cpu_limit` breach)
 pub(crate) struct CpuTime {
     /// utime + stime, in clock ticks (`sysconf(_SC_CLK_TCK)` per second).
     ticks: u64,
@@ -18,7 +17,6 @@ pub(crate) struct CpuTime {
     at: Instant,
 }
 
-#[allow(dead_code)] // read by the monitor (the `cpu_limit` breach)
 impl CpuTime {
     /// Reads `/proc/self/stat` now.
     pub(crate) fn now() -> io::Result<CpuTime> {

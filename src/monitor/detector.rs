@@ -10,6 +10,7 @@ use crate::alert::AlertKind;
 use crate::alloc::sampler::COUNT_ONE;
 use crate::alloc::stacks::{self, StackCounts};
 use crate::config::Config;
+use crate::cpu::usage::CpuTime;
 use crate::detect::verdict::{self, Trend};
 use crate::stats::{stats, HeapStats};
 
@@ -44,8 +45,11 @@ pub(crate) struct Finding {
     pub(crate) heap_trend: Option<Trend>,
     /// Growing sites, most likely first.
     pub(crate) suspects: Vec<SiteTrend>,
-    /// The limit crossed (`heap_limit`), or the minimum growth used (`memory_leak`).
+    /// The limit crossed (`heap_limit` in bytes, `cpu_limit` in percent of one core), or
+    /// the minimum growth used (`memory_leak`).
     pub(crate) threshold: u64,
+    /// `cpu_limit`: the process's CPU use over the window, percent of one core.
+    pub(crate) cpu_percent: Option<f64>,
 }
 
 pub(crate) struct Detector {
@@ -53,6 +57,9 @@ pub(crate) struct Detector {
     interval: f64,
     min_bytes: Option<u64>,
     heap_limit: Option<u64>,
+    cpu_limit: Option<u32>,
+    /// Process CPU time readings over the last window (for `cpu_limit`).
+    cpu: VecDeque<(f64, CpuTime)>,
     history: History,
     heap_stride: u64,
     sites: SiteSeries,
@@ -76,6 +83,8 @@ impl Detector {
             interval,
             min_bytes: config.leak_min_bytes,
             heap_limit: config.heap_limit,
+            cpu_limit: config.cpu_limit,
+            cpu: VecDeque::new(),
             history: History::new(HEAP_POINTS, OLD_POINTS),
             heap_stride,
             sites: SiteSeries::new((ticks.div_ceil(site_stride) + 1) as usize),
@@ -137,6 +146,7 @@ impl Detector {
                 heap_trend,
                 suspects: rank(&site_trends),
                 threshold: min,
+                cpu_percent: None,
             });
         }
         if let Some(limit) = self.heap_limit {
@@ -148,10 +158,40 @@ impl Detector {
                     heap_trend,
                     suspects: rank(&site_trends),
                     threshold: limit,
+                    cpu_percent: None,
                 });
             }
         }
+        if let Some(percent) = self.cpu_over_limit(t) {
+            out.push(Finding {
+                kind: AlertKind::CpuLimit,
+                heap,
+                rss_bytes: proc.rss_bytes,
+                heap_trend,
+                suspects: Vec::new(),
+                threshold: u64::from(self.cpu_limit.unwrap_or(0)),
+                cpu_percent: Some(percent),
+            });
+        }
         out
+    }
+
+    /// With `LEAKSCOPE_CPU_LIMIT` set: reads the process's CPU time; once a window of
+    /// readings is there, the CPU use over the window if it exceeds the limit.
+    fn cpu_over_limit(&mut self, t: f64) -> Option<f64> {
+        let limit = self.cpu_limit?;
+        let now = CpuTime::now().ok()?;
+        // Keep the newest reading at least a window old, and everything after it.
+        while self.cpu.len() >= 2 && self.cpu[1].0 <= t - self.window + self.interval / 2.0 {
+            self.cpu.pop_front();
+        }
+        self.cpu.push_back((t, now));
+        let (t0, old) = self.cpu.front()?;
+        if *t0 > t - self.window + self.interval / 2.0 {
+            return None;
+        }
+        let percent = now.percent_since(old)?;
+        now.exceeds(old, limit).then_some(percent)
     }
 
     /// Verdicts for the sites that grew most over the window.

@@ -51,7 +51,7 @@ impl Fire {
         let mut alert = Alert {
             kind: f.kind,
             severity: match f.kind {
-                AlertKind::HeapLimit => Severity::Critical,
+                AlertKind::HeapLimit | AlertKind::CpuLimit => Severity::Critical,
                 _ => Severity::Warning,
             },
             message: message(&f, &suspects),
@@ -80,6 +80,10 @@ impl Fire {
             let (p, by_stack) = profile_by_stack();
             let growth = growth_lines(det, &p, &by_stack);
             let seq = write::next_seq();
+            // A CPU profile for kinds configured to capture one (`cpu_limit` always): it
+            // runs in the background and its files appear when it finishes.
+            let cpu_files =
+                crate::cpu::start_background_cpu_profile(f.kind.as_str(), seq).unwrap_or_default();
             let result = write_alert_files(
                 &self.dir,
                 seq,
@@ -109,7 +113,11 @@ impl Fire {
                         .iter()
                         .map(|(s, t)| report::Suspect::new(s, Some((t.per_sec, t.confidence))))
                         .collect(),
-                    files: files.iter().map(|p| p.display().to_string()).collect(),
+                    files: files
+                        .iter()
+                        .chain(&cpu_files)
+                        .map(|p| p.display().to_string())
+                        .collect(),
                     suggestions: suggestions(&f, &suspects),
                     history: det
                         .history()
@@ -124,7 +132,7 @@ impl Fire {
                 },
             );
             match result {
-                Ok(files) => alert.files = files,
+                Ok(files) => alert.files = files.into_iter().chain(cpu_files).collect(),
                 Err(e) => write::report_once(&e),
             }
             if self.dumps == self.max_dumps {
@@ -228,6 +236,11 @@ fn message(f: &Finding, suspects: &[(Site, Trend)]) -> String {
             human_bytes(f.heap.live_bytes),
             human_bytes(f.threshold)
         ),
+        AlertKind::CpuLimit => format!(
+            "process CPU use {:.0}% of one core over the window exceeds the limit {}%",
+            f.cpu_percent.unwrap_or(0.0),
+            f.threshold
+        ),
         _ => match f.heap_trend.filter(|t| t.growing) {
             Some(t) => format!(
                 "live heap grew steadily by {} over {:.0} s (+{}, confidence {:.1}%), now {}{top}",
@@ -248,6 +261,10 @@ fn message(f: &Finding, suspects: &[(Site, Trend)]) -> String {
 
 fn suggestions(f: &Finding, suspects: &[(Site, Trend)]) -> Vec<String> {
     let mut out = Vec::new();
+    if f.kind == AlertKind::CpuLimit {
+        out.push("Open the -cpu.svg flamegraph (written when the CPU profile finishes, LEAKSCOPE_CPU_SECONDS after the alert) for where the time goes; raise LEAKSCOPE_CPU_LIMIT if this load is expected.".to_string());
+        return out;
+    }
     if let Some((s, _)) = suspects.first() {
         out.push(format!(
             "Look at {}: its live bytes grow steadily; check what keeps them (a cache or map without eviction, a Vec that is never cleared, Rc cycles, forgotten values).",
