@@ -133,6 +133,9 @@ fn capture(
         .pprof()
         .map_err(|e| io::Error::other(format!("cannot build the pprof profile: {e}")))?;
     let lines = folded_lines(&report);
+    // The debug info parsed to symbolize the samples is large and the names are in
+    // `report` now: give that memory back (as heap profiles do).
+    backtrace::clear_symbol_cache();
     let title = CpuTitle {
         hz: config.cpu_hz,
         wall,
