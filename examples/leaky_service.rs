@@ -62,7 +62,7 @@ fn main() {
     leakscope::on_alert(move |alert| {
         println!("alert: {} ({})", alert.kind, alert.severity.as_str());
         if let Some(top) = alert.suspects.first() {
-            let f = top.function.as_ref().map_or("?", |f| f.function.as_str());
+            let f = top.function.as_ref().map_or("?", |f| &*f.function);
             println!(
                 "top suspect: {f}, +{:.0} B/s, confidence {:.3}",
                 top.growth_bytes_per_sec, top.confidence

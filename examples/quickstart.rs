@@ -61,7 +61,7 @@ fn main() {
     );
     let p = leakscope::profile();
     if let Some(top) = p.sites().first() {
-        let f = top.function().map(|f| f.function.as_str()).unwrap_or("?");
+        let f = top.function().map(|f| &*f.function).unwrap_or("?");
         println!("largest live site: {f} (~{} bytes)", top.live_bytes);
     }
     match session.finish() {

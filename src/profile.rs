@@ -6,16 +6,17 @@ use std::sync::Arc;
 use crate::alloc::thread::ProfilerGuard;
 use crate::alloc::{sampler, samples, stacks};
 use crate::stats::{stats, HeapStats};
-use crate::symbolize::{self, Sym};
+use crate::symbolize::{self, FrameKey};
 
-/// One frame of an allocation stack.
+/// One frame of an allocation stack. Strings are shared (`Arc<str>`): frames are cheap to
+/// clone, and equal names are one allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Frame {
     /// Demangled function name (without the hash suffix).
-    pub function: String,
+    pub function: Arc<str>,
     /// Source file, where debug info has it.
-    pub file: Option<String>,
+    pub file: Option<Arc<str>>,
     /// Source line, where debug info has it.
     pub line: Option<u32>,
 }
@@ -62,9 +63,22 @@ pub struct HeapProfile {
     pub(crate) stats: HeapStats,
     pub(crate) sample_bytes: u64,
     pub(crate) dropped_samples: u64,
+    /// Each site's folded-stack key, made once for all the files written from this
+    /// profile (see `write::folded::stack_key`).
+    pub(crate) keys: std::sync::OnceLock<Vec<String>>,
 }
 
 impl HeapProfile {
+    /// The folded-stack key of every site, in `sites` order.
+    pub(crate) fn stack_keys(&self) -> &[String] {
+        self.keys.get_or_init(|| {
+            self.sites
+                .iter()
+                .map(crate::write::folded::stack_key)
+                .collect()
+        })
+    }
+
     /// Sites, largest estimated live bytes first.
     pub fn sites(&self) -> &[Site] {
         &self.sites
@@ -103,19 +117,19 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
     let _guard = ProfilerGuard::new();
     let stats = stats();
     let raw = stacks::snapshot();
-    let mut index: HashMap<(Vec<Frame>, bool), usize> = HashMap::new();
+    let mut index: HashMap<(Vec<FrameKey>, bool), usize> = HashMap::new();
     let mut sites: Vec<Site> = Vec::new();
     let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(raw.len());
     for s in raw {
         let frames = symbolize_stack(&s.frames);
         let live_bytes = s.alloc_bytes.saturating_sub(s.free_bytes);
         let live_count = s.alloc_count.saturating_sub(s.free_count);
-        let key = (frames, s.truncated);
+        let key = (frames.iter().map(FrameKey::of).collect(), s.truncated);
         let i = match index.get(&key) {
             Some(&i) => i,
             None => {
                 sites.push(Site {
-                    frames: key.0.clone(),
+                    frames,
                     truncated: s.truncated,
                     live_bytes: 0,
                     live_blocks: 0,
@@ -163,6 +177,7 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
         .collect();
     (
         HeapProfile {
+            keys: std::sync::OnceLock::new(),
             sites,
             stats,
             sample_bytes: sampler::rate(),
@@ -182,33 +197,35 @@ pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
 pub(crate) fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
-    let mut frames: Vec<Frame> = Vec::with_capacity(addrs.len() * 2);
-    for &a in addrs {
-        let syms: Arc<[Sym]> = symbolize::resolve(a);
-        frames.extend(syms.iter().map(|s| Frame {
-            function: s.function.clone(),
-            file: s.file.clone(),
-            line: s.line,
-        }));
-    }
+    let resolved = symbolize::resolve_all(addrs);
     // The leaf end is leakscope's own: the unwinder, the hook, the allocator shim. Cut
-    // through the outermost allocator entry, then through allocation plumbing.
-    let entry = frames
-        .iter()
-        .rposition(|f| symbolize::is_allocator_entry(&f.function));
-    let mut cut = entry.map_or(0, |i| i + 1);
-    cut += frames[cut..]
-        .iter()
-        .take_while(|f| symbolize::is_plumbing(&f.function, f.file.as_deref()))
-        .count();
-    frames.drain(..cut);
+    // through the outermost allocator entry, then through allocation plumbing (both
+    // decided per address when it was resolved).
+    let mut start = (0, 0);
+    for (i, r) in resolved.iter().enumerate() {
+        if let Some(e) = r.entry {
+            start = (i, e + 1);
+        }
+    }
+    let mut frames: Vec<Frame> = Vec::with_capacity(addrs.len() * 2);
+    let mut in_plumbing = true;
+    for (i, r) in resolved.iter().enumerate().skip(start.0) {
+        let from = if i == start.0 { start.1 } else { 0 };
+        for (f, &plumbing) in r.frames.iter().zip(r.plumbing.iter()).skip(from) {
+            if in_plumbing && plumbing {
+                continue;
+            }
+            in_plumbing = false;
+            frames.push(f.clone());
+        }
+    }
     // The outermost frame of a thread often resolves to nothing (return address 0).
-    while frames.len() > 1 && frames.last().is_some_and(|f| f.function == "0x0") {
+    while frames.len() > 1 && frames.last().is_some_and(|f| &*f.function == "0x0") {
         frames.pop();
     }
     if frames.is_empty() {
         frames.push(Frame {
-            function: "[unknown]".to_string(),
+            function: Arc::from("[unknown]"),
             file: None,
             line: None,
         });

@@ -1,55 +1,119 @@
 //! Turns return addresses into function names, files and lines, with inlined frames
 //! expanded where debug info has them. Cold side only: it allocates and takes
 //! `backtrace`'s lock, and caches every address it has resolved.
+//!
+//! Names and files are interned: equal strings are one `Arc<str>`, so frames clone for a
+//! reference count and compare and hash by pointer (see [`FrameKey`]). Each address also
+//! carries what trimming needs to know about its frames, decided once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-/// One resolved (possibly inlined) frame.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Sym {
-    pub(crate) function: String,
-    pub(crate) file: Option<String>,
-    pub(crate) line: Option<u32>,
+use crate::profile::Frame;
+
+/// An address resolved: its frames, innermost (inlined) first, and their roles.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) frames: Box<[Frame]>,
+    /// Index of the outermost frame that is an allocator entry (see `is_allocator_entry`).
+    pub(crate) entry: Option<usize>,
+    /// For each frame: allocation plumbing (see `is_plumbing`).
+    pub(crate) plumbing: Box<[bool]>,
 }
 
-type Frames = Arc<[Sym]>;
+#[derive(Default)]
+struct Cache {
+    by_addr: HashMap<usize, Arc<Resolved>>,
+    strings: HashSet<Arc<str>>,
+}
 
-static CACHE: Mutex<Option<HashMap<usize, Frames>>> = Mutex::new(None);
+impl Cache {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(Arc::clone(&a));
+        a
+    }
+
+    fn resolve(&mut self, addr: usize) -> Arc<Resolved> {
+        if let Some(r) = self.by_addr.get(&addr) {
+            return Arc::clone(r);
+        }
+        let mut raw: Vec<(String, Option<String>, Option<u32>)> = Vec::new();
+        // `resolve` looks up `addr - 1`, the call instruction, for return addresses.
+        backtrace::resolve(addr as *mut std::ffi::c_void, |s| {
+            let function = match s.name() {
+                Some(n) => format!("{n:#}"),
+                None => format!("{addr:#x}"),
+            };
+            raw.push((
+                function,
+                s.filename().map(|p| p.display().to_string()),
+                s.lineno(),
+            ));
+        });
+        if raw.is_empty() {
+            raw.push((format!("{addr:#x}"), None, None));
+        }
+        let frames: Box<[Frame]> = raw
+            .iter()
+            .map(|(function, file, line)| Frame {
+                function: self.intern(function),
+                file: file.as_deref().map(|f| self.intern(f)),
+                line: *line,
+            })
+            .collect();
+        let entry = frames.iter().rposition(|f| is_allocator_entry(&f.function));
+        let plumbing = frames
+            .iter()
+            .map(|f| is_plumbing(&f.function, f.file.as_deref()))
+            .collect();
+        let r = Arc::new(Resolved {
+            frames,
+            entry,
+            plumbing,
+        });
+        self.by_addr.insert(addr, Arc::clone(&r));
+        r
+    }
+}
+
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
 /// The frames at return address `addr`, innermost (inlined) first.
-pub(crate) fn resolve(addr: usize) -> Frames {
-    if let Some(f) = CACHE.lock().as_ref().and_then(|c| c.get(&addr)) {
-        return f.clone();
-    }
-    let mut out = Vec::new();
-    // `resolve` looks up `addr - 1`, the call instruction, for return addresses.
-    backtrace::resolve(addr as *mut std::ffi::c_void, |s| {
-        let function = match s.name() {
-            Some(n) => format!("{n:#}"),
-            None => format!("{addr:#x}"),
-        };
-        out.push(Sym {
-            function,
-            file: s.filename().map(|p| p.display().to_string()),
-            line: s.lineno(),
-        });
-    });
-    if out.is_empty() {
-        out.push(Sym {
-            function: format!("{addr:#x}"),
-            file: None,
-            line: None,
-        });
-    }
-    let frames: Frames = out.into();
+#[cfg(test)]
+pub(crate) fn resolve(addr: usize) -> Arc<Resolved> {
     CACHE
         .lock()
-        .get_or_insert_with(HashMap::new)
-        .insert(addr, frames.clone());
-    frames
+        .get_or_insert_with(Cache::default)
+        .resolve(addr)
+}
+
+/// Resolves every address of a stack under one lock.
+pub(crate) fn resolve_all(addrs: &[usize]) -> Vec<Arc<Resolved>> {
+    let mut cache = CACHE.lock();
+    let cache = cache.get_or_insert_with(Cache::default);
+    addrs.iter().map(|&a| cache.resolve(a)).collect()
+}
+
+/// A frame's identity for hashing and comparing: interned strings compare by pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FrameKey(usize, usize, u32);
+
+impl FrameKey {
+    pub(crate) fn of(f: &Frame) -> FrameKey {
+        FrameKey(
+            Arc::as_ptr(&f.function) as *const u8 as usize,
+            f.file
+                .as_ref()
+                .map_or(0, |s| Arc::as_ptr(s) as *const u8 as usize),
+            f.line.map_or(u32::MAX, |l| l),
+        )
+    }
 }
 
 /// The allocator entry point: every frame leafward of it is leakscope's own (the hook,
@@ -163,7 +227,7 @@ mod tests {
             };
             ip
         }
-        let frames = resolve(here());
+        let frames = &resolve(here()).frames;
         assert!(!frames.is_empty());
         assert!(!frames[0].function.is_empty());
     }

@@ -203,7 +203,7 @@ impl fmt::Display for AllocDelta {
                 thousands(leak.bytes),
                 blocks(leak.blocks),
                 leak.function()
-                    .map_or("[unknown]", |frame| frame.function.as_str())
+                    .map_or("[unknown]", |frame| &*frame.function)
             )?;
             let shown = leak.shown().iter();
             for (n, frame) in shown.enumerate() {

@@ -68,7 +68,7 @@ fn describe(alerts: &[Alert]) -> String {
                 .map(|s| {
                     format!(
                         "{} +{:.0}/s",
-                        s.function.as_ref().map_or("?", |f| f.function.as_str()),
+                        s.function.as_ref().map_or("?", |f| &*f.function),
                         s.growth_bytes_per_sec
                     )
                 })

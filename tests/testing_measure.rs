@@ -33,7 +33,7 @@ fn tidy_work(n: usize) -> usize {
 fn leak_names(d: &AllocDelta) -> Vec<String> {
     d.leaks
         .iter()
-        .filter_map(|l| l.function().map(|f| f.function.clone()))
+        .filter_map(|l| l.function().map(|f| f.function.to_string()))
         .collect()
 }
 

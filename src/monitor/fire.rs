@@ -12,7 +12,6 @@ use crate::config::Config;
 use crate::detect::verdict::Trend;
 use crate::profile::{profile_by_stack, symbolize_stack, HeapProfile, Site};
 use crate::write::breach::{write_alert_files, GrowthLines};
-use crate::write::folded::stack_key;
 use crate::write::report::{self, GrowthReport, Heap, HistoryPoint, Report, Sampling};
 use crate::write::{self, human_bytes};
 
@@ -201,7 +200,7 @@ fn growth_lines(det: &Detector, p: &HeapProfile, by_stack: &HashMap<u32, usize>)
     }
     let mut rows: Vec<(String, u64, u64)> = merged
         .into_iter()
-        .map(|(i, (b, a))| (stack_key(&p.sites()[i]), b, a))
+        .map(|(i, (b, a))| (p.stack_keys()[i].clone(), b, a))
         .collect();
     rows.sort_unstable();
     let line = |k: &str, v: u64| (v > 0).then(|| format!("{k} {v}"));
@@ -216,7 +215,7 @@ fn function_of(site: &Site) -> String {
     site.function()
         .map(|f| match f.location() {
             Some(l) => format!("{} ({l})", f.function),
-            None => f.function.clone(),
+            None => f.function.to_string(),
         })
         .unwrap_or_else(|| "[unknown]".to_string())
 }

@@ -46,8 +46,9 @@ pub(crate) fn live_lines(profile: &HeapProfile) -> Vec<String> {
     profile
         .sites()
         .iter()
-        .filter(|s| s.live_bytes > 0)
-        .map(|s| format!("{} {}", stack_key(s), s.live_bytes))
+        .zip(profile.stack_keys())
+        .filter(|(s, _)| s.live_bytes > 0)
+        .map(|(s, k)| format!("{k} {}", s.live_bytes))
         .collect()
 }
 

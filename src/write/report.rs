@@ -88,9 +88,9 @@ impl Suspect {
     pub(crate) fn new(s: &Site, growth: Option<(f64, f64)>) -> Suspect {
         let f = s.function();
         Suspect {
-            function: f.map(|f| f.function.clone()).unwrap_or_default(),
+            function: f.map(|f| f.function.to_string()).unwrap_or_default(),
             location: f.and_then(|f| f.location()),
-            frames: s.frames.iter().map(|f| f.function.clone()).collect(),
+            frames: s.frames.iter().map(|f| f.function.to_string()).collect(),
             live_bytes: s.live_bytes,
             live_blocks: s.live_blocks,
             growth_bytes_per_sec: growth.map(|g| g.0),

@@ -83,13 +83,8 @@ pub(crate) fn describe(p: &HeapProfile, n: usize) -> String {
         p.stats()
     );
     for s in p.sites().iter().take(n) {
-        let f = s.function().map_or("?", |f| f.function.as_str());
-        let frames: Vec<&str> = s
-            .frames
-            .iter()
-            .take(6)
-            .map(|f| f.function.as_str())
-            .collect();
+        let f = s.function().map_or("?", |f| &*f.function);
+        let frames: Vec<&str> = s.frames.iter().take(6).map(|f| &*f.function).collect();
         out.push_str(&format!(
             "  live {} B / {} blocks, alloc {} B / {} blocks: {f}  [{}]\n",
             s.live_bytes,
