@@ -10,6 +10,7 @@ use inferno::flamegraph::{color::BasicPalette, color::Palette, from_lines, Optio
 
 use super::human_bytes;
 use super::report::Report;
+use crate::alloc::thread::ProfilerGuard;
 use crate::profile::HeapProfile;
 
 /// Folded stacks (`stack bytes`) of the live heap at the window's start and now.
@@ -71,10 +72,33 @@ pub(crate) fn write_alert_files(
     growth: Option<&GrowthLines>,
     report: impl FnOnce(&[PathBuf]) -> Report,
 ) -> io::Result<Vec<PathBuf>> {
-    let mut files = super::heap_files(dir, seq, label, profile)?;
-    if let Some(g) = growth {
-        let svg = super::path(dir, seq, &format!("{label}-growth"), "svg");
-        super::write_atomic(&svg, |w| write_growth_flamegraph(g, w))?;
+    // The two flamegraphs are independent: render the growth one on a second thread
+    // (leakscope's own work, like the monitor's) while this one writes the heap files; if
+    // no thread can be had, one after the other.
+    let svg = super::path(dir, seq, &format!("{label}-growth"), "svg");
+    let render = |g: &GrowthLines| super::write_atomic(&svg, |w| write_growth_flamegraph(g, w));
+    let (heap, grown) = std::thread::scope(|scope| {
+        let spawned = growth.map(|g| {
+            std::thread::Builder::new()
+                .name("leakscope-growth".into())
+                .spawn_scoped(scope, move || {
+                    let _own = ProfilerGuard::new();
+                    render(g)
+                })
+                .map_err(|_| g)
+        });
+        let heap = super::heap_files(dir, seq, label, profile);
+        let grown = spawned.map(|s| match s {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the growth flamegraph panicked"))),
+            Err(g) => render(g),
+        });
+        (heap, grown)
+    });
+    let mut files = heap?;
+    if let Some(g) = grown {
+        g?;
         files.push(svg);
     }
     let json = super::path(dir, seq, label, "json");
