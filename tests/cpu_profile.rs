@@ -224,7 +224,7 @@ fn cpu_limit_alert_captures_a_cpu_profile() {
         .find(|a| a.kind == leakscope::AlertKind::CpuLimit)
         .unwrap_or_else(|| panic!("no cpu_limit alert: {got:?}"));
     assert!(
-        cpu.message.contains("exceeds the limit 40%"),
+        cpu.message.contains("exceeds the limit 10%"),
         "{}",
         cpu.message
     );
