@@ -56,8 +56,13 @@ fn main() {
     });
     let session = leakscope::init();
     let base: Vec<Vec<u8>> = (0..200).map(|_| vec![3u8; 1 << 20]).collect();
-    let workers: Vec<_> = (0..2).map(|t| std::thread::spawn(move || churn(0x9E37 + t))).collect();
-    let secs: u64 = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(150);
+    let workers: Vec<_> = (0..2)
+        .map(|t| std::thread::spawn(move || churn(0x9E37 + t)))
+        .collect();
+    let secs: u64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
     while start.elapsed() < Duration::from_secs(secs) {
         std::thread::sleep(Duration::from_millis(10));
         if leak {
@@ -68,7 +73,11 @@ fn main() {
     for w in workers {
         w.join().unwrap();
     }
-    println!("done after {:.1} s, live {}", start.elapsed().as_secs_f64(), leakscope::stats().live_bytes);
+    println!(
+        "done after {:.1} s, live {}",
+        start.elapsed().as_secs_f64(),
+        leakscope::stats().live_bytes
+    );
     drop(black_box(base));
     drop(session);
 }

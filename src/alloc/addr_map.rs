@@ -101,6 +101,23 @@ impl<P: Payload> AddrMap<P> {
         self.filter_slot(addr).load(Ordering::Relaxed) != 0
     }
 
+    /// Takes entry `e` for `addr` if it is free (empty or a tombstone).
+    fn claim(&self, e: &Entry<P>, addr: usize, v: P::Value) -> bool {
+        let k = e.key.load(Ordering::Relaxed);
+        // AcqRel: a `for_each` reader that sees this key also sees the old payload's
+        // `retire` (ordered before the tombstone this CAS replaces).
+        if (k == EMPTY || k == TOMBSTONE)
+            && e.key
+                .compare_exchange(k, addr, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            e.payload.store(v);
+            self.filter_add(addr);
+            return true;
+        }
+        false
+    }
+
     /// Maps `addr` to `v`. Returns false (and counts a drop) if the table is full.
     pub(crate) fn insert(&self, addr: usize, v: P::Value) -> bool {
         let Some(table) = self.table.get() else {
@@ -110,16 +127,7 @@ impl<P: Payload> AddrMap<P> {
         let mut i = (mix(addr) as usize) & mask;
         for _ in 0..PROBES {
             let e = &table[i];
-            let k = e.key.load(Ordering::Relaxed);
-            // AcqRel: a `for_each` reader that sees this key also sees the old payload's
-            // `retire` (ordered before the tombstone this CAS replaces).
-            if (k == EMPTY || k == TOMBSTONE)
-                && e.key
-                    .compare_exchange(k, addr, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                e.payload.store(v);
-                self.filter_add(addr);
+            if self.claim(e, addr, v) {
                 return true;
             }
             i = (i + 1) & mask;
@@ -155,18 +163,8 @@ impl<P: Payload> AddrMap<P> {
             }
             i = (i + 1) & mask;
         }
-        if let Some(i) = free {
-            let e = &table[i];
-            let k = e.key.load(Ordering::Relaxed);
-            if (k == EMPTY || k == TOMBSTONE)
-                && e.key
-                    .compare_exchange(k, addr, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                e.payload.store(v);
-                self.filter_add(addr);
-                return true;
-            }
+        if free.is_some_and(|i| self.claim(&table[i], addr, v)) {
+            return true;
         }
         // Lost a race for the free slot (or none in reach): take any free slot.
         self.insert(addr, v)

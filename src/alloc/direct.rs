@@ -10,7 +10,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 
 use super::thread::STATE;
-use super::{alloc_other, raw_alloc, realloc_other, samples};
+use super::{alloc_other, count_fast_realloc, raw_alloc, realloc_other};
 
 /// `System`'s smallest guaranteed `malloc` alignment on this target, or less (it only has
 /// to be at most the standard library's `MIN_ALIGN`).
@@ -148,20 +148,7 @@ pub(super) unsafe fn direct_realloc(
     // SAFETY: the caller guarantees `new_size != 0` (the `GlobalAlloc` contract).
     unsafe { std::hint::assert_unchecked(new_size != 0) };
     let (old, new) = (old_size as u64, new_size as u64);
-    let counted = STATE.try_with(|t| {
-        if t.word.get() != s || samples::maybe_sampled(ptr as usize) {
-            return false;
-        }
-        let c = t.countdown.get().wrapping_sub(new as i64);
-        if c < 0 {
-            return false;
-        }
-        t.countdown.set(c);
-        let slot = t.slot.get();
-        slot.on_free(old, true);
-        slot.on_alloc(new, true);
-        true
-    });
+    let counted = STATE.try_with(|t| count_fast_realloc(t, s, ptr, old, new));
     if counted != Ok(true) {
         // SAFETY: the caller's contract is passed on.
         return unsafe { direct_realloc_other(ptr, old_size, new_size, s) };

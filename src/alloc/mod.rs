@@ -404,17 +404,9 @@ unsafe fn hooked_realloc<A: GlobalAlloc>(
 ) -> *mut u8 {
     let (old, new) = (layout.size() as u64, new_size as u64);
     let counted = STATE.try_with(|t| {
-        if t.word.get() != s || samples::maybe_sampled(ptr as usize) {
+        if !count_fast_realloc(t, s, ptr, old, new) {
             return false;
         }
-        let c = t.countdown.get().wrapping_sub(new as i64);
-        if c < 0 {
-            return false;
-        }
-        t.countdown.set(c);
-        let slot = t.slot.get();
-        slot.on_free(old, true);
-        slot.on_alloc(new, true);
         t.parked.set(new);
         t.parked_old.set(old);
         t.word.set(s | IN_HOOK);
@@ -429,6 +421,31 @@ unsafe fn hooked_realloc<A: GlobalAlloc>(
         unsafe { inner.realloc(ptr, layout, new_size) },
         uncount_failed_realloc,
     )
+}
+
+/// The common case of a hooked `realloc` on this thread (same session, no flag, old block
+/// not in the sample filter, no sample point reached): counts the free of the old block
+/// and the allocation of the new one. False, with nothing counted, otherwise.
+#[inline(always)]
+pub(super) fn count_fast_realloc(
+    t: &ThreadState,
+    s: u32,
+    ptr: *mut u8,
+    old: u64,
+    new: u64,
+) -> bool {
+    if t.word.get() != s || samples::maybe_sampled(ptr as usize) {
+        return false;
+    }
+    let c = t.countdown.get().wrapping_sub(new as i64);
+    if c < 0 {
+        return false;
+    }
+    t.countdown.set(c);
+    let slot = t.slot.get();
+    slot.on_free(old, true);
+    slot.on_alloc(new, true);
+    true
 }
 
 /// The inner `realloc` returned null after the fast path counted it: the old block is
