@@ -32,6 +32,17 @@ fn cpu_profile_test_burn(stop: &AtomicBool) -> u64 {
     x
 }
 
+/// A thread named `burner` spinning in `cpu_profile_test_burn` until the flag is set.
+fn spawn_burner() -> (Arc<AtomicBool>, thread::JoinHandle<u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    let burner = thread::Builder::new()
+        .name("burner".into())
+        .spawn(move || cpu_profile_test_burn(&s2))
+        .unwrap();
+    (stop, burner)
+}
+
 fn with_file<'a>(files: &'a [PathBuf], suffix: &str) -> &'a Path {
     files
         .iter()
@@ -46,12 +57,7 @@ fn burning_function_is_in_the_folded_stacks_and_in_go_pprof() {
     let session = leakscope::init_with(Config::new().dir(dir.path()));
     assert!(session.is_active());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = Arc::clone(&stop);
-    let burner = thread::Builder::new()
-        .name("burner".into())
-        .spawn(move || cpu_profile_test_burn(&s2))
-        .unwrap();
+    let (stop, burner) = spawn_burner();
     let files = leakscope::cpu_profile(Duration::from_secs(2)).expect("cpu profile");
     stop.store(true, Ordering::Relaxed);
     burner.join().unwrap();
@@ -188,12 +194,7 @@ fn cpu_limit_alert_captures_a_cpu_profile() {
             .cpu_seconds(1),
     );
     assert!(session.is_active());
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = Arc::clone(&stop);
-    let burner = thread::Builder::new()
-        .name("burner".into())
-        .spawn(move || cpu_profile_test_burn(&s2))
-        .unwrap();
+    let (stop, burner) = spawn_burner();
     // The alert comes after a window of readings; its CPU profile runs a second more.
     let mut cpu_folded = None;
     for _ in 0..300 {
