@@ -39,6 +39,8 @@
 //! | `LEAKSCOPE_HEAP_LIMIT` | `none` | a `heap_limit` alert when the exact live heap exceeds this (e.g. `2GiB`) |
 //! | `LEAKSCOPE_COOLDOWN` | `5m` | least time between two alerts of one kind |
 //! | `LEAKSCOPE_MAX_DUMPS` | `20` | most alerts per process that write files |
+//! | `LEAKSCOPE_FORMATS` | `svg,folded,pprof,json` | files a heap dump writes, comma-separated from `svg`, `folded`, `pprof`, `json`, `dhat`; `none` = no files |
+//! | `LEAKSCOPE_HTTP` | `off` | serve `/debug/pprof/*` and `/metrics` at this address while the session runs (cargo feature `http`); a bare port = loopback |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
@@ -81,6 +83,7 @@ mod alloc;
 mod config;
 mod cpu;
 mod detect;
+mod formats;
 mod monitor;
 mod profile;
 mod session;
@@ -95,10 +98,11 @@ pub use config::{
     Config, ConfigError, BREACH_KINDS, CPU_BREACH_KINDS, DEFAULT_COOLDOWN, DEFAULT_CPU_HZ,
     DEFAULT_CPU_SECONDS, DEFAULT_DIR, DEFAULT_INTERVAL, DEFAULT_LEAK_WINDOW, DEFAULT_MAX_DUMPS,
     DEFAULT_SAMPLE_BYTES, ENV_COOLDOWN, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
-    ENV_DIR, ENV_ENABLE, ENV_HEAP_LIMIT, ENV_INTERVAL, ENV_LEAK_MIN_BYTES, ENV_LEAK_WINDOW,
-    ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
+    ENV_DIR, ENV_ENABLE, ENV_FORMATS, ENV_HEAP_LIMIT, ENV_HTTP, ENV_INTERVAL, ENV_LEAK_MIN_BYTES,
+    ENV_LEAK_WINDOW, ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
 };
 pub use cpu::cpu_profile;
+pub use formats::{Format, DEFAULT_FORMATS};
 pub use monitor::__bench_monitor;
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};

@@ -4,12 +4,14 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::alloc::thread::ProfilerGuard;
 use crate::alloc::{counters, switch};
 use crate::config::Config;
+use crate::formats::Format;
 use crate::monitor::Monitor;
 use crate::profile::profile;
 use crate::write::{self, report::Report};
@@ -21,6 +23,8 @@ const EXACT_SLOTS: usize = 1 << 22;
 
 /// The running session's settings.
 static ACTIVE: Mutex<Option<Config>> = Mutex::new(None);
+/// When the running (or last) session started.
+static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// A profiling session. While it runs, a monitor thread watches the heap for leaks and
 /// limits. Dropping it stops and joins that thread, writes the final heap profile and
@@ -69,13 +73,17 @@ impl Session {
             Some(config) => {
                 let seq = write::next_seq();
                 let p = profile();
-                write::heap_files(&config.dir, seq, "exit", &p).and_then(|mut files| {
-                    let json = write::path(&config.dir, seq, "exit", "json");
-                    let report = Report::new("exit", &p, &files);
-                    write::write_atomic(&json, |w| report.write(w))?;
-                    files.push(json);
-                    Ok(files)
-                })
+                write::heap_files(&config.dir, seq, "exit", &p, &config.formats).and_then(
+                    |mut files| {
+                        if config.formats.contains(&Format::Json) {
+                            let json = write::path(&config.dir, seq, "exit", "json");
+                            let report = Report::new("exit", &p, &files);
+                            write::write_atomic(&json, |w| report.write(w))?;
+                            files.push(json);
+                        }
+                        Ok(files)
+                    },
+                )
             }
             None => Ok(Vec::new()),
         };
@@ -159,6 +167,7 @@ pub fn init_with(config: Config) -> Session {
             None
         }
     };
+    *STARTED.lock() = Some(Instant::now());
     *active = Some(config);
     Session {
         active: true,
@@ -166,8 +175,9 @@ pub fn init_with(config: Config) -> Session {
     }
 }
 
-/// Writes the current heap profile (`.svg` and `.folded`) now, named with `label`, and
-/// returns the paths. An error if no session is running or the files cannot be written.
+/// Writes the current heap profile now (the files `LEAKSCOPE_FORMATS` picks, by default
+/// `.svg`, `.folded` and `.pb.gz`; never the report), named with `label`, and returns
+/// the paths. An error if no session is running or the files cannot be written.
 pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
     let _guard = ProfilerGuard::new();
     let Some(config) = ACTIVE.lock().clone() else {
@@ -181,7 +191,13 @@ pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
         write::next_seq(),
         &write::sanitize_label(label),
         &p,
+        &config.formats,
     )
+}
+
+/// Time since the running (or last) session started; zero if none ever did.
+pub(crate) fn elapsed() -> Duration {
+    STARTED.lock().map_or(Duration::ZERO, |t| t.elapsed())
 }
 
 /// The running session's settings, if a session is profiling.

@@ -11,6 +11,8 @@ use parking_lot::Mutex;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Sym {
     pub(crate) function: String,
+    /// The symbol as the binary names it (mangled), where known.
+    pub(crate) system_name: Option<String>,
     pub(crate) file: Option<String>,
     pub(crate) line: Option<u32>,
 }
@@ -31,8 +33,12 @@ pub(crate) fn resolve(addr: usize) -> Frames {
             Some(n) => format!("{n:#}"),
             None => format!("{addr:#x}"),
         };
+        let system_name = s
+            .name()
+            .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
         out.push(Sym {
             function,
+            system_name,
             file: s.filename().map(|p| p.display().to_string()),
             line: s.lineno(),
         });
@@ -40,6 +46,7 @@ pub(crate) fn resolve(addr: usize) -> Frames {
     if out.is_empty() {
         out.push(Sym {
             function: format!("{addr:#x}"),
+            system_name: None,
             file: None,
             line: None,
         });

@@ -10,6 +10,7 @@ use inferno::flamegraph::{color::BasicPalette, color::Palette, from_lines, Optio
 
 use super::human_bytes;
 use super::report::Report;
+use crate::formats::Format;
 use crate::profile::HeapProfile;
 
 /// Folded stacks (`stack bytes`) of the live heap at the window's start and now.
@@ -61,8 +62,8 @@ fn sum(lines: &[String]) -> i64 {
         .sum()
 }
 
-/// Writes every file of an alert labelled `label` (`memory_leak`, `heap_limit`) and
-/// returns their paths, the report last. `report` gets the paths of the other files.
+/// Writes every file of an alert labelled `label` (`memory_leak`, `heap_limit`) among
+/// the session's formats and returns their paths, the report last. `report` gets the paths of the other files.
 pub(crate) fn write_alert_files(
     dir: &Path,
     seq: u64,
@@ -71,16 +72,19 @@ pub(crate) fn write_alert_files(
     growth: Option<&GrowthLines>,
     report: impl FnOnce(&[PathBuf]) -> Report,
 ) -> io::Result<Vec<PathBuf>> {
-    let mut files = super::heap_files(dir, seq, label, profile)?;
-    if let Some(g) = growth {
+    let formats = super::formats_now();
+    let mut files = super::heap_files(dir, seq, label, profile, &formats)?;
+    if let Some(g) = growth.filter(|_| formats.contains(&Format::Svg)) {
         let svg = super::path(dir, seq, &format!("{label}-growth"), "svg");
         super::write_atomic(&svg, |w| write_growth_flamegraph(g, w))?;
         files.push(svg);
     }
-    let json = super::path(dir, seq, label, "json");
-    let r = report(&files);
-    super::write_atomic(&json, |w| r.write(w))?;
-    files.push(json);
+    if formats.contains(&Format::Json) {
+        let json = super::path(dir, seq, label, "json");
+        let r = report(&files);
+        super::write_atomic(&json, |w| r.write(w))?;
+        files.push(json);
+    }
     Ok(files)
 }
 
