@@ -60,6 +60,11 @@
 //!
 //! ## Feature flags
 //!
+//! * `http` (off by default): with `LEAKSCOPE_HTTP=127.0.0.1:6060` (or
+//!   [`Config::http`]) the session serves `/debug/pprof/heap`, `/debug/pprof/allocs`,
+//!   `/debug/pprof/profile?seconds=N`, `/metrics` (Prometheus) and
+//!   `/debug/leakscope/report` (see the README for Parca, Pyroscope and Prometheus).
+//!   std::net only, no extra dependency.
 //! * `cpu-frame-pointer`: CPU profiles walk frame pointers instead of using libgcc's
 //!   unwinder; build with `RUSTFLAGS="-C force-frame-pointers=yes"`. Off by default: the
 //!   default unwinder gives complete stacks (see the README and BENCHMARKS.md).
@@ -84,6 +89,8 @@ mod config;
 mod cpu;
 mod detect;
 mod formats;
+#[cfg(feature = "http")]
+mod http;
 mod monitor;
 mod profile;
 mod session;

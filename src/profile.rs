@@ -91,25 +91,10 @@ pub(crate) struct RawStack {
     pub(crate) pcs: Vec<Pc>,
     /// The stack was deeper than leakscope keeps.
     pub(crate) truncated: bool,
-    /// Index of the site (in [`HeapProfile::sites`]) these frames were merged into.
-    pub(crate) site: usize,
     pub(crate) live_bytes: u64,
     pub(crate) live_blocks: u64,
     pub(crate) alloc_bytes: u64,
     pub(crate) alloc_blocks: u64,
-}
-
-impl RawProfile {
-    /// The frames a trimmed stack shows: every address's resolved frames, minus the
-    /// skipped ones; `[unknown]` when nothing is left.
-    pub(crate) fn frames(&self, pcs: &[Pc]) -> Vec<Frame> {
-        frames_of(pcs, |a| {
-            self.syms
-                .get(&a)
-                .cloned()
-                .unwrap_or_else(|| symbolize::resolve(a))
-        })
-    }
 }
 
 impl HeapProfile {
@@ -248,18 +233,14 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
         .collect();
     let raw_stacks = stacks_
         .into_iter()
-        .zip(site_of)
-        .map(
-            |((pcs, truncated, Sums([ab, ac, lb, lc])), site)| RawStack {
-                pcs,
-                truncated,
-                site: new_index[site],
-                live_bytes: lb,
-                live_blocks: blocks(lc),
-                alloc_bytes: ab,
-                alloc_blocks: blocks(ac),
-            },
-        )
+        .map(|(pcs, truncated, Sums([ab, ac, lb, lc]))| RawStack {
+            pcs,
+            truncated,
+            live_bytes: lb,
+            live_blocks: blocks(lc),
+            alloc_bytes: ab,
+            alloc_blocks: blocks(ac),
+        })
         .collect();
     (
         HeapProfile {

@@ -3,6 +3,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,8 @@ static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
 pub struct Session {
     active: bool,
     monitor: Option<Monitor>,
+    #[cfg(feature = "http")]
+    http: Option<crate::http::Server>,
 }
 
 impl Session {
@@ -43,12 +46,27 @@ impl Session {
         Session {
             active: false,
             monitor: None,
+            #[cfg(feature = "http")]
+            http: None,
         }
     }
 
     /// True if this session is profiling.
     pub fn is_active(&self) -> bool {
         self.active
+    }
+
+    /// The address the HTTP server listens on (with the port the OS chose when asked for
+    /// port 0), if this session runs one (cargo feature `http`, `LEAKSCOPE_HTTP`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "http")]
+        {
+            self.http.as_ref().map(|s| s.addr())
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            None
+        }
     }
 
     /// Ends the session now: writes the exit files (`.svg`, `.folded`, `.json`) and
@@ -63,6 +81,11 @@ impl Session {
         }
         self.active = false;
         let _guard = ProfilerGuard::new();
+        // The server first: no request is answered from a session that is ending.
+        #[cfg(feature = "http")]
+        if let Some(mut s) = self.http.take() {
+            s.stop();
+        }
         crate::cpu::finish_background();
         // The monitor first: no alert may be written after the exit files.
         if let Some(mut m) = self.monitor.take() {
@@ -159,6 +182,12 @@ pub fn init_with(config: Config) -> Session {
         );
         return Session::inert();
     }
+    #[cfg(not(feature = "http"))]
+    if let Some(addr) = config.http {
+        eprintln!(
+            "leakscope: LEAKSCOPE_HTTP={addr} asks for the HTTP server, but leakscope was built without its `http` cargo feature; no server"
+        );
+    }
     let monitor = match config.monitor.then(|| Monitor::start(&config)) {
         None => None,
         Some(Ok(m)) => Some(m),
@@ -168,10 +197,20 @@ pub fn init_with(config: Config) -> Session {
         }
     };
     *STARTED.lock() = Some(Instant::now());
+    let http_addr = config.http;
     *active = Some(config);
+    drop(active);
     Session {
         active: true,
         monitor,
+        #[cfg(feature = "http")]
+        http: http_addr.and_then(|addr| match crate::http::Server::start(addr) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("leakscope: cannot serve HTTP on {addr} ({e}); no server");
+                None
+            }
+        }),
     }
 }
 
