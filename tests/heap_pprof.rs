@@ -237,6 +237,67 @@ fn pprof_and_dhat_files_are_read_by_their_consumers() {
     let kept_buf = kept_buf as u64;
     assert_eq!(keep, [b * s_ + kept_buf, b + 1, k * s_ + kept_buf, k + 1]);
 
+    dh_view_loads(with_ext(&files, ".dhat.json"));
+
     drop(kept);
     drop(session);
+}
+
+/// Valgrind's viewer, `dh_view.js`, in headless Chromium: the page builds its tree from
+/// the file (its `buildTree` checks the fields and throws on a missing one) and shows our
+/// function. Skipped, and said so, where Chromium or valgrind's viewer is not installed
+/// (Debian `chromium`, `valgrind`; `.ci/run` does not install Chromium).
+fn dh_view_loads(file: &Path) {
+    let viewer = Path::new("/usr/libexec/valgrind/dh_view.js");
+    let chromium = Path::new("/usr/bin/chromium");
+    if !viewer.exists() || !chromium.exists() {
+        eprintln!(
+            "dh_view check skipped: needs {} and {}",
+            viewer.display(),
+            chromium.display()
+        );
+        return;
+    }
+    let dir = TempDir::new("dh-view");
+    fs::copy(viewer, dir.path().join("dh_view.js")).unwrap();
+    let json = fs::read_to_string(file).unwrap();
+    fs::write(dir.path().join("data.js"), format!("const DATA = {json};")).unwrap();
+    // What the page's own `loadFile` does after reading the file, minus the file picker.
+    let page = r#"<!DOCTYPE html><html><head><meta charset="utf-8">
+<script src="dh_view.js"></script><script src="data.js"></script>
+<script>function run() { gFilename = "leakscope"; tryFunc(() => { gData = DATA; buildTree(); displayTree(); }); }</script>
+</head><body onload="onLoad(); run()"></body></html>"#;
+    fs::write(dir.path().join("view.html"), page).unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("file://{}", dir.path().join("view.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dom.contains("class=\"error\""),
+        "dh_view reports an error:\n{dom}"
+    );
+    assert!(dom.contains("Mode:    rust-heap"), "{dom}");
+    assert!(dom.contains("Allocated at {"), "{dom}");
+    assert!(dom.contains("heap_pprof_test_keep"), "{dom}");
 }

@@ -134,12 +134,14 @@ fn cpu(req: &Request, wait: &dyn Fn(Duration)) -> Response {
         None => DEFAULT_CPU_SECONDS,
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (1..=MAX_CPU_SECONDS).contains(&n) && !v.starts_with('+') => n,
-            _ => return Response::text(
-                400,
-                format!(
+            _ => {
+                return Response::text(
+                    400,
+                    format!(
                     "seconds={v:?}: expected a whole number of seconds from 1 to {MAX_CPU_SECONDS}"
                 ),
-            ),
+                )
+            }
         },
     };
     match crate::cpu::cpu_pprof_gz(wait, Duration::from_secs(seconds)) {
