@@ -49,7 +49,9 @@
 //!
 //! * [`stats`]: exact [`HeapStats`] (live, peak, totals).
 //! * [`profile`]: a [`HeapProfile`], the estimated live heap by allocation [`Site`].
-//! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg` and `.folded` now.
+//! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg`, `.folded` and `.pb.gz`
+//!   (pprof) now; `LEAKSCOPE_FORMATS` ([`Format`]) picks the files, `dhat` adds DHAT's
+//!   JSON for valgrind's `dh_view.html`.
 //! * [`cpu_profile`]: samples the CPU of every thread for a while (pprof's `SIGPROF`
 //!   timer) and writes `leakscope-<pid>-<seq>-cpu.svg`, `.folded` and `.pb.gz` (pprof).
 //! * The [`Session`] returned by [`init`] writes the same plus a JSON report when dropped.
