@@ -133,31 +133,18 @@ fn endpoints_serve_their_consumers() {
     assert!(top.contains("Type: alloc_space"), "{top}");
     assert!(top.contains("http_test_keep"), "{top}");
 
-    // A CPU profile over HTTP while other requests are served concurrently, and a
-    // second CPU profile refused while it runs.
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = Arc::clone(&stop);
-    let burner = thread::spawn(move || http_test_burn(&s2));
-    let cpu_url = format!("{base}/debug/pprof/profile?seconds=2");
-    let cpu_done = Arc::new(AtomicBool::new(false));
-    let (url2, done2) = (cpu_url.clone(), Arc::clone(&cpu_done));
-    let cpu = thread::spawn(move || {
-        // Retry if main's short profile got the sampler first; no timing is assumed.
-        loop {
-            let tmp = TempDir::new("pprof-cpu");
-            let out = Command::new("go")
-                .args(["tool", "pprof", "-top"])
-                .arg(&url2)
-                .env("PPROF_TMPDIR", tmp.path())
-                .env("HOME", tmp.path())
-                .output()
-                .unwrap();
-            if out.status.success() {
+    // One CPU profile at a time: while the API's profile runs (its thread retries at
+    // once if an HTTP profile got the sampler first), the endpoint answers 503.
+    let api_done = Arc::new(AtomicBool::new(false));
+    let done2 = Arc::clone(&api_done);
+    let api = thread::spawn(move || loop {
+        match leakscope::cpu_profile(std::time::Duration::from_secs(2)) {
+            Ok(files) => {
                 done2.store(true, Ordering::SeqCst);
-                return String::from_utf8_lossy(&out.stdout).into_owned();
+                return files;
             }
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert!(err.contains("503"), "{err}");
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => thread::yield_now(),
+            Err(e) => panic!("{e}"),
         }
     });
     let busy = loop {
@@ -167,16 +154,43 @@ fn endpoints_serve_their_consumers() {
         }
         assert_eq!(status, 200);
         assert!(
-            !cpu_done.load(Ordering::SeqCst),
-            "the 2 s profile ended before a second one was ever refused"
+            !api_done.load(Ordering::SeqCst),
+            "the 2 s profile ended before the endpoint was ever refused"
         );
     };
     assert!(busy.contains("already running"), "{busy}");
-    // Served while the CPU profile holds a worker and two clients hold connections.
-    let (status, metrics) = get(addr, "/metrics");
-    assert_eq!(status, 200);
-    let (status, heap) = get(addr, "/debug/pprof/heap");
-    assert_eq!(status, 200);
+    assert_eq!(api.join().unwrap().len(), 3);
+
+    // Go's pprof reads a CPU profile served over HTTP; meanwhile more requests than
+    // there are workers are served at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    let burner = thread::spawn(move || http_test_burn(&s2));
+    let cpu_url = format!("{base}/debug/pprof/profile?seconds=1");
+    let cpu = thread::spawn(move || go_pprof(&["-top"], &cpu_url));
+    let many: Vec<_> = (0..8)
+        .map(|i| {
+            thread::spawn(move || {
+                let target = if i % 2 == 0 {
+                    "/metrics"
+                } else {
+                    "/debug/pprof/heap"
+                };
+                get(addr, target)
+            })
+        })
+        .collect();
+    let mut metrics = Vec::new();
+    let mut heap = Vec::new();
+    for (i, t) in many.into_iter().enumerate() {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        if i % 2 == 0 {
+            metrics = body;
+        } else {
+            heap = body;
+        }
+    }
     let p = decode_gz(&heap);
     assert_eq!(
         p.string_table[p.default_sample_type as usize],
