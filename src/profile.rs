@@ -346,3 +346,56 @@ pub fn __slow_stack_walks() -> usize {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syms(names: &[&str]) -> Arc<[Sym]> {
+        names
+            .iter()
+            .map(|n| Sym {
+                function: n.to_string(),
+                system_name: None,
+                file: None,
+                line: None,
+            })
+            .collect::<Vec<_>>()
+            .into()
+    }
+
+    #[test]
+    fn trimming_is_by_address_with_inlined_frames_cut_at_the_boundary() {
+        let resolve = |a: usize| match a {
+            1 => syms(&[
+                "leakscope::alloc::capture::capture",
+                "leakscope::alloc::hook",
+            ]),
+            2 => syms(&["__rust_alloc"]),
+            // RawVec growth inlined into the user's push, inlined into the user's fn.
+            3 => syms(&[
+                "alloc::raw_vec::finish_grow",
+                "alloc::vec::Vec<T,A>::push",
+                "app::fill",
+            ]),
+            4 => syms(&["app::main"]),
+            _ => syms(&["0x0"]),
+        };
+        let pcs = trim_stack(&[1, 2, 3, 4, 0], resolve);
+        assert_eq!(pcs, [Pc { addr: 3, skip: 1 }, Pc { addr: 4, skip: 0 }]);
+        let names: Vec<String> = frames_of(&pcs, resolve)
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(
+            names,
+            ["alloc::vec::Vec<T,A>::push", "app::fill", "app::main"]
+        );
+        // Nothing but machinery: no address is left, and the frames say `[unknown]`.
+        assert_eq!(
+            frames_of(&trim_stack(&[1, 2], resolve), resolve)[0].function,
+            UNKNOWN
+        );
+        assert!(trim_stack(&[1, 2], resolve).is_empty());
+    }
+}

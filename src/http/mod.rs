@@ -79,11 +79,8 @@ impl Server {
         let _guard = ProfilerGuard::new();
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() {
-            eprintln!(
-                "leakscope: serving profiles and metrics on {addr}, which is not a loopback address: \
-                 whoever can reach it can read heap profiles and start CPU profiles"
-            );
+        if let Some(warning) = exposure_warning(addr) {
+            eprintln!("{warning}");
         }
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -106,6 +103,8 @@ impl Server {
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
+                    // Close the queue first: the workers started wait on it.
+                    drop(tx);
                     stop_threads(&shared, addr, threads);
                     return Err(e);
                 }
@@ -151,6 +150,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The stderr line for an address other machines may reach; `None` for loopback.
+fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "leakscope: serving profiles and metrics on {addr}, which is not a loopback address: \
+             whoever can reach it can read heap profiles and start CPU profiles"
+        )
+    })
 }
 
 fn stop_threads(shared: &Shared, addr: SocketAddr, threads: Vec<JoinHandle<()>>) {
@@ -449,6 +458,34 @@ mod tests {
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_non_loopback_addresses_are_announced() {
+        for a in ["127.0.0.1:6060", "[::1]:6060", "127.1.2.3:1"] {
+            assert_eq!(exposure_warning(a.parse().unwrap()), None, "{a}");
+        }
+        for a in ["0.0.0.0:6060", "[::]:6060", "10.0.0.5:6060"] {
+            let w = exposure_warning(a.parse().unwrap()).unwrap();
+            assert!(w.contains(a) && w.contains("not a loopback"), "{w}");
+            assert!(!w.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn a_server_binds_serves_and_stops() {
+        // The server's own threads, outside any session: the report answers, then stop
+        // joins everything and the port is closed.
+        let mut s = Server::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = s.addr();
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.contains("/debug/pprof/heap"), "{out}");
+        s.stop();
+        assert!(TcpStream::connect(addr).is_err());
     }
 
     #[test]

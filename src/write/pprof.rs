@@ -249,3 +249,157 @@ impl HeapProfile {
         w.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use crate::profile::{RawProfile, RawStack};
+    use crate::stats::HeapStats;
+    use crate::symbolize::Sym;
+
+    fn sym(f: &str, line: u32) -> Sym {
+        Sym {
+            function: f.to_string(),
+            system_name: Some(format!("_ZN{f}")),
+            file: Some("src/app.rs".to_string()),
+            line: Some(line),
+        }
+    }
+
+    fn stack(pcs: Vec<Pc>, truncated: bool, live: u64, alloc: u64) -> RawStack {
+        RawStack {
+            pcs,
+            truncated,
+            live_bytes: live,
+            live_blocks: 1,
+            alloc_bytes: alloc,
+            alloc_blocks: 2,
+        }
+    }
+
+    #[test]
+    fn ids_mappings_lines_and_synthetic_frames() {
+        let mut syms: HashMap<usize, Arc<[Sym]>> = HashMap::new();
+        // 0x1100: an allocator frame inlined into `grow`, inlined into `handler`.
+        syms.insert(
+            0x1100,
+            vec![
+                sym("alloc::raw_vec::grow", 1),
+                sym("grow", 10),
+                sym("handler", 20),
+            ]
+            .into(),
+        );
+        syms.insert(0x1200, vec![sym("main", 30)].into());
+        syms.insert(0x9000, vec![sym("elsewhere", 40)].into());
+        let raw = RawProfile {
+            stacks: vec![
+                stack(
+                    vec![
+                        Pc {
+                            addr: 0x1100,
+                            skip: 1,
+                        },
+                        Pc {
+                            addr: 0x1200,
+                            skip: 0,
+                        },
+                    ],
+                    true,
+                    100,
+                    300,
+                ),
+                stack(
+                    vec![
+                        Pc {
+                            addr: 0x9000,
+                            skip: 0,
+                        },
+                        Pc {
+                            addr: 0x1200,
+                            skip: 0,
+                        },
+                    ],
+                    false,
+                    0,
+                    50,
+                ),
+                stack(Vec::new(), false, 7, 7),
+            ],
+            syms,
+        };
+        let p = HeapProfile {
+            sites: Vec::new(),
+            stats: HeapStats::default(),
+            sample_bytes: 4096,
+            dropped_samples: 0,
+            raw: Arc::new(raw),
+        };
+        let maps = [ProcMapping {
+            start: 0x1000,
+            limit: 0x2000,
+            offset: 0,
+            path: "/bin/app".to_string(),
+            build_id: Some("abcd".to_string()),
+        }];
+        let pr = heap_profile(&p, &maps, DefaultSample::AllocSpace, 1);
+        let s = |i: i64| pr.string_table[i as usize].as_str();
+        assert_eq!(pr.string_table[0], "");
+        assert_eq!(s(pr.default_sample_type), "alloc_space");
+        assert_eq!(pr.period, 4096);
+        assert_eq!(s(pr.mapping[0].build_id), "abcd");
+        for (i, l) in pr.location.iter().enumerate() {
+            assert_eq!(l.id, i as u64 + 1);
+        }
+        for (i, f) in pr.function.iter().enumerate() {
+            assert_eq!(f.id, i as u64 + 1);
+        }
+        // Stack 1: the call addresses, the allocator's inlined frame left out, then the
+        // synthetic root frame of a truncated stack.
+        let first = &pr.sample[0];
+        assert_eq!(first.value, vec![2, 300, 1, 100]);
+        let locs: Vec<&Location> = first
+            .location_id
+            .iter()
+            .map(|&id| &pr.location[id as usize - 1])
+            .collect();
+        assert_eq!(locs.len(), 3);
+        assert_eq!((locs[0].address, locs[0].mapping_id), (0x10ff, 1));
+        let names = |l: &Location| -> Vec<String> {
+            l.line
+                .iter()
+                .map(|line| s(pr.function[line.function_id as usize - 1].name).to_string())
+                .collect()
+        };
+        assert_eq!(names(locs[0]), ["grow", "handler"]);
+        assert_eq!(locs[0].line[0].line, 10);
+        assert_eq!(names(locs[2]), ["[truncated]"]);
+        assert_eq!(locs[2].address, 0);
+        // Stack 2: outside every mapping -> mapping 0; `main` is one location, reused.
+        let second = &pr.sample[1];
+        let l0 = &pr.location[second.location_id[0] as usize - 1];
+        assert_eq!((l0.address, l0.mapping_id), (0x8fff, 0));
+        assert_eq!(second.location_id[1], first.location_id[1]);
+        // Stack 3: nothing left after trimming -> one `[unknown]` frame.
+        let third = &pr.sample[2];
+        assert_eq!(third.location_id.len(), 1);
+        assert_eq!(
+            names(&pr.location[third.location_id[0] as usize - 1]),
+            ["[unknown]"]
+        );
+        // Functions are deduplicated by (name, system name, file).
+        let main_fns = pr.function.iter().filter(|f| s(f.name) == "main").count();
+        assert_eq!(main_fns, 1);
+        assert_eq!(
+            s(pr.function
+                .iter()
+                .find(|f| s(f.name) == "main")
+                .unwrap()
+                .system_name),
+            "_ZNmain"
+        );
+    }
+}
