@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -128,8 +129,38 @@ pub fn on_alert(callback: impl Fn(&Alert) + Send + Sync + 'static) {
     *CALLBACK.lock() = Some(Arc::new(callback));
 }
 
-/// Calls the registered callback, if any, outside the registry's lock.
+/// Alerts raised in this process by kind (`memory_leak`, `heap_limit`, `cpu_limit`), for
+/// `/metrics`.
+static RAISED: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+impl AlertKind {
+    /// Every kind, in the order of [`raised_counts`].
+    pub(crate) const ALL: [AlertKind; 3] = [
+        AlertKind::MemoryLeak,
+        AlertKind::HeapLimit,
+        AlertKind::CpuLimit,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            AlertKind::MemoryLeak => 0,
+            AlertKind::HeapLimit => 1,
+            AlertKind::CpuLimit => 2,
+        }
+    }
+}
+
+/// How many alerts of each kind this process raised (cooldown-suppressed findings are
+/// not alerts), in the order of [`AlertKind::ALL`].
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) fn raised_counts() -> [(AlertKind, u64); 3] {
+    AlertKind::ALL.map(|k| (k, RAISED[k.index()].load(Ordering::Relaxed)))
+}
+
+/// Counts the alert, then calls the registered callback, if any, outside the registry's
+/// lock.
 pub(crate) fn deliver(alert: &Alert) {
+    RAISED[alert.kind.index()].fetch_add(1, Ordering::Relaxed);
     let cb = CALLBACK.lock().clone();
     if let Some(cb) = cb {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(alert)));

@@ -4,8 +4,11 @@
 use std::error::Error;
 use std::ffi::OsString;
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::formats::{parse_formats, Format, DEFAULT_FORMATS};
 
 /// Master switch: `1`/`true`/`on`/`yes` turn profiling on; unset, empty, `0`/`false`/`off`/`no` leave it off.
 pub const ENV_ENABLE: &str = "LEAKSCOPE";
@@ -36,6 +39,12 @@ pub const ENV_HEAP_LIMIT: &str = "LEAKSCOPE_HEAP_LIMIT";
 pub const ENV_COOLDOWN: &str = "LEAKSCOPE_COOLDOWN";
 /// Most alerts per process that write files.
 pub const ENV_MAX_DUMPS: &str = "LEAKSCOPE_MAX_DUMPS";
+/// Comma-separated kinds of file a heap dump writes: `svg`, `folded`, `pprof`, `json`,
+/// `dhat`; `none` = no files.
+pub const ENV_FORMATS: &str = "LEAKSCOPE_FORMATS";
+/// Address of the HTTP server (`/debug/pprof/*`, `/metrics`; cargo feature `http`), e.g.
+/// `127.0.0.1:6060`; a bare port means loopback; `off` = no server.
+pub const ENV_HTTP: &str = "LEAKSCOPE_HTTP";
 
 /// Default output directory.
 pub const DEFAULT_DIR: &str = "flamegraphs";
@@ -85,6 +94,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_HEAP_LIMIT, "none"),
     (ENV_COOLDOWN, "5m"),
     (ENV_MAX_DUMPS, "20"),
+    (ENV_FORMATS, "svg,folded,pprof,json"),
+    (ENV_HTTP, "off"),
 ];
 
 const BOOL_FORM: &str = "one of 1, true, on, yes (on) or 0, false, off, no (off)";
@@ -106,6 +117,10 @@ const MIN_BYTES_FORM: &str =
 const LIMIT_FORM: &str =
     "none, or a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 2GiB)";
 const COUNT_FORM: &str = "a whole number >= 0 (e.g. 20)";
+const FORMATS_FORM: &str =
+    "none, or a comma-separated list from svg, folded, pprof, json, dhat (e.g. svg,pprof)";
+const HTTP_FORM: &str =
+    "off, a port (loopback), or an IP address and port (e.g. 6060, 127.0.0.1:6060, [::1]:6060, 0.0.0.0:6060)";
 
 /// What leakscope does when a session starts.
 ///
@@ -147,6 +162,11 @@ pub struct Config {
     /// Most alerts per process that write files (later alerts still reach
     /// [`on_alert`](crate::on_alert) callbacks).
     pub max_dumps: u32,
+    /// The files a heap dump writes (default [`DEFAULT_FORMATS`]).
+    pub formats: Vec<Format>,
+    /// Where the HTTP server listens while the session runs (cargo feature `http`);
+    /// `None` = no server.
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -168,6 +188,8 @@ impl Default for Config {
             heap_limit: None,
             cooldown: DEFAULT_COOLDOWN,
             max_dumps: DEFAULT_MAX_DUMPS,
+            formats: DEFAULT_FORMATS.to_vec(),
+            http: None,
         }
     }
 }
@@ -300,6 +322,25 @@ impl Config {
         self
     }
 
+    /// Sets the files a heap dump writes (an empty list writes none).
+    #[must_use]
+    pub fn formats(mut self, formats: &[Format]) -> Config {
+        self.formats = Format::ALL
+            .iter()
+            .copied()
+            .filter(|f| formats.contains(f))
+            .collect();
+        self
+    }
+
+    /// Serves `/debug/pprof/*`, `/metrics` and the report over HTTP at `addr` while the
+    /// session runs (needs the cargo feature `http`; `None` = no server).
+    #[must_use]
+    pub fn http(mut self, addr: Option<SocketAddr>) -> Config {
+        self.http = addr;
+        self
+    }
+
     /// Reads the `LEAKSCOPE_*` variables strictly: the first invalid value is an error.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var_os(k))
@@ -379,8 +420,37 @@ impl Config {
                 .parse()
                 .map_err(|_| ConfigError::new(ENV_MAX_DUMPS, &v, COUNT_FORM))?;
         }
+        if let Some(v) = text(&get, ENV_FORMATS, FORMATS_FORM)? {
+            c.formats =
+                parse_formats(&v).ok_or_else(|| ConfigError::new(ENV_FORMATS, &v, FORMATS_FORM))?;
+        }
+        if let Some(v) = text(&get, ENV_HTTP, HTTP_FORM)? {
+            c.http = parse_http(&v).ok_or_else(|| ConfigError::new(ENV_HTTP, &v, HTTP_FORM))?;
+        }
         Ok(c)
     }
+}
+
+/// `off`/empty -> `Some(None)`; `6060` -> loopback; `localhost:6060` -> loopback;
+/// `ip:port` -> that address (port 0 = any free port).
+fn parse_http(v: &str) -> Option<Option<SocketAddr>> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Some(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            v.parse().ok()?,
+        ))));
+    }
+    if let Some(port) = v.strip_prefix("localhost:") {
+        return Some(Some(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            port.parse().ok()?,
+        ))));
+    }
+    v.parse().ok().map(Some)
 }
 
 /// `off`/empty -> `Some(None)`; `80`, `150%` -> `Some(Some(n))` for n >= 1; else `None`.
@@ -673,6 +743,36 @@ mod tests {
             (ENV_CPU_ON, "memory_leak,"),
             (ENV_CPU_ON, "leak"),
             (ENV_CPU_ON, "Memory_Leak"),
+        ] {
+            let e = parse(&[(var, bad)]).unwrap_err();
+            assert_eq!((e.var(), e.value()), (var, bad));
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn formats_and_http() {
+        let c = parse(&[(ENV_FORMATS, "dhat,pprof"), (ENV_HTTP, "6060")]).unwrap();
+        assert_eq!(c.formats, vec![Format::Pprof, Format::Dhat]);
+        assert_eq!(c.http, Some("127.0.0.1:6060".parse().unwrap()));
+        for (v, want) in [
+            ("localhost:0", Some("127.0.0.1:0")),
+            ("[::1]:6060", Some("[::1]:6060")),
+            ("0.0.0.0:6060", Some("0.0.0.0:6060")),
+            ("OFF", None),
+        ] {
+            let got = parse(&[(ENV_HTTP, v)]).unwrap().http;
+            assert_eq!(got, want.map(|w| w.parse().unwrap()), "{v}");
+        }
+        assert!(parse(&[(ENV_FORMATS, "none")]).unwrap().formats.is_empty());
+        for (var, bad) in [
+            (ENV_FORMATS, "svg,png"),
+            (ENV_FORMATS, ""),
+            (ENV_HTTP, "6060x"),
+            (ENV_HTTP, "example.com:6060"),
+            (ENV_HTTP, ":6060"),
+            (ENV_HTTP, "127.0.0.1"),
+            (ENV_HTTP, "70000"),
         ] {
             let e = parse(&[(var, bad)]).unwrap_err();
             assert_eq!((e.var(), e.value()), (var, bad));

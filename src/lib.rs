@@ -39,6 +39,8 @@
 //! | `LEAKSCOPE_HEAP_LIMIT` | `none` | a `heap_limit` alert when the exact live heap exceeds this (e.g. `2GiB`) |
 //! | `LEAKSCOPE_COOLDOWN` | `5m` | least time between two alerts of one kind |
 //! | `LEAKSCOPE_MAX_DUMPS` | `20` | most alerts per process that write files |
+//! | `LEAKSCOPE_FORMATS` | `svg,folded,pprof,json` | files a heap dump writes, comma-separated from `svg`, `folded`, `pprof`, `json`, `dhat`; `none` = no files |
+//! | `LEAKSCOPE_HTTP` | `off` | serve `/debug/pprof/*` and `/metrics` at this address while the session runs (cargo feature `http`); a bare port = loopback |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
@@ -47,7 +49,9 @@
 //!
 //! * [`stats`]: exact [`HeapStats`] (live, peak, totals).
 //! * [`profile`]: a [`HeapProfile`], the estimated live heap by allocation [`Site`].
-//! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg` and `.folded` now.
+//! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg`, `.folded` and `.pb.gz`
+//!   (pprof) now; `LEAKSCOPE_FORMATS` ([`Format`]) picks the files, `dhat` adds DHAT's
+//!   JSON for valgrind's `dh_view.html`.
 //! * [`cpu_profile`]: samples the CPU of every thread for a while (pprof's `SIGPROF`
 //!   timer) and writes `leakscope-<pid>-<seq>-cpu.svg`, `.folded` and `.pb.gz` (pprof).
 //! * The [`Session`] returned by [`init`] writes the same plus a JSON report when dropped.
@@ -58,6 +62,11 @@
 //!
 //! ## Feature flags
 //!
+//! * `http` (off by default): with `LEAKSCOPE_HTTP=127.0.0.1:6060` (or
+//!   [`Config::http`]) the session serves `/debug/pprof/heap`, `/debug/pprof/allocs`,
+//!   `/debug/pprof/profile?seconds=N`, `/metrics` (Prometheus) and
+//!   `/debug/leakscope/report` (see the README for Parca, Pyroscope and Prometheus).
+//!   std::net only, no extra dependency.
 //! * `cpu-frame-pointer`: CPU profiles walk frame pointers instead of using libgcc's
 //!   unwinder; build with `RUSTFLAGS="-C force-frame-pointers=yes"`. Off by default: the
 //!   default unwinder gives complete stacks (see the README and BENCHMARKS.md).
@@ -81,6 +90,9 @@ mod alloc;
 mod config;
 mod cpu;
 mod detect;
+mod formats;
+#[cfg(feature = "http")]
+mod http;
 mod monitor;
 mod profile;
 mod session;
@@ -95,10 +107,11 @@ pub use config::{
     Config, ConfigError, BREACH_KINDS, CPU_BREACH_KINDS, DEFAULT_COOLDOWN, DEFAULT_CPU_HZ,
     DEFAULT_CPU_SECONDS, DEFAULT_DIR, DEFAULT_INTERVAL, DEFAULT_LEAK_WINDOW, DEFAULT_MAX_DUMPS,
     DEFAULT_SAMPLE_BYTES, ENV_COOLDOWN, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
-    ENV_DIR, ENV_ENABLE, ENV_HEAP_LIMIT, ENV_INTERVAL, ENV_LEAK_MIN_BYTES, ENV_LEAK_WINDOW,
-    ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
+    ENV_DIR, ENV_ENABLE, ENV_FORMATS, ENV_HEAP_LIMIT, ENV_HTTP, ENV_INTERVAL, ENV_LEAK_MIN_BYTES,
+    ENV_LEAK_WINDOW, ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
 };
 pub use cpu::cpu_profile;
+pub use formats::{Format, DEFAULT_FORMATS};
 pub use monitor::__bench_monitor;
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::alloc::thread::ProfilerGuard;
 use crate::alloc::{sampler, samples, stacks};
 use crate::stats::{stats, HeapStats};
-use crate::symbolize::{self, FrameKey};
+use crate::symbolize::{self, FrameKey, Resolved};
 
 /// One frame of an allocation stack. Strings are shared (`Arc<str>`): frames are cheap to
 /// clone, and equal names are one allocation.
@@ -63,9 +63,42 @@ pub struct HeapProfile {
     pub(crate) stats: HeapStats,
     pub(crate) sample_bytes: u64,
     pub(crate) dropped_samples: u64,
+    /// The same data by address, for the writers that need addresses (pprof, DHAT).
+    pub(crate) raw: Arc<RawProfile>,
     /// Each site's folded-stack key, made once for all the files written from this
     /// profile (see `write::folded::stack_key`).
     pub(crate) keys: std::sync::OnceLock<Vec<String>>,
+}
+
+/// One return address of a trimmed stack: `addr`, of whose resolved (inlined) frames the
+/// first `skip` (innermost) belong to the allocation machinery and are left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Pc {
+    pub(crate) addr: usize,
+    pub(crate) skip: u16,
+}
+
+/// The sampled heap by trimmed address stack: what the symbolized sites are built from.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RawProfile {
+    /// One entry per distinct trimmed stack.
+    pub(crate) stacks: Vec<RawStack>,
+    /// The resolved frames of every address in `stacks`, innermost (inlined) first.
+    pub(crate) syms: HashMap<usize, Arc<Resolved>>,
+}
+
+/// One distinct trimmed address stack with its estimated figures (block counts rounded
+/// after merging, so they add up to what the site says up to rounding).
+#[derive(Clone, Debug)]
+pub(crate) struct RawStack {
+    /// Innermost first; empty when nothing but allocation machinery was left.
+    pub(crate) pcs: Vec<Pc>,
+    /// The stack was deeper than leakscope keeps.
+    pub(crate) truncated: bool,
+    pub(crate) live_bytes: u64,
+    pub(crate) live_blocks: u64,
+    pub(crate) alloc_bytes: u64,
+    pub(crate) alloc_blocks: u64,
 }
 
 impl HeapProfile {
@@ -112,51 +145,89 @@ pub fn profile() -> HeapProfile {
     profile_by_stack().0
 }
 
+/// Weighted sums of one stack or site: alloc bytes, alloc count (fixed point), live
+/// bytes, live count (fixed point).
+#[derive(Clone, Copy, Default)]
+struct Sums([u64; 4]);
+
+impl Sums {
+    fn add(&mut self, o: Sums) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a += b;
+        }
+    }
+}
+
 /// [`profile`], and for every raw stack id the index of the site it was merged into.
 pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
     let _guard = ProfilerGuard::new();
     let stats = stats();
     let raw = stacks::snapshot();
-    let mut index: HashMap<(Vec<FrameKey>, bool), usize> = HashMap::new();
-    let mut sites: Vec<Site> = Vec::new();
+    let mut syms: HashMap<usize, Arc<Resolved>> = HashMap::new();
+    // Raw stacks merged by trimmed address stack, then those merged by frames into sites.
+    let mut by_pcs: HashMap<(Vec<Pc>, bool), usize> = HashMap::new();
+    let mut stacks_: Vec<(Vec<Pc>, bool, Sums)> = Vec::new();
     let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(raw.len());
     for s in raw {
-        let frames = symbolize_stack(&s.frames);
-        let live_bytes = s.alloc_bytes.saturating_sub(s.free_bytes);
-        let live_count = s.alloc_count.saturating_sub(s.free_count);
-        let key = (frames.iter().map(FrameKey::of).collect(), s.truncated);
+        let pcs = trim_stack(&s.frames, |a| {
+            syms.entry(a)
+                .or_insert_with(|| symbolize::resolve(a))
+                .clone()
+        });
+        let sums = Sums([
+            s.alloc_bytes,
+            s.alloc_count,
+            s.alloc_bytes.saturating_sub(s.free_bytes),
+            s.alloc_count.saturating_sub(s.free_count),
+        ]);
+        let key = (pcs, s.truncated);
+        let i = match by_pcs.get(&key) {
+            Some(&i) => i,
+            None => {
+                stacks_.push((key.0.clone(), key.1, Sums::default()));
+                by_pcs.insert(key, stacks_.len() - 1);
+                stacks_.len() - 1
+            }
+        };
+        stacks_[i].2.add(sums);
+        of_stack.push((s.id, i));
+    }
+    drop(by_pcs);
+    // The debug info parsed for symbolization is large (tens of MiB); the names we need
+    // are cached, so give that memory back.
+    backtrace::clear_symbol_cache();
+    // Interned frames: sites merge by pointer keys, not by string contents.
+    let mut index: HashMap<(Vec<FrameKey>, bool), usize> = HashMap::new();
+    let mut site_sums: Vec<(Vec<Frame>, bool, Sums)> = Vec::new();
+    let mut site_of: Vec<usize> = Vec::with_capacity(stacks_.len());
+    for (pcs, truncated, sums) in &stacks_ {
+        let frames = frames_of(pcs, |a| syms[&a].clone());
+        let key = (frames.iter().map(FrameKey::of).collect(), *truncated);
         let i = match index.get(&key) {
             Some(&i) => i,
             None => {
-                sites.push(Site {
-                    frames,
-                    truncated: s.truncated,
-                    live_bytes: 0,
-                    live_blocks: 0,
-                    alloc_bytes: 0,
-                    alloc_blocks: 0,
-                });
-                index.insert(key, sites.len() - 1);
-                sites.len() - 1
+                site_sums.push((frames, key.1, Sums::default()));
+                index.insert(key, site_sums.len() - 1);
+                site_sums.len() - 1
             }
         };
-        of_stack.push((s.id, i));
-        let site = &mut sites[i];
-        site.live_bytes += live_bytes;
-        // Block counts are fixed-point; round at the end of the merge below.
-        site.live_blocks += live_count;
-        site.alloc_bytes += s.alloc_bytes;
-        site.alloc_blocks += s.alloc_count;
+        site_sums[i].2.add(*sums);
+        site_of.push(i);
     }
     drop(index);
-    // The debug info parsed for symbolization is large (tens of MiB); the names we need
-    // are cached above, so give that memory back.
-    backtrace::clear_symbol_cache();
     let one = sampler::COUNT_ONE;
-    for s in &mut sites {
-        s.live_blocks = (s.live_blocks + one / 2) / one;
-        s.alloc_blocks = (s.alloc_blocks + one / 2) / one;
-    }
+    let blocks = |fixed: u64| (fixed + one / 2) / one;
+    let sites: Vec<Site> = site_sums
+        .into_iter()
+        .map(|(frames, truncated, Sums([ab, ac, lb, lc]))| Site {
+            frames,
+            truncated,
+            live_bytes: lb,
+            live_blocks: blocks(lc),
+            alloc_bytes: ab,
+            alloc_blocks: blocks(ac),
+        })
+        .collect();
     let mut order: Vec<usize> = (0..sites.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&sites[a], &sites[b]);
@@ -173,15 +244,30 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
     let sites: Vec<Site> = order.iter().filter_map(|&i| slots[i].take()).collect();
     let by_stack = of_stack
         .into_iter()
-        .map(|(id, i)| (id, new_index[i]))
+        .map(|(id, i)| (id, new_index[site_of[i]]))
+        .collect();
+    let raw_stacks = stacks_
+        .into_iter()
+        .map(|(pcs, truncated, Sums([ab, ac, lb, lc]))| RawStack {
+            pcs,
+            truncated,
+            live_bytes: lb,
+            live_blocks: blocks(lc),
+            alloc_bytes: ab,
+            alloc_blocks: blocks(ac),
+        })
         .collect();
     (
         HeapProfile {
-            keys: std::sync::OnceLock::new(),
             sites,
             stats,
             sample_bytes: sampler::rate(),
             dropped_samples: stacks::dropped() + samples::dropped(),
+            raw: Arc::new(RawProfile {
+                stacks: raw_stacks,
+                syms,
+            }),
+            keys: std::sync::OnceLock::new(),
         },
         by_stack,
     )
@@ -197,41 +283,72 @@ pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
 pub(crate) fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
-    let resolved = symbolize::resolve_all(addrs);
-    // The leaf end is leakscope's own: the unwinder, the hook, the allocator shim. Cut
-    // through the outermost allocator entry, then through allocation plumbing (both
-    // decided per address when it was resolved).
-    let mut start = (0, 0);
+    let pcs = trim_stack(addrs, symbolize::resolve);
+    frames_of(&pcs, symbolize::resolve)
+}
+
+/// Trims a captured stack by address: the leaf end is leakscope's own (the unwinder, the
+/// hook, the allocator shim), cut through the outermost allocator entry, then through
+/// allocation plumbing; an address whose inlined frames straddle the cut keeps the
+/// frames past it (`Pc::skip`). Root-side addresses 0 (the end of a thread's stack) go.
+pub(crate) fn trim_stack(
+    addrs: &[usize],
+    mut resolve: impl FnMut(usize) -> Arc<Resolved>,
+) -> Vec<Pc> {
+    let resolved: Vec<Arc<Resolved>> = addrs.iter().map(|&a| resolve(a)).collect();
+    // The outermost allocator entry (decided per address when it was resolved): the cut
+    // starts just past it.
+    let mut cut = (0, 0);
     for (i, r) in resolved.iter().enumerate() {
         if let Some(e) = r.entry {
-            start = (i, e + 1);
+            cut = (i, e + 1);
         }
     }
-    let mut frames: Vec<Frame> = Vec::with_capacity(addrs.len() * 2);
-    let mut in_plumbing = true;
-    for (i, r) in resolved.iter().enumerate().skip(start.0) {
-        let from = if i == start.0 { start.1 } else { 0 };
-        for (f, &plumbing) in r.frames.iter().zip(r.plumbing.iter()).skip(from) {
-            if in_plumbing && plumbing {
-                continue;
-            }
-            in_plumbing = false;
-            frames.push(f.clone());
+    // Then through allocation plumbing.
+    let (mut i, mut j) = cut;
+    while let Some(r) = resolved.get(i) {
+        if j >= r.frames.len() {
+            (i, j) = (i + 1, 0);
+        } else if r.plumbing[j] {
+            j += 1;
+        } else {
+            break;
         }
+    }
+    let mut pcs: Vec<Pc> = Vec::with_capacity(addrs.len());
+    if i < addrs.len() {
+        pcs.push(Pc {
+            addr: addrs[i],
+            skip: u16::try_from(j).unwrap_or(u16::MAX),
+        });
+        pcs.extend(addrs[i + 1..].iter().map(|&addr| Pc { addr, skip: 0 }));
     }
     // The outermost frame of a thread often resolves to nothing (return address 0).
-    while frames.len() > 1 && frames.last().is_some_and(|f| &*f.function == "0x0") {
-        frames.pop();
+    while pcs.len() > 1 && pcs.last().is_some_and(|p| p.addr == 0) {
+        pcs.pop();
+    }
+    pcs
+}
+
+/// The frames of a trimmed stack, innermost first; `[unknown]` when it is empty.
+fn frames_of(pcs: &[Pc], resolve: impl Fn(usize) -> Arc<Resolved>) -> Vec<Frame> {
+    let mut frames: Vec<Frame> = Vec::with_capacity(pcs.len() * 2);
+    for pc in pcs {
+        let r = resolve(pc.addr);
+        frames.extend(r.frames.iter().skip(pc.skip as usize).cloned());
     }
     if frames.is_empty() {
         frames.push(Frame {
-            function: Arc::from("[unknown]"),
+            function: Arc::from(UNKNOWN),
             file: None,
             line: None,
         });
     }
     frames
 }
+
+/// The frame name of a stack with no frame left after trimming.
+pub(crate) const UNKNOWN: &str = "[unknown]";
 
 /// Stack captures so far that needed the system unwinder rather than the cached walk
 /// (a diagnostic of the frame walker; 0 where there is no cached walker).
@@ -244,5 +361,59 @@ pub fn __slow_stack_walks() -> usize {
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
     {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syms(names: &[&str]) -> Arc<Resolved> {
+        Arc::new(Resolved::new(
+            names
+                .iter()
+                .map(|n| Frame {
+                    function: Arc::from(*n),
+                    file: None,
+                    line: None,
+                })
+                .collect(),
+            names.iter().map(|_| None).collect(),
+        ))
+    }
+
+    #[test]
+    fn trimming_is_by_address_with_inlined_frames_cut_at_the_boundary() {
+        let resolve = |a: usize| match a {
+            1 => syms(&[
+                "leakscope::alloc::capture::capture",
+                "leakscope::alloc::hook",
+            ]),
+            2 => syms(&["__rust_alloc"]),
+            // RawVec growth inlined into the user's push, inlined into the user's fn.
+            3 => syms(&[
+                "alloc::raw_vec::finish_grow",
+                "alloc::vec::Vec<T,A>::push",
+                "app::fill",
+            ]),
+            4 => syms(&["app::main"]),
+            _ => syms(&["0x0"]),
+        };
+        let pcs = trim_stack(&[1, 2, 3, 4, 0], resolve);
+        assert_eq!(pcs, [Pc { addr: 3, skip: 1 }, Pc { addr: 4, skip: 0 }]);
+        let names: Vec<String> = frames_of(&pcs, resolve)
+            .into_iter()
+            .map(|f| f.function.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["alloc::vec::Vec<T,A>::push", "app::fill", "app::main"]
+        );
+        // Nothing but machinery: no address is left, and the frames say `[unknown]`.
+        assert_eq!(
+            &*frames_of(&trim_stack(&[1, 2], resolve), resolve)[0].function,
+            UNKNOWN
+        );
+        assert!(trim_stack(&[1, 2], resolve).is_empty());
     }
 }

@@ -3,13 +3,16 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::alloc::thread::ProfilerGuard;
 use crate::alloc::{counters, switch};
 use crate::config::Config;
+use crate::formats::Format;
 use crate::monitor::Monitor;
 use crate::profile::profile;
 use crate::write::{self, report::Report};
@@ -21,6 +24,8 @@ const EXACT_SLOTS: usize = 1 << 22;
 
 /// The running session's settings.
 static ACTIVE: Mutex<Option<Config>> = Mutex::new(None);
+/// When the running (or last) session started.
+static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// A profiling session. While it runs, a monitor thread watches the heap for leaks and
 /// limits. Dropping it stops and joins that thread, writes the final heap profile and
@@ -32,6 +37,8 @@ static ACTIVE: Mutex<Option<Config>> = Mutex::new(None);
 pub struct Session {
     active: bool,
     monitor: Option<Monitor>,
+    #[cfg(feature = "http")]
+    http: Option<crate::http::Server>,
 }
 
 impl Session {
@@ -39,12 +46,27 @@ impl Session {
         Session {
             active: false,
             monitor: None,
+            #[cfg(feature = "http")]
+            http: None,
         }
     }
 
     /// True if this session is profiling.
     pub fn is_active(&self) -> bool {
         self.active
+    }
+
+    /// The address the HTTP server listens on (with the port the OS chose when asked for
+    /// port 0), if this session runs one (cargo feature `http`, `LEAKSCOPE_HTTP`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "http")]
+        {
+            self.http.as_ref().map(|s| s.addr())
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            None
+        }
     }
 
     /// Ends the session now: writes the exit files (`.svg`, `.folded`, `.json`) and
@@ -59,6 +81,11 @@ impl Session {
         }
         self.active = false;
         let _guard = ProfilerGuard::new();
+        // The server first: no request is answered from a session that is ending.
+        #[cfg(feature = "http")]
+        if let Some(mut s) = self.http.take() {
+            s.stop();
+        }
         crate::cpu::finish_background();
         // The monitor first: no alert may be written after the exit files.
         if let Some(mut m) = self.monitor.take() {
@@ -69,13 +96,17 @@ impl Session {
             Some(config) => {
                 let seq = write::next_seq();
                 let p = profile();
-                write::heap_files(&config.dir, seq, "exit", &p).and_then(|mut files| {
-                    let json = write::path(&config.dir, seq, "exit", "json");
-                    let report = Report::new("exit", &p, &files);
-                    write::write_atomic(&json, |w| report.write(w))?;
-                    files.push(json);
-                    Ok(files)
-                })
+                write::heap_files(&config.dir, seq, "exit", &p, &config.formats).and_then(
+                    |mut files| {
+                        if config.formats.contains(&Format::Json) {
+                            let json = write::path(&config.dir, seq, "exit", "json");
+                            let report = Report::new("exit", &p, &files);
+                            write::write_atomic(&json, |w| report.write(w))?;
+                            files.push(json);
+                        }
+                        Ok(files)
+                    },
+                )
             }
             None => Ok(Vec::new()),
         };
@@ -151,6 +182,12 @@ pub fn init_with(config: Config) -> Session {
         );
         return Session::inert();
     }
+    #[cfg(not(feature = "http"))]
+    if let Some(addr) = config.http {
+        eprintln!(
+            "leakscope: LEAKSCOPE_HTTP={addr} asks for the HTTP server, but leakscope was built without its `http` cargo feature; no server"
+        );
+    }
     let monitor = match config.monitor.then(|| Monitor::start(&config)) {
         None => None,
         Some(Ok(m)) => Some(m),
@@ -159,15 +196,33 @@ pub fn init_with(config: Config) -> Session {
             None
         }
     };
+    *STARTED.lock() = Some(Instant::now());
+    let http_addr = config.http;
     *active = Some(config);
+    drop(active);
+    #[cfg(not(feature = "http"))]
+    if let Some(addr) = http_addr {
+        eprintln!(
+            "leakscope: LEAKSCOPE_HTTP={addr} is set, but leakscope was built without its `http` feature; no server"
+        );
+    }
     Session {
         active: true,
         monitor,
+        #[cfg(feature = "http")]
+        http: http_addr.and_then(|addr| match crate::http::Server::start(addr) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("leakscope: cannot serve HTTP on {addr} ({e}); no server");
+                None
+            }
+        }),
     }
 }
 
-/// Writes the current heap profile (`.svg` and `.folded`) now, named with `label`, and
-/// returns the paths. An error if no session is running or the files cannot be written.
+/// Writes the current heap profile now (the files `LEAKSCOPE_FORMATS` picks, by default
+/// `.svg`, `.folded` and `.pb.gz`; never the report), named with `label`, and returns
+/// the paths. An error if no session is running or the files cannot be written.
 pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
     let _guard = ProfilerGuard::new();
     let Some(config) = ACTIVE.lock().clone() else {
@@ -181,7 +236,13 @@ pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
         write::next_seq(),
         &write::sanitize_label(label),
         &p,
+        &config.formats,
     )
+}
+
+/// Time since the running (or last) session started; zero if none ever did.
+pub(crate) fn elapsed() -> Duration {
+    STARTED.lock().map_or(Duration::ZERO, |t| t.elapsed())
 }
 
 /// The running session's settings, if a session is profiling.

@@ -21,7 +21,28 @@ pub(crate) struct Resolved {
     pub(crate) entry: Option<usize>,
     /// For each frame: allocation plumbing (see `is_plumbing`).
     pub(crate) plumbing: Box<[bool]>,
+    /// For each frame: the symbol as the binary names it (mangled), where known.
+    pub(crate) system_names: Box<[Option<Arc<str>>]>,
 }
+
+impl Resolved {
+    /// An address's frames and mangled names, with their roles decided.
+    pub(crate) fn new(frames: Box<[Frame]>, system_names: Box<[Option<Arc<str>>]>) -> Resolved {
+        let entry = frames.iter().rposition(|f| is_allocator_entry(&f.function));
+        let plumbing = frames
+            .iter()
+            .map(|f| is_plumbing(&f.function, f.file.as_deref()))
+            .collect();
+        Resolved {
+            frames,
+            entry,
+            plumbing,
+            system_names,
+        }
+    }
+}
+
+type RawSym = (String, Option<String>, Option<String>, Option<u32>);
 
 #[derive(Default)]
 struct Cache {
@@ -43,40 +64,40 @@ impl Cache {
         if let Some(r) = self.by_addr.get(&addr) {
             return Arc::clone(r);
         }
-        let mut raw: Vec<(String, Option<String>, Option<u32>)> = Vec::new();
+        // (demangled name, mangled name, file, line) of each frame, innermost first.
+        let mut raw: Vec<RawSym> = Vec::new();
         // `resolve` looks up `addr - 1`, the call instruction, for return addresses.
         backtrace::resolve(addr as *mut std::ffi::c_void, |s| {
             let function = match s.name() {
                 Some(n) => format!("{n:#}"),
                 None => format!("{addr:#x}"),
             };
+            let system_name = s
+                .name()
+                .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
             raw.push((
                 function,
+                system_name,
                 s.filename().map(|p| p.display().to_string()),
                 s.lineno(),
             ));
         });
         if raw.is_empty() {
-            raw.push((format!("{addr:#x}"), None, None));
+            raw.push((format!("{addr:#x}"), None, None, None));
         }
+        let system_names: Box<[Option<Arc<str>>]> = raw
+            .iter()
+            .map(|(_, system, _, _)| system.as_deref().map(|n| self.intern(n)))
+            .collect();
         let frames: Box<[Frame]> = raw
             .iter()
-            .map(|(function, file, line)| Frame {
+            .map(|(function, _, file, line)| Frame {
                 function: self.intern(function),
                 file: file.as_deref().map(|f| self.intern(f)),
                 line: *line,
             })
             .collect();
-        let entry = frames.iter().rposition(|f| is_allocator_entry(&f.function));
-        let plumbing = frames
-            .iter()
-            .map(|f| is_plumbing(&f.function, f.file.as_deref()))
-            .collect();
-        let r = Arc::new(Resolved {
-            frames,
-            entry,
-            plumbing,
-        });
+        let r = Arc::new(Resolved::new(frames, system_names));
         self.by_addr.insert(addr, Arc::clone(&r));
         r
     }
@@ -85,19 +106,11 @@ impl Cache {
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
 /// The frames at return address `addr`, innermost (inlined) first.
-#[cfg(test)]
 pub(crate) fn resolve(addr: usize) -> Arc<Resolved> {
     CACHE
         .lock()
         .get_or_insert_with(Cache::default)
         .resolve(addr)
-}
-
-/// Resolves every address of a stack under one lock.
-pub(crate) fn resolve_all(addrs: &[usize]) -> Vec<Arc<Resolved>> {
-    let mut cache = CACHE.lock();
-    let cache = cache.get_or_insert_with(Cache::default);
-    addrs.iter().map(|&a| cache.resolve(a)).collect()
 }
 
 /// A frame's identity for hashing and comparing: interned strings compare by pointer.

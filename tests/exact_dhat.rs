@@ -236,7 +236,7 @@ fn counters_match_dhat_exactly() {
     );
 
     let files = session.finish().expect("exit files");
-    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files.len(), 4, "svg, folded, pb.gz, json: {files:?}");
     for f in &files {
         assert!(f.is_file(), "{}", f.display());
     }

@@ -138,9 +138,9 @@ fn dump_and_exit_files_are_valid() {
 
     let files = leakscope::dump("test").expect("dump");
     let pid = std::process::id();
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 3, "{files:?}");
     let (svg, folded) = (&files[0], &files[1]);
-    for (f, ext) in [(svg, "svg"), (folded, "folded")] {
+    for (f, ext) in [(svg, "svg"), (folded, "folded"), (&files[2], "pb.gz")] {
         let name = file_name(f);
         assert!(
             name.starts_with(&format!("leakscope-{pid}-"))
@@ -163,14 +163,14 @@ fn dump_and_exit_files_are_valid() {
 
     let exit = session.finish().expect("exit files");
     let exts: Vec<String> = exit.iter().map(|f| file_name(f)).collect();
-    assert_eq!(exit.len(), 3, "{exts:?}");
-    for (f, ext) in exit.iter().zip(["svg", "folded", "json"]) {
+    assert_eq!(exit.len(), 4, "{exts:?}");
+    for (f, ext) in exit.iter().zip(["svg", "folded", "pb.gz", "json"]) {
         assert!(file_name(f).ends_with(&format!("-exit.{ext}")), "{exts:?}");
         assert!(f.is_file());
     }
     check_svg(&exit[0]);
     check_folded(&exit[1]);
-    check_report(&exit[2], &exit[0], &exit[1]);
+    check_report(&exit[3], &exit[0], &exit[1]);
     black_box(cache);
 }
 

@@ -107,7 +107,7 @@ fn must_find(leaker: &str, mut step: impl FnMut(&mut Rng)) {
     );
     assert!(a.suspects[0].growth_bytes_per_sec > 0.0);
     assert!(a.suspects[0].confidence > 0.9);
-    // The alert's files: live heap, growth diff, report.
+    // The alert's files: live heap, growth diff, report, pprof.
     let names: Vec<String> = a
         .files
         .iter()
@@ -123,6 +123,10 @@ fn must_find(leaker: &str, mut step: impl FnMut(&mut Rng)) {
     );
     assert!(
         names.iter().any(|n| n.ends_with("-memory_leak.json")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with("-memory_leak.pb.gz")),
         "{names:?}"
     );
     let growth = a

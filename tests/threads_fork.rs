@@ -244,5 +244,5 @@ fn thread_teardown_and_fork() {
 
     drop(ballast);
     let files = session.finish().expect("exit files");
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4, "svg, folded, pb.gz, json: {files:?}");
 }

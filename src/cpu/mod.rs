@@ -105,10 +105,39 @@ fn capture(
     config: &Config,
     seq: u64,
     label: &str,
-    _gate: &Gate,
+    gate: &Gate,
     wait: impl FnOnce(Duration),
     duration: Duration,
 ) -> io::Result<Vec<PathBuf>> {
+    let _own = ProfilerGuard::new();
+    let (report, wall) = sample(config, gate, wait, duration)?;
+    let profile = report
+        .pprof()
+        .map_err(|e| io::Error::other(format!("cannot build the pprof profile: {e}")))?;
+    let lines = folded_lines(&report);
+    let title = CpuTitle {
+        hz: config.cpu_hz,
+        wall,
+        samples: report.data.values().map(|&n| n.max(0) as u64).sum(),
+    };
+    write::cpu::cpu_files(
+        &config.dir,
+        seq,
+        label,
+        &lines,
+        &title,
+        &profile.encode_to_vec(),
+    )
+}
+
+/// Runs the sampler for `duration` (waiting with `wait`) and returns the samples with
+/// the wall time sampled. Symbolized, the sampler's own frames removed.
+fn sample(
+    config: &Config,
+    _gate: &Gate,
+    wait: impl FnOnce(Duration),
+    duration: Duration,
+) -> io::Result<(pprof::Report, Duration)> {
     let _own = ProfilerGuard::new();
     let hz = i32::try_from(config.cpu_hz.max(1)).unwrap_or(i32::MAX);
     let started = Instant::now();
@@ -128,27 +157,34 @@ fn capture(
         .map_err(|e| io::Error::other(format!("cannot read the CPU samples: {e}")));
     let wall = started.elapsed();
     drop(guard);
-    let report = report?;
+    // The debug info parsed to symbolize the samples is large and the names are in the
+    // report now: give that memory back (as heap profiles do).
+    backtrace::clear_symbol_cache();
+    Ok((report?, wall))
+}
+
+/// Samples the CPU for `duration` (waiting with `wait`, which may return early) and
+/// returns the gzipped pprof protobuf, writing no file: what `/debug/pprof/profile`
+/// serves. Errors as [`cpu_profile`]'s (`ResourceBusy` while another profile runs).
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) fn cpu_pprof_gz(wait: impl FnOnce(Duration), duration: Duration) -> io::Result<Vec<u8>> {
+    if duration.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a CPU profile needs a duration above zero",
+        ));
+    }
+    let config = crate::session::active_config()
+        .ok_or_else(|| io::Error::other("leakscope is not profiling"))?;
+    let gate = Gate::acquire()?;
+    let _own = ProfilerGuard::new();
+    let (report, _) = sample(&config, &gate, wait, duration)?;
     let profile = report
         .pprof()
         .map_err(|e| io::Error::other(format!("cannot build the pprof profile: {e}")))?;
-    let lines = folded_lines(&report);
-    // The debug info parsed to symbolize the samples is large and the names are in
-    // `report` now: give that memory back (as heap profiles do).
-    backtrace::clear_symbol_cache();
-    let title = CpuTitle {
-        hz: config.cpu_hz,
-        wall,
-        samples: report.data.values().map(|&n| n.max(0) as u64).sum(),
-    };
-    write::cpu::cpu_files(
-        &config.dir,
-        seq,
-        label,
-        &lines,
-        &title,
-        &profile.encode_to_vec(),
-    )
+    let mut out = Vec::new();
+    write::gzip::write_gzip(&profile.encode_to_vec(), &mut out)?;
+    Ok(out)
 }
 
 /// What the flamegraph's title says about a CPU profile.

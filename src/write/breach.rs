@@ -11,6 +11,7 @@ use inferno::flamegraph::{color::BasicPalette, color::Palette, from_lines, Optio
 use super::human_bytes;
 use super::report::Report;
 use crate::alloc::thread::ProfilerGuard;
+use crate::formats::Format;
 use crate::profile::HeapProfile;
 
 /// Folded stacks (`stack bytes`) of the live heap at the window's start and now.
@@ -62,8 +63,8 @@ fn sum(lines: &[String]) -> i64 {
         .sum()
 }
 
-/// Writes every file of an alert labelled `label` (`memory_leak`, `heap_limit`) and
-/// returns their paths, the report last. `report` gets the paths of the other files.
+/// Writes every file of an alert labelled `label` (`memory_leak`, `heap_limit`) among
+/// the session's formats and returns their paths, the report last. `report` gets the paths of the other files.
 pub(crate) fn write_alert_files(
     dir: &Path,
     seq: u64,
@@ -72,13 +73,14 @@ pub(crate) fn write_alert_files(
     growth: Option<&GrowthLines>,
     report: impl FnOnce(&[PathBuf]) -> Report,
 ) -> io::Result<Vec<PathBuf>> {
+    let formats = super::formats_now();
     // The two flamegraphs are independent: render the growth one on a second thread
     // (leakscope's own work, like the monitor's) while this one writes the heap files; if
     // no thread can be had, one after the other.
     let svg = super::path(dir, seq, &format!("{label}-growth"), "svg");
     let render = |g: &GrowthLines| super::write_atomic(&svg, |w| write_growth_flamegraph(g, w));
     let (heap, grown) = std::thread::scope(|scope| {
-        let spawned = growth.map(|g| {
+        let spawned = growth.filter(|_| formats.contains(&Format::Svg)).map(|g| {
             std::thread::Builder::new()
                 .name("leakscope-growth".into())
                 .spawn_scoped(scope, move || {
@@ -87,7 +89,7 @@ pub(crate) fn write_alert_files(
                 })
                 .map_err(|_| g)
         });
-        let heap = super::heap_files(dir, seq, label, profile);
+        let heap = super::heap_files(dir, seq, label, profile, &formats);
         let grown = spawned.map(|s| match s {
             Ok(h) => h
                 .join()
@@ -101,10 +103,12 @@ pub(crate) fn write_alert_files(
         g?;
         files.push(svg);
     }
-    let json = super::path(dir, seq, label, "json");
-    let r = report(&files);
-    super::write_atomic(&json, |w| r.write(w))?;
-    files.push(json);
+    if formats.contains(&Format::Json) {
+        let json = super::path(dir, seq, label, "json");
+        let r = report(&files);
+        super::write_atomic(&json, |w| r.write(w))?;
+        files.push(json);
+    }
     Ok(files)
 }
 

@@ -2,9 +2,12 @@
 
 pub(crate) mod breach;
 pub(crate) mod cpu;
+pub(crate) mod dhat;
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
 pub(crate) mod gzip;
+pub(crate) mod mappings;
+pub(crate) mod pprof;
 pub(crate) mod report;
 
 use std::fs;
@@ -12,6 +15,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::formats::{Format, DEFAULT_FORMATS};
 use crate::profile::HeapProfile;
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -90,18 +94,37 @@ pub(crate) fn report_once(err: &io::Error) {
     }
 }
 
-/// Writes the heap flamegraph (`.svg`) and folded stacks (`.folded`) of `profile`.
+/// The running session's [`Format`]s (the defaults when none runs).
+pub(crate) fn formats_now() -> Vec<Format> {
+    crate::session::active_config().map_or_else(|| DEFAULT_FORMATS.to_vec(), |c| c.formats)
+}
+
+/// Writes the heap files of `profile` among `formats`: flamegraph (`.svg`), folded
+/// stacks (`.folded`), pprof (`.pb.gz`), DHAT (`.dhat.json`), in that order. The report
+/// (`Format::Json`) is the caller's.
 pub(crate) fn heap_files(
     dir: &Path,
     seq: u64,
     label: &str,
     profile: &HeapProfile,
+    formats: &[Format],
 ) -> io::Result<Vec<PathBuf>> {
-    let svg = path(dir, seq, label, "svg");
-    write_atomic(&svg, |w| profile.write_flamegraph(w))?;
-    let folded = path(dir, seq, label, "folded");
-    write_atomic(&folded, |w| profile.write_folded(w))?;
-    Ok(vec![svg, folded])
+    let mut files = Vec::new();
+    for &f in Format::ALL.iter().filter(|f| formats.contains(f)) {
+        let p = path(dir, seq, label, f.extension());
+        match f {
+            Format::Svg => write_atomic(&p, |w| profile.write_flamegraph(w))?,
+            Format::Folded => write_atomic(&p, |w| profile.write_folded(w))?,
+            Format::Pprof => write_atomic(&p, |w| profile.write_pprof(w))?,
+            Format::Dhat => {
+                let elapsed = crate::session::elapsed();
+                write_atomic(&p, |w| dhat::write_dhat(profile, elapsed, w))?
+            }
+            Format::Json => continue,
+        }
+        files.push(p);
+    }
+    Ok(files)
 }
 
 /// `1.5 MiB`-style sizes for titles and messages.

@@ -1,0 +1,156 @@
+//! `/metrics`: Prometheus text exposition format 0.0.4. Cheap: exact counters, the
+//! process's status file and the alert counts; nothing is symbolized.
+
+use std::fmt::Write;
+
+use crate::alert::raised_counts;
+use crate::alloc::{samples, stacks};
+use crate::stats::stats;
+
+/// The content type of the text format.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One metric family: name, type, help, and samples as (labels, value).
+struct Family<'a> {
+    name: &'a str,
+    kind: &'a str,
+    help: &'a str,
+    samples: Vec<(String, f64)>,
+}
+
+fn write_family(out: &mut String, f: &Family<'_>) {
+    let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+    for (labels, v) in &f.samples {
+        let _ = writeln!(out, "{}{} {}", f.name, labels, v);
+    }
+}
+
+fn one(v: u64) -> Vec<(String, f64)> {
+    vec![(String::new(), v as f64)]
+}
+
+/// A label value escaped as the format requires (`\\`, `\"`, `\n`).
+pub(crate) fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The metrics now.
+pub(crate) fn render() -> String {
+    let s = stats();
+    let process = crate::monitor::probe::process();
+    let sample_bytes = crate::session::active_config().map_or(0, |c| c.sample_bytes);
+    let mut families = vec![
+        Family {
+            name: "leakscope_heap_live_bytes",
+            kind: "gauge",
+            help: "Bytes in live heap blocks allocated since the session started (exact).",
+            samples: one(s.live_bytes),
+        },
+        Family {
+            name: "leakscope_heap_live_blocks",
+            kind: "gauge",
+            help: "Live heap blocks allocated since the session started (exact).",
+            samples: one(s.live_blocks),
+        },
+        Family {
+            name: "leakscope_heap_peak_bytes",
+            kind: "gauge",
+            help: "Highest live heap bytes seen in the session.",
+            samples: one(s.peak_bytes),
+        },
+        Family {
+            name: "leakscope_heap_allocated_bytes_total",
+            kind: "counter",
+            help: "Bytes allocated since the session started (a realloc counts its new size).",
+            samples: one(s.total_bytes),
+        },
+        Family {
+            name: "leakscope_heap_allocated_blocks_total",
+            kind: "counter",
+            help: "Blocks allocated since the session started.",
+            samples: one(s.total_blocks),
+        },
+        Family {
+            name: "leakscope_sample_bytes",
+            kind: "gauge",
+            help: "Mean bytes between allocation samples (1 = every allocation).",
+            samples: one(sample_bytes),
+        },
+        Family {
+            name: "leakscope_dropped_samples_total",
+            kind: "counter",
+            help: "Allocation samples lost because a fixed table was full.",
+            samples: one(stacks::dropped() + samples::dropped()),
+        },
+        Family {
+            name: "leakscope_alerts_total",
+            kind: "counter",
+            help: "Alerts raised in this process, by kind.",
+            samples: raised_counts()
+                .iter()
+                .map(|(k, n)| (format!("{{kind=\"{}\"}}", k.as_str()), *n as f64))
+                .collect(),
+        },
+        Family {
+            name: "leakscope_build_info",
+            kind: "gauge",
+            help: "leakscope's version; always 1.",
+            samples: vec![(
+                format!(
+                    "{{version=\"{}\"}}",
+                    escape_label(env!("CARGO_PKG_VERSION"))
+                ),
+                1.0,
+            )],
+        },
+    ];
+    if let Some(rss) = process.rss_bytes {
+        families.push(Family {
+            name: "process_resident_memory_bytes",
+            kind: "gauge",
+            help: "Resident memory size in bytes.",
+            samples: one(rss),
+        });
+    }
+    if let Some(n) = process.threads {
+        families.push(Family {
+            name: "process_threads",
+            kind: "gauge",
+            help: "Number of OS threads in the process.",
+            samples: one(n),
+        });
+    }
+    let mut out = String::with_capacity(4096);
+    for f in &families {
+        write_family(&mut out, f);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn every_family_has_help_type_and_a_sample() {
+        let text = render();
+        for name in [
+            "leakscope_heap_live_bytes",
+            "leakscope_heap_allocated_bytes_total",
+            "leakscope_alerts_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{text}");
+            assert!(text.contains(&format!("\n{name}")), "{text}");
+        }
+        assert!(text.contains("leakscope_alerts_total{kind=\"memory_leak\"} "));
+        assert!(text.ends_with('\n'));
+    }
+}

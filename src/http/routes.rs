@@ -1,0 +1,229 @@
+//! The endpoints: which path serves what, and the checking of their parameters.
+
+use std::io;
+use std::time::Duration;
+
+use super::{metrics, Request, Response};
+use crate::profile::profile;
+use crate::write::pprof::{heap_pprof_gz, DefaultSample};
+use crate::write::report::Report;
+
+/// Longest CPU profile `/debug/pprof/profile` takes.
+pub(crate) const MAX_CPU_SECONDS: u64 = 300;
+/// `seconds` when the request gives none (Go's default).
+pub(crate) const DEFAULT_CPU_SECONDS: u64 = 30;
+
+const PPROF_TYPE: &str = "application/octet-stream";
+
+const INDEX: &str =
+    "leakscope endpoints (read-only, except that one CPU profile can run at a time):
+/debug/pprof/heap              live heap, gzipped pprof (default sample type inuse_space)
+/debug/pprof/allocs            the same profile, default sample type alloc_space
+/debug/pprof/profile?seconds=N CPU profile of N seconds (1 to 300, default 30), gzipped pprof
+/debug/pprof/goroutine         live tasks by spawn site (needs leakscope's tracing layer)
+/metrics                       Prometheus text format
+/debug/leakscope/report        the JSON report, now";
+
+/// Answers `req`. `wait` sleeps for a CPU profile's duration (or less, when the server
+/// stops).
+pub(crate) fn handle(req: &Request, wait: &dyn Fn(Duration)) -> Response {
+    let head_only = req.method == "HEAD";
+    if req.method != "GET" && !head_only {
+        let mut r = Response::text(
+            405,
+            format!(
+                "method {} not allowed: the endpoints are read-only (GET, HEAD)",
+                req.method
+            ),
+        );
+        r.headers.push(("Allow", "GET, HEAD".to_string()));
+        return r;
+    }
+    let mut r = route(req, wait);
+    r.head_only = head_only;
+    r
+}
+
+fn route(req: &Request, wait: &dyn Fn(Duration)) -> Response {
+    match req.path.as_str() {
+        "/" | "/debug/pprof" | "/debug/pprof/" => match no_params(req, &[]) {
+            Ok(()) => Response::text(200, INDEX),
+            Err(r) => r,
+        },
+        "/debug/pprof/heap" => heap(req, DefaultSample::InuseSpace),
+        "/debug/pprof/allocs" => heap(req, DefaultSample::AllocSpace),
+        "/debug/pprof/profile" => cpu(req, wait),
+        "/debug/pprof/goroutine" => match no_params(req, &["debug"]) {
+            Err(r) => r,
+            Ok(()) => match task_profile() {
+                Some(gz) => Response::bytes(PPROF_TYPE, gz),
+                None => Response::text(
+                    404,
+                    "no task profile: live tasks by spawn site need leakscope's tracing layer, which this build does not have",
+                ),
+            },
+        },
+        "/metrics" => match no_params(req, &[]) {
+            Ok(()) => Response::bytes(metrics::CONTENT_TYPE, metrics::render().into_bytes()),
+            Err(r) => r,
+        },
+        "/debug/leakscope/report" => match no_params(req, &[]) {
+            Ok(()) => report(),
+            Err(r) => r,
+        },
+        other => Response::text(
+            404,
+            format!("no endpoint {other:?}; see / for the list"),
+        ),
+    }
+}
+
+/// 400 naming the accepted parameters if `req` has any other (or one twice).
+fn no_params(req: &Request, accepted: &[&str]) -> Result<(), Response> {
+    for (i, (k, _)) in req.query.iter().enumerate() {
+        if !accepted.contains(&k.as_str()) {
+            let list = if accepted.is_empty() {
+                "none".to_string()
+            } else {
+                accepted.join(", ")
+            };
+            return Err(Response::text(
+                400,
+                format!("unknown parameter {k:?} for {}; accepted: {list}", req.path),
+            ));
+        }
+        if req.query[..i].iter().any(|(k2, _)| k2 == k) {
+            return Err(Response::text(400, format!("parameter {k:?} given twice")));
+        }
+    }
+    Ok(())
+}
+
+fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn heap(req: &Request, default: DefaultSample) -> Response {
+    // `gc` is what Go's handler takes to collect garbage first: nothing to do here.
+    if let Err(r) = no_params(req, &["gc", "debug"]) {
+        return r;
+    }
+    if let Some(v) = param(req, "gc").filter(|v| !matches!(*v, "0" | "1")) {
+        return Response::text(400, format!("gc={v:?}: expected 0 or 1"));
+    }
+    if let Some(v) = param(req, "debug").filter(|v| *v != "0") {
+        return Response::text(
+            400,
+            format!("debug={v:?}: only debug=0 (the protobuf) is served"),
+        );
+    }
+    match heap_pprof_gz(&profile(), default) {
+        Ok(gz) => Response::bytes(PPROF_TYPE, gz),
+        Err(e) => Response::text(500, format!("cannot encode the heap profile: {e}")),
+    }
+}
+
+fn cpu(req: &Request, wait: &dyn Fn(Duration)) -> Response {
+    if let Err(r) = no_params(req, &["seconds"]) {
+        return r;
+    }
+    let seconds = match param(req, "seconds") {
+        None => DEFAULT_CPU_SECONDS,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=MAX_CPU_SECONDS).contains(&n) && !v.starts_with('+') => n,
+            _ => {
+                return Response::text(
+                    400,
+                    format!(
+                    "seconds={v:?}: expected a whole number of seconds from 1 to {MAX_CPU_SECONDS}"
+                ),
+                )
+            }
+        },
+    };
+    match crate::cpu::cpu_pprof_gz(wait, Duration::from_secs(seconds)) {
+        Ok(gz) => Response::bytes(PPROF_TYPE, gz),
+        Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
+            let mut r = Response::text(503, e.to_string());
+            r.headers.push(("Retry-After", seconds.to_string()));
+            r
+        }
+        Err(e) => Response::text(500, format!("CPU profile failed: {e}")),
+    }
+}
+
+fn report() -> Response {
+    let r = Report::new("snapshot", &profile(), &[]);
+    let mut body = Vec::new();
+    match r.write(&mut body) {
+        Ok(()) => Response::bytes("application/json", body),
+        Err(e) => Response::text(500, format!("cannot encode the report: {e}")),
+    }
+}
+
+/// The gzipped pprof task profile (live tasks by spawn site, like Go's goroutine
+/// profile), once leakscope's tracing layer counts tasks; `None` until then, and
+/// `/debug/pprof/goroutine` answers 404.
+pub(crate) fn task_profile() -> Option<Vec<u8>> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(target: &str) -> Response {
+        let head = format!("GET {target} HTTP/1.1\r\n\r\n");
+        handle(&Request::parse(head.as_bytes()).unwrap(), &|_| {
+            panic!("no CPU profile should start")
+        })
+    }
+
+    fn body(r: &Response) -> String {
+        String::from_utf8_lossy(&r.body).into_owned()
+    }
+
+    #[test]
+    fn bad_parameters_are_400_with_a_reason() {
+        for (target, says) in [
+            ("/debug/pprof/profile?seconds=0", "from 1 to 300"),
+            ("/debug/pprof/profile?seconds=301", "from 1 to 300"),
+            ("/debug/pprof/profile?seconds=-1", "from 1 to 300"),
+            ("/debug/pprof/profile?seconds=1.5", "from 1 to 300"),
+            ("/debug/pprof/profile?seconds=", "from 1 to 300"),
+            ("/debug/pprof/profile?seconds=+5", "from 1 to 300"),
+            ("/debug/pprof/profile?secs=5", "unknown parameter \"secs\""),
+            ("/debug/pprof/profile?seconds=1&seconds=2", "given twice"),
+            (
+                "/debug/pprof/heap?seconds=5",
+                "unknown parameter \"seconds\"",
+            ),
+            ("/debug/pprof/heap?gc=2", "expected 0 or 1"),
+            ("/debug/pprof/heap?debug=1", "only debug=0"),
+            ("/metrics?x=1", "accepted: none"),
+        ] {
+            let r = get(target);
+            assert_eq!(r.status, 400, "{target}: {}", body(&r));
+            assert!(body(&r).contains(says), "{target}: {}", body(&r));
+        }
+    }
+
+    #[test]
+    fn other_paths_and_methods() {
+        assert_eq!(get("/nope").status, 404);
+        let r = get("/debug/pprof/goroutine");
+        assert_eq!(r.status, 404);
+        assert!(body(&r).contains("tracing layer"));
+        assert_eq!(get("/").status, 200);
+        let post = Request::parse(b"POST /debug/pprof/heap HTTP/1.1\r\n\r\n").unwrap();
+        let r = handle(&post, &|_| {});
+        assert_eq!(r.status, 405);
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "Allow" && v == "GET, HEAD"));
+    }
+}

@@ -1,0 +1,311 @@
+//! The HTTP server (feature `http`, on in test builds) as its consumers see it: `go tool
+//! pprof` fetches the heap, allocs and CPU profiles over HTTP, a Prometheus text-format
+//! parser from crates.io reads `/metrics`, the report is JSON; bad parameters are 400,
+//! requests are served concurrently while a CPU profile runs and while clients that
+//! never send or never read hold connections, a second CPU profile is refused, and the
+//! server is gone when the session ends.
+
+mod common;
+
+use std::hint::black_box;
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use common::{session_lock, TempDir};
+use leakscope::Config;
+use pprof::protos::{Message, Profile};
+
+#[global_allocator]
+static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();
+
+/// Keeps 64 blocks of 4 KiB.
+#[inline(never)]
+fn http_test_keep() -> Vec<Vec<u8>> {
+    (0..64).map(|i| black_box(vec![i as u8; 4096])).collect()
+}
+
+/// Spins until `stop`; never inlined, so it is a frame of its own in every sample.
+#[inline(never)]
+fn http_test_burn(stop: &AtomicBool) -> u64 {
+    let mut x = 1u64;
+    while !stop.load(Ordering::Relaxed) {
+        for i in 0..10_000u64 {
+            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+    }
+    x
+}
+
+/// Sends `raw` as the request and returns (status, body).
+fn request(addr: SocketAddr, raw: &[u8]) -> (u16, Vec<u8>) {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(raw).unwrap();
+    let mut resp = Vec::new();
+    c.read_to_end(&mut resp).unwrap();
+    let end = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head: {}", String::from_utf8_lossy(&resp)))
+        + 4;
+    let head = String::from_utf8_lossy(&resp[..end]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let body = resp[end..].to_vec();
+    assert_eq!(body.len(), len, "{head}");
+    (status, body)
+}
+
+fn get(addr: SocketAddr, target: &str) -> (u16, Vec<u8>) {
+    request(
+        addr,
+        format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+    )
+}
+
+fn go_pprof(args: &[&str], url: &str) -> String {
+    let tmp = TempDir::new("pprof-tmp");
+    let out = Command::new("go")
+        .args(["tool", "pprof"])
+        .args(args)
+        .arg(url)
+        .env("PPROF_TMPDIR", tmp.path())
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap_or_else(|e| panic!("`go` is needed (Debian: apt-get install golang-go): {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "go tool pprof {args:?} {url} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn decode_gz(gz: &[u8]) -> Profile {
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut raw)
+        .unwrap();
+    Profile::decode(&raw[..]).unwrap()
+}
+
+#[test]
+fn endpoints_serve_their_consumers() {
+    let _l = session_lock();
+    let dir = TempDir::new("http");
+    let session = leakscope::init_with(
+        Config::new()
+            .dir(dir.path())
+            .sample_bytes(1)
+            .http(Some("127.0.0.1:0".parse().unwrap())),
+    );
+    assert!(session.is_active());
+    let addr = session.http_addr().expect("the server runs");
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+    let kept = http_test_keep();
+    let base = format!("http://{addr}");
+
+    // Clients that hold connections: one never sends, one never reads its response.
+    let mut silent = TcpStream::connect(addr).unwrap();
+    let mut deaf = TcpStream::connect(addr).unwrap();
+    deaf.write_all(b"GET /debug/pprof/heap HTTP/1.1\r\n\r\n")
+        .unwrap();
+
+    // Go's pprof reads the heap profile over HTTP, on either sample index.
+    let heap_url = format!("{base}/debug/pprof/heap");
+    let raw = go_pprof(&["-raw"], &heap_url);
+    assert!(raw.contains("http_test_keep"), "{raw}");
+    let top = go_pprof(&["-top", "-sample_index=inuse_space"], &heap_url);
+    assert!(top.contains("http_test_keep"), "{top}");
+    assert!(top.contains("Type: inuse_space"), "{top}");
+    // /allocs: the same profile, alloc_space first.
+    let top = go_pprof(&["-top"], &format!("{base}/debug/pprof/allocs"));
+    assert!(top.contains("Type: alloc_space"), "{top}");
+    assert!(top.contains("http_test_keep"), "{top}");
+
+    // One CPU profile at a time: while the API's profile runs (its thread retries at
+    // once if an HTTP profile got the sampler first), the endpoint answers 503.
+    let api_done = Arc::new(AtomicBool::new(false));
+    let done2 = Arc::clone(&api_done);
+    let api = thread::spawn(move || loop {
+        match leakscope::cpu_profile(std::time::Duration::from_secs(2)) {
+            Ok(files) => {
+                done2.store(true, Ordering::SeqCst);
+                return files;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    });
+    let busy = loop {
+        let (status, body) = get(addr, "/debug/pprof/profile?seconds=1");
+        if status == 503 {
+            break String::from_utf8_lossy(&body).into_owned();
+        }
+        assert_eq!(status, 200);
+        assert!(
+            !api_done.load(Ordering::SeqCst),
+            "the 2 s profile ended before the endpoint was ever refused"
+        );
+    };
+    assert!(busy.contains("already running"), "{busy}");
+    assert_eq!(api.join().unwrap().len(), 3);
+
+    // Go's pprof reads a CPU profile served over HTTP; meanwhile more requests than
+    // there are workers are served at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = Arc::clone(&stop);
+    let burner = thread::spawn(move || http_test_burn(&s2));
+    let cpu_url = format!("{base}/debug/pprof/profile?seconds=1");
+    let cpu = thread::spawn(move || go_pprof(&["-top"], &cpu_url));
+    let many: Vec<_> = (0..8)
+        .map(|i| {
+            thread::spawn(move || {
+                let target = if i % 2 == 0 {
+                    "/metrics"
+                } else {
+                    "/debug/pprof/heap"
+                };
+                get(addr, target)
+            })
+        })
+        .collect();
+    let mut metrics = Vec::new();
+    let mut heap = Vec::new();
+    for (i, t) in many.into_iter().enumerate() {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        if i % 2 == 0 {
+            metrics = body;
+        } else {
+            heap = body;
+        }
+    }
+    let p = decode_gz(&heap);
+    assert_eq!(
+        p.string_table[p.default_sample_type as usize],
+        "inuse_space"
+    );
+    let top = cpu.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    burner.join().unwrap();
+    assert!(top.contains("http_test_burn"), "{top}");
+
+    // /metrics in Prometheus text format, read by a parser from crates.io.
+    let text = String::from_utf8(metrics).unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("{name}: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(value("leakscope_heap_live_bytes") >= (64 * 4096) as f64);
+    assert!(value("leakscope_heap_peak_bytes") >= value("leakscope_heap_live_bytes"));
+    assert!(value("leakscope_heap_allocated_blocks_total") >= 64.0);
+    assert_eq!(value("leakscope_sample_bytes"), 1.0);
+    assert!(value("process_resident_memory_bytes") > 0.0);
+    let kinds: Vec<&str> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "leakscope_alerts_total")
+        .filter_map(|s| s.labels.get("kind"))
+        .collect();
+    assert_eq!(kinds, ["memory_leak", "heap_limit", "cpu_limit"]);
+    assert!(matches!(
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "leakscope_heap_allocated_bytes_total")
+            .unwrap()
+            .value,
+        prometheus_parse::Value::Counter(_)
+    ));
+
+    // The report, now.
+    let (status, body) = get(addr, "/debug/leakscope/report");
+    assert_eq!(status, 200);
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["kind"], "snapshot");
+    assert!(
+        report["suspects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["function"].as_str().unwrap().contains("http_test_keep")),
+        "{}",
+        &report["suspects"].to_string()[..2000.min(report["suspects"].to_string().len())]
+    );
+
+    // Bad requests: a reason and the right status.
+    for (raw, status, says) in [
+        (
+            &b"GET /debug/pprof/profile?seconds=0 HTTP/1.1\r\n\r\n"[..],
+            400,
+            "from 1 to 300",
+        ),
+        (
+            b"GET /debug/pprof/profile?seconds=abc HTTP/1.1\r\n\r\n",
+            400,
+            "from 1 to 300",
+        ),
+        (
+            b"GET /debug/pprof/heap?seconds=30 HTTP/1.1\r\n\r\n",
+            400,
+            "unknown parameter",
+        ),
+        (b"GET /nothing HTTP/1.1\r\n\r\n", 404, "no endpoint"),
+        (
+            b"GET /debug/pprof/goroutine HTTP/1.1\r\n\r\n",
+            404,
+            "tracing layer",
+        ),
+        (b"DELETE /metrics HTTP/1.1\r\n\r\n", 405, "read-only"),
+        (b"garbage\r\n\r\n", 400, "malformed request line"),
+    ] {
+        let (got, body) = request(addr, raw);
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(got, status, "{}: {body}", String::from_utf8_lossy(raw));
+        assert!(body.contains(says), "{body}");
+    }
+    let mut huge = b"GET /metrics HTTP/1.1\r\n".to_vec();
+    huge.extend(b"X-Filler: ".iter().chain([b'a'; 10_000].iter()));
+    huge.extend(b"\r\n\r\n");
+    assert_eq!(request(addr, &huge).0, 431);
+
+    // The client that never sent anything is answered 408 and closed by the server
+    // (after its head timeout), not left holding a worker.
+    let mut answer = String::new();
+    std::io::BufReader::new(&mut silent)
+        .read_line(&mut answer)
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let _ = silent.write_all(b"late");
+
+    drop(kept);
+    drop(deaf);
+    drop(session);
+    // The server went with the session.
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still listening on {addr}"
+    );
+}
