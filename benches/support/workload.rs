@@ -109,17 +109,37 @@ pub(crate) fn workload_serde_thread(seed: u64, iters: u64) -> u64 {
     sum
 }
 
-fn run(workload: fn(u64, u64) -> u64, iters: u64) -> u64 {
+/// CPU time of the calling thread, in ns (time on a core, not counting time the thread
+/// waited for one: steadier than wall time on a shared machine).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs `workload` on the threads; returns the checksum and the threads' CPU time.
+fn run(workload: fn(u64, u64) -> u64, iters: u64) -> (u64, u64) {
     let handles: Vec<_> = (0..THREADS)
-        .map(|t| std::thread::spawn(move || workload(0x1234_5678 + t as u64, iters)))
+        .map(|t| {
+            std::thread::spawn(move || {
+                let c0 = thread_cpu_ns();
+                let r = workload(0x1234_5678 + t as u64, iters);
+                (r, thread_cpu_ns() - c0)
+            })
+        })
         .collect();
     handles
         .into_iter()
-        .map(|h| h.join().unwrap_or(0))
-        .fold(0, u64::wrapping_add)
+        .map(|h| h.join().unwrap_or((0, 0)))
+        .fold((0, 0), |(a, c), (r, n)| (a.wrapping_add(r), c + n))
 }
 
-/// Parses the arguments, runs the workload, prints `<elapsed ns> <checksum>`.
+/// Parses the arguments, runs the workload, prints `<elapsed ns> <checksum> <CPU ns of
+/// the workload threads>`.
 pub(crate) fn main_with(name: &str) {
     let args: Vec<String> = std::env::args().collect();
     let Some(which) = args.get(1).filter(|a| !a.starts_with('-')) else {
@@ -140,6 +160,6 @@ pub(crate) fn main_with(name: &str) {
         }
     };
     let start = Instant::now();
-    let check = run(workload, iters);
-    println!("{} {}", start.elapsed().as_nanos(), check);
+    let (check, cpu) = run(workload, iters);
+    println!("{} {} {}", start.elapsed().as_nanos(), check, cpu);
 }
