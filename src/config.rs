@@ -37,6 +37,15 @@ pub const ENV_COOLDOWN: &str = "LEAKSCOPE_COOLDOWN";
 /// Most alerts per process that write files.
 pub const ENV_MAX_DUMPS: &str = "LEAKSCOPE_MAX_DUMPS";
 
+/// Comma-separated span names that count as tasks (besides tokio's `runtime.spawn`);
+/// `none` = no others.
+pub const ENV_TASK_SPANS: &str = "LEAKSCOPE_TASK_SPANS";
+/// Total live tasks above which a `task_limit` alert fires; `none` = no limit.
+pub const ENV_TASK_LIMIT: &str = "LEAKSCOPE_TASK_LIMIT";
+/// Latency bounds per span name, `name=200ms,other=1s`: a `span_latency` breach when a
+/// span's p99 lifetime over the window exceeds its bound; `none` = no bounds.
+pub const ENV_SPAN_LATENCY: &str = "LEAKSCOPE_SPAN_LATENCY";
+
 /// Default output directory.
 pub const DEFAULT_DIR: &str = "flamegraphs";
 /// Default mean bytes between samples (512 KiB, as Go's `MemProfileRate`).
@@ -85,6 +94,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_HEAP_LIMIT, "none"),
     (ENV_COOLDOWN, "5m"),
     (ENV_MAX_DUMPS, "20"),
+    (ENV_TASK_SPANS, "none"),
+    (ENV_TASK_LIMIT, "none"),
+    (ENV_SPAN_LATENCY, "none"),
 ];
 
 const BOOL_FORM: &str = "one of 1, true, on, yes (on) or 0, false, off, no (off)";
@@ -106,6 +118,10 @@ const MIN_BYTES_FORM: &str =
 const LIMIT_FORM: &str =
     "none, or a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 2GiB)";
 const COUNT_FORM: &str = "a whole number >= 0 (e.g. 20)";
+const NAMES_FORM: &str = "none, or a comma-separated list of span names (e.g. request,job)";
+const TASK_LIMIT_FORM: &str = "none, or a whole number of tasks >= 1 (e.g. 10000)";
+const LATENCY_FORM: &str =
+    "none, or comma-separated name=duration pairs with units ms, s, m or h (e.g. request=200ms,job=1s)";
 
 /// What leakscope does when a session starts.
 ///
@@ -147,6 +163,13 @@ pub struct Config {
     /// Most alerts per process that write files (later alerts still reach
     /// [`on_alert`](crate::on_alert) callbacks).
     pub max_dumps: u32,
+    /// Span names that count as tasks, besides tokio's `runtime.spawn`.
+    pub task_spans: Vec<String>,
+    /// Total live tasks above which a `task_limit` alert fires; `None` = no limit.
+    pub task_limit: Option<u64>,
+    /// `(span name, bound)`: a `span_latency` breach when the p99 lifetime of the spans
+    /// of that name over the window exceeds the bound.
+    pub span_latency: Vec<(String, Duration)>,
 }
 
 impl Default for Config {
@@ -168,6 +191,9 @@ impl Default for Config {
             heap_limit: None,
             cooldown: DEFAULT_COOLDOWN,
             max_dumps: DEFAULT_MAX_DUMPS,
+            task_spans: Vec::new(),
+            task_limit: None,
+            span_latency: Vec::new(),
         }
     }
 }
@@ -300,6 +326,32 @@ impl Config {
         self
     }
 
+    /// Counts spans named `name` as tasks (besides tokio's `runtime.spawn`).
+    #[must_use]
+    pub fn task_span(mut self, name: &str) -> Config {
+        if !self.task_spans.iter().any(|n| n == name) {
+            self.task_spans.push(name.to_string());
+        }
+        self
+    }
+
+    /// Sets the total live tasks above which a `task_limit` alert fires (`None`: no
+    /// limit).
+    #[must_use]
+    pub fn task_limit(mut self, tasks: Option<u64>) -> Config {
+        self.task_limit = tasks;
+        self
+    }
+
+    /// Bounds the p99 lifetime of spans named `name` over the window (a `span_latency`
+    /// breach above it); replaces an earlier bound for the same name.
+    #[must_use]
+    pub fn span_latency(mut self, name: &str, bound: Duration) -> Config {
+        self.span_latency.retain(|(n, _)| n != name);
+        self.span_latency.push((name.to_string(), bound));
+        self
+    }
+
     /// Reads the `LEAKSCOPE_*` variables strictly: the first invalid value is an error.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var_os(k))
@@ -379,8 +431,65 @@ impl Config {
                 .parse()
                 .map_err(|_| ConfigError::new(ENV_MAX_DUMPS, &v, COUNT_FORM))?;
         }
+        if let Some(v) = text(&get, ENV_TASK_SPANS, NAMES_FORM)? {
+            c.task_spans =
+                parse_names(&v).ok_or_else(|| ConfigError::new(ENV_TASK_SPANS, &v, NAMES_FORM))?;
+        }
+        if let Some(v) = text(&get, ENV_TASK_LIMIT, TASK_LIMIT_FORM)? {
+            c.task_limit = if v.trim().eq_ignore_ascii_case("none") {
+                None
+            } else {
+                match v.trim().parse::<u64>() {
+                    Ok(n) if n >= 1 => Some(n),
+                    _ => return Err(ConfigError::new(ENV_TASK_LIMIT, &v, TASK_LIMIT_FORM)),
+                }
+            };
+        }
+        if let Some(v) = text(&get, ENV_SPAN_LATENCY, LATENCY_FORM)? {
+            c.span_latency = parse_latency(&v)
+                .ok_or_else(|| ConfigError::new(ENV_SPAN_LATENCY, &v, LATENCY_FORM))?;
+        }
         Ok(c)
     }
+}
+
+/// `none`/empty -> empty; `a,b` -> the names, deduplicated; an empty item -> `None`.
+fn parse_names(v: &str) -> Option<Vec<String>> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("none") {
+        return Some(Vec::new());
+    }
+    let mut out: Vec<String> = Vec::new();
+    for item in v.split(',').map(str::trim) {
+        if item.is_empty() || item.contains('=') {
+            return None;
+        }
+        if !out.iter().any(|n| n == item) {
+            out.push(item.to_string());
+        }
+    }
+    Some(out)
+}
+
+/// `none`/empty -> empty; `a=200ms,b=1s` -> pairs (a later bound for a name wins); a
+/// missing name, `=` or a bad or zero duration -> `None`.
+fn parse_latency(v: &str) -> Option<Vec<(String, Duration)>> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("none") {
+        return Some(Vec::new());
+    }
+    let mut out: Vec<(String, Duration)> = Vec::new();
+    for item in v.split(',') {
+        let (name, d) = item.split_once('=')?;
+        let name = name.trim();
+        let d = parse_duration(d).filter(|d| !d.is_zero())?;
+        if name.is_empty() {
+            return None;
+        }
+        out.retain(|(n, _)| n != name);
+        out.push((name.to_string(), d));
+    }
+    Some(out)
 }
 
 /// `off`/empty -> `Some(None)`; `80`, `150%` -> `Some(Some(n))` for n >= 1; else `None`.
@@ -673,6 +782,50 @@ mod tests {
             (ENV_CPU_ON, "memory_leak,"),
             (ENV_CPU_ON, "leak"),
             (ENV_CPU_ON, "Memory_Leak"),
+        ] {
+            let e = parse(&[(var, bad)]).unwrap_err();
+            assert_eq!((e.var(), e.value()), (var, bad));
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn task_and_span_variables() {
+        let c = parse(&[
+            (ENV_TASK_SPANS, "job, request,job"),
+            (ENV_TASK_LIMIT, "5000"),
+            (ENV_SPAN_LATENCY, "request=200ms, job=1s,request=300ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.task_spans, vec!["job", "request"]);
+        assert_eq!(c.task_limit, Some(5000));
+        assert_eq!(
+            c.span_latency,
+            vec![
+                ("job".to_string(), Duration::from_secs(1)),
+                ("request".to_string(), Duration::from_millis(300))
+            ]
+        );
+        let c = Config::new()
+            .task_span("job")
+            .task_limit(Some(3))
+            .span_latency("a", Duration::from_secs(1))
+            .span_latency("a", Duration::from_secs(2));
+        assert_eq!(
+            c.span_latency,
+            vec![("a".to_string(), Duration::from_secs(2))]
+        );
+        assert_eq!(c.task_spans, vec!["job"]);
+        for (var, bad) in [
+            (ENV_TASK_SPANS, "a,,b"),
+            (ENV_TASK_SPANS, "a=1s"),
+            (ENV_TASK_LIMIT, "0"),
+            (ENV_TASK_LIMIT, "many"),
+            (ENV_SPAN_LATENCY, "request"),
+            (ENV_SPAN_LATENCY, "request=200"),
+            (ENV_SPAN_LATENCY, "=1s"),
+            (ENV_SPAN_LATENCY, "request=0ms"),
+            (ENV_SPAN_LATENCY, "a=1s,"),
         ] {
             let e = parse(&[(var, bad)]).unwrap_err();
             assert_eq!((e.var(), e.value()), (var, bad));

@@ -81,6 +81,7 @@ mod alloc;
 mod config;
 mod cpu;
 mod detect;
+mod layer;
 mod monitor;
 mod profile;
 mod session;
@@ -96,9 +97,11 @@ pub use config::{
     DEFAULT_CPU_SECONDS, DEFAULT_DIR, DEFAULT_INTERVAL, DEFAULT_LEAK_WINDOW, DEFAULT_MAX_DUMPS,
     DEFAULT_SAMPLE_BYTES, ENV_COOLDOWN, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
     ENV_DIR, ENV_ENABLE, ENV_HEAP_LIMIT, ENV_INTERVAL, ENV_LEAK_MIN_BYTES, ENV_LEAK_WINDOW,
-    ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
+    ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_SPAN_LATENCY, ENV_TASK_LIMIT, ENV_TASK_SPANS, ENV_VARS,
+    MAX_CPU_HZ,
 };
 pub use cpu::cpu_profile;
+pub use layer::{layer, span_stats, task_stats, SpanLayer, SpanStats, TaskStats};
 pub use monitor::__bench_monitor;
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};

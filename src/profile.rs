@@ -182,6 +182,16 @@ pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
 pub(crate) fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
+    // A sample taken inside tracing spans carries their path at the root end.
+    let (addrs, span_path) = crate::layer::current::split_span_path(addrs);
+    let mut frames = symbolize_frames(addrs);
+    if span_path != 0 {
+        frames.extend(crate::layer::span_frames(span_path));
+    }
+    frames
+}
+
+fn symbolize_frames(addrs: &[usize]) -> Vec<Frame> {
     let mut frames: Vec<Frame> = Vec::with_capacity(addrs.len() * 2);
     for &a in addrs {
         let syms: Arc<[Sym]> = symbolize::resolve(a);

@@ -1,7 +1,7 @@
 //! Output files: names, atomic writes, and the heap files a dump consists of.
 
-pub(crate) mod cpu;
 pub(crate) mod breach;
+pub(crate) mod cpu;
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
 pub(crate) mod gzip;

@@ -1,0 +1,301 @@
+//! What each thread has entered: a fixed per-thread stack of entered spans (for exact
+//! per-entry time and allocation deltas) and the interned *span path* of the innermost
+//! one, which a heap sample records (`crate::alloc::record_sample` reads it through
+//! [`current_path`]: one thread-local read, no lock, no allocation).
+//!
+//! Span paths are nodes of a trie in a fixed lock-free table: a path is (parent path,
+//! callsite), inserted with one compare-and-swap. Each node also sums the *self* time of
+//! its spans (entered time minus time in entered children), the data of the span
+//! flamegraph.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Entered spans tracked per thread; deeper ones are not timed.
+pub(crate) const DEPTH: usize = 32;
+/// Spans in a path; deeper spans share their ancestor's path.
+pub(crate) const PATH_DEPTH: u32 = 8;
+/// Span paths kept; later ones are not distinguished (path 0).
+pub(crate) const PATHS: usize = 4096;
+
+/// One entered span on this thread.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entered {
+    pub(crate) id: u64,
+    pub(crate) callsite: u32,
+    /// Its span path (0 = none).
+    pub(crate) path: u32,
+    pub(crate) depth: u32,
+    pub(crate) t0: u64,
+    pub(crate) bytes0: u64,
+    pub(crate) blocks0: u64,
+    /// Time spent in spans entered inside this one, ns.
+    pub(crate) child_ns: u64,
+}
+
+const NONE: Entered = Entered {
+    id: 0,
+    callsite: 0,
+    path: 0,
+    depth: 0,
+    t0: 0,
+    bytes0: 0,
+    blocks0: 0,
+    child_ns: 0,
+};
+
+struct Stack {
+    /// Spans entered (may exceed `DEPTH`: those beyond are not recorded).
+    len: Cell<usize>,
+    /// Bytes and blocks the layer itself allocated on this thread (left out of spans).
+    own_bytes: Cell<u64>,
+    own_blocks: Cell<u64>,
+    frames: [Cell<Entered>; DEPTH],
+}
+
+thread_local! {
+    static STACK: Stack = const {
+        Stack {
+            len: Cell::new(0),
+            own_bytes: Cell::new(0),
+            own_blocks: Cell::new(0),
+            frames: [const { Cell::new(NONE) }; DEPTH],
+        }
+    };
+}
+
+/// The innermost recorded entered span of this thread, if any.
+#[inline]
+pub(crate) fn top() -> Option<Entered> {
+    STACK
+        .try_with(|s| {
+            let n = s.len.get().min(DEPTH);
+            (n > 0).then(|| s.frames[n - 1].get())
+        })
+        .ok()
+        .flatten()
+}
+
+/// What the layer itself allocated on this thread so far (bytes, blocks).
+#[inline]
+pub(crate) fn own() -> (u64, u64) {
+    STACK
+        .try_with(|s| (s.own_bytes.get(), s.own_blocks.get()))
+        .unwrap_or((0, 0))
+}
+
+/// Counts an allocation of the layer's own on this thread.
+pub(crate) fn add_own(bytes: u64, blocks: u64) {
+    let _ = STACK.try_with(|s| {
+        s.own_bytes.set(s.own_bytes.get().wrapping_add(bytes));
+        s.own_blocks.set(s.own_blocks.get().wrapping_add(blocks));
+    });
+}
+
+/// Pushes an entered span.
+#[inline]
+pub(crate) fn push(e: Entered) {
+    let _ = STACK.try_with(|s| {
+        let n = s.len.get();
+        if n < DEPTH {
+            s.frames[n].set(e);
+        }
+        s.len.set(n + 1);
+    });
+}
+
+/// Pops the entry of span `id` (normally the top; spans exited out of order are found
+/// below it and removed); gives the innermost remaining span the popped span's time as
+/// child time. `None` if `id` is not recorded here.
+#[inline]
+pub(crate) fn pop(id: u64, elapsed: impl FnOnce(&Entered) -> u64) -> Option<(Entered, u64)> {
+    STACK
+        .try_with(|s| {
+            let n = s.len.get();
+            if n == 0 {
+                return None;
+            }
+            if n > DEPTH {
+                // Not recorded (too deep); only the count moves.
+                s.len.set(n - 1);
+                return None;
+            }
+            let mut i = n - 1;
+            while s.frames[i].get().id != id {
+                if i == 0 {
+                    return None;
+                }
+                i -= 1;
+            }
+            let e = s.frames[i].get();
+            for j in i..n - 1 {
+                s.frames[j].set(s.frames[j + 1].get());
+            }
+            s.len.set(n - 1);
+            let dt = elapsed(&e);
+            if i > 0 {
+                let p = &s.frames[i - 1];
+                let mut parent = p.get();
+                parent.child_ns = parent.child_ns.wrapping_add(dt);
+                p.set(parent);
+            }
+            Some((e, dt))
+        })
+        .ok()
+        .flatten()
+}
+
+/// The span path of the innermost span this thread has entered (0 = none). Called from
+/// the allocator's sample path: a thread-local read only.
+#[inline]
+pub(crate) fn current_path() -> u32 {
+    top().map_or(0, |e| e.path)
+}
+
+/// High bits of the pseudo return address that carries a span path at the root end of
+/// a captured stack (kernel-half addresses never appear in a user stack).
+#[cfg(target_pointer_width = "64")]
+const MARK: usize = !0xFFFF_FFFF;
+
+/// Appends the calling thread's span path to a captured stack as a marker frame at its
+/// root end (the root-most frame is replaced, and the stack marked truncated, when it is
+/// full). Runs in the allocator's sample path: thread-local reads only.
+#[inline]
+pub(crate) fn mark_span_path(c: &mut crate::alloc::capture::Captured) {
+    #[cfg(target_pointer_width = "64")]
+    {
+        let path = current_path();
+        if path == 0 {
+            return;
+        }
+        let max = c.frames.len();
+        if c.len == max {
+            c.len = max - 1;
+            c.truncated = true;
+        }
+        c.frames[c.len] = MARK | path as usize;
+        c.len += 1;
+    }
+    #[cfg(not(target_pointer_width = "64"))]
+    let _ = c;
+}
+
+/// Splits a captured stack into its real frames and the span path its marker carries
+/// (0 = none).
+pub(crate) fn split_span_path(frames: &[usize]) -> (&[usize], u32) {
+    #[cfg(target_pointer_width = "64")]
+    if let Some((&last, rest)) = frames.split_last() {
+        if last & MARK == MARK {
+            return (rest, (last & !MARK) as u32);
+        }
+    }
+    (frames, 0)
+}
+
+struct PathNode {
+    /// `(parent << 32) | (callsite + 1)`; 0 = empty.
+    key: AtomicU64,
+    /// Self time of spans with this path, ns.
+    self_ns: AtomicU64,
+}
+
+static PATH_TABLE: [PathNode; PATHS] = [const {
+    PathNode {
+        key: AtomicU64::new(0),
+        self_ns: AtomicU64::new(0),
+    }
+}; PATHS];
+
+/// The path `parent` + `callsite` (ids are table index + 1; 0 when the table is full).
+#[inline]
+pub(crate) fn child_path(parent: u32, callsite: u32) -> u32 {
+    let key = (u64::from(parent) << 32) | (u64::from(callsite) + 1);
+    let mut i = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize & (PATHS - 1);
+    for _ in 0..64 {
+        let n = &PATH_TABLE[i];
+        let k = n.key.load(Relaxed);
+        if k == key {
+            return i as u32 + 1;
+        }
+        if k == 0 {
+            match n.key.compare_exchange(0, key, Relaxed, Relaxed) {
+                Ok(_) => return i as u32 + 1,
+                Err(now) if now == key => return i as u32 + 1,
+                Err(_) => {}
+            }
+        }
+        i = (i + 1) & (PATHS - 1);
+    }
+    0
+}
+
+/// Adds self time to path `path`.
+#[inline]
+pub(crate) fn add_self_time(path: u32, ns: u64) {
+    if let Some(n) = path.checked_sub(1).and_then(|i| PATH_TABLE.get(i as usize)) {
+        n.self_ns.fetch_add(ns, Relaxed);
+    }
+}
+
+/// The callsites of path `path`, outermost first (empty for 0 or an unknown id).
+pub(crate) fn callsites_of(mut path: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    while let Some(n) = path.checked_sub(1).and_then(|i| PATH_TABLE.get(i as usize)) {
+        let k = n.key.load(Relaxed);
+        if k == 0 || out.len() > PATH_DEPTH as usize {
+            break;
+        }
+        out.push((k & 0xFFFF_FFFF) as u32 - 1);
+        path = (k >> 32) as u32;
+    }
+    out.reverse();
+    out
+}
+
+/// Every path with its accumulated self time (ns), for the span flamegraph.
+pub(crate) fn self_times() -> Vec<(u32, u64)> {
+    PATH_TABLE
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.key.load(Relaxed) != 0)
+        .map(|(i, n)| (i as u32 + 1, n.self_ns.load(Relaxed)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_form_a_trie() {
+        let a = child_path(0, 700);
+        let ab = child_path(a, 701);
+        assert_ne!(a, 0);
+        assert_eq!(child_path(0, 700), a);
+        assert_eq!(child_path(a, 701), ab);
+        assert_ne!(child_path(ab, 700), a);
+        assert_eq!(callsites_of(ab), vec![700, 701]);
+        assert_eq!(callsites_of(0), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn stack_pops_in_and_out_of_order() {
+        let e = |id| Entered { id, ..NONE };
+        push(e(1));
+        push(e(2));
+        push(e(3));
+        // Out of order: 2 leaves before 3.
+        let (got, dt) = pop(2, |_| 5).unwrap();
+        assert_eq!((got.id, dt), (2, 5));
+        assert_eq!(top().unwrap().id, 3);
+        assert!(pop(9, |_| 0).is_none());
+        pop(3, |_| 7).unwrap();
+        assert_eq!(
+            top().unwrap().child_ns,
+            5 + 7,
+            "parent got both children's time"
+        );
+        pop(1, |_| 20).unwrap();
+        assert!(top().is_none());
+    }
+}
