@@ -1,1 +1,83 @@
-fn main() {}
+//! Cost of leakscope's tracing layer: span enter+exit and span create+close with
+//! `Registry + leakscope::layer()` against a bare `Registry`, both under the leakscope
+//! allocator with a session running (so the layer reads the thread's exact counters).
+//! Rounds alternate between the two subscribers; the figure is the median of the
+//! per-round ratios.
+//!
+//! `cargo bench --bench span_layer`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use tracing::dispatcher::{self, Dispatch};
+use tracing_subscriber::prelude::*;
+
+#[global_allocator]
+static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();
+
+const ROUNDS: usize = 15;
+const ENTERS: u32 = 200_000;
+const CREATES: u32 = 100_000;
+
+fn enter_exit(d: &Dispatch) -> Duration {
+    dispatcher::with_default(d, || {
+        let span = tracing::info_span!("bench_enter");
+        let t = Instant::now();
+        for _ in 0..ENTERS {
+            let _e = black_box(span.enter());
+        }
+        t.elapsed()
+    })
+}
+
+fn create_close(d: &Dispatch) -> Duration {
+    dispatcher::with_default(d, || {
+        let t = Instant::now();
+        for i in 0..CREATES {
+            let span = tracing::info_span!("bench_create", i);
+            black_box(&span);
+            drop(span);
+        }
+        t.elapsed()
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn run(name: &str, per_round: u32, f: fn(&Dispatch) -> Duration) {
+    let bare = Dispatch::new(tracing_subscriber::registry());
+    let layered = Dispatch::new(tracing_subscriber::registry().with(leakscope::layer()));
+    // Warm up both (tables, slab pages, callsite registration).
+    f(&bare);
+    f(&layered);
+    let (mut ratios, mut b_ns, mut l_ns) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let b = f(&bare).as_nanos() as f64 / f64::from(per_round);
+        let l = f(&layered).as_nanos() as f64 / f64::from(per_round);
+        ratios.push(l / b);
+        b_ns.push(b);
+        l_ns.push(l);
+    }
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+    println!(
+        "{name}: bare Registry {:.1} ns, with leakscope::layer() {:.1} ns, ratio {:.2}x (median of {ROUNDS} rounds; range {lo:.2}-{hi:.2})",
+        median(b_ns),
+        median(l_ns),
+        median(ratios),
+    );
+}
+
+fn main() {
+    let _session = leakscope::init_with(leakscope::Config::new().monitor(false));
+    assert!(
+        _session.is_active(),
+        "the bench needs the leakscope allocator"
+    );
+    run("span enter+exit", ENTERS, enter_exit);
+    run("span create+close", CREATES, create_close);
+}

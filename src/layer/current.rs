@@ -15,6 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub(crate) const DEPTH: usize = 32;
 /// Spans in a path; deeper spans share their ancestor's path.
 pub(crate) const PATH_DEPTH: u32 = 8;
+/// One entry in this many is timed (with every span entered inside it): the clock costs
+/// more than a bare registry's whole enter+exit here, so busy times are sampled; each
+/// timed entry stands for this many.
+pub(crate) const BUSY_EVERY: u32 = 32;
+/// One span in this many (per creating thread) has its lifetime timed.
+pub(crate) const LIFE_EVERY: u32 = 8;
+/// Entries of the per-thread span id -> callsite cache.
+const ID_CACHE: usize = 64;
 /// Span paths kept; later ones are not distinguished (path 0).
 pub(crate) const PATHS: usize = 4096;
 
@@ -26,6 +34,7 @@ pub(crate) struct Entered {
     /// Its span path (0 = none).
     pub(crate) path: u32,
     pub(crate) depth: u32,
+    /// Clock at enter; 0 = this entry is not timed.
     pub(crate) t0: u64,
     pub(crate) bytes0: u64,
     pub(crate) blocks0: u64,
@@ -50,6 +59,12 @@ struct Stack {
     /// Bytes and blocks the layer itself allocated on this thread (left out of spans).
     own_bytes: Cell<u64>,
     own_blocks: Cell<u64>,
+    /// Entries left before the next timed one (see [`BUSY_EVERY`]).
+    busy_countdown: Cell<u32>,
+    /// Spans created left before the next timed one (see [`LIFE_EVERY`]).
+    life_countdown: Cell<u32>,
+    /// Span id -> callsite, direct-mapped (saves a registry lookup per enter).
+    ids: [Cell<(u64, u32)>; ID_CACHE],
     frames: [Cell<Entered>; DEPTH],
 }
 
@@ -59,6 +74,9 @@ thread_local! {
             len: Cell::new(0),
             own_bytes: Cell::new(0),
             own_blocks: Cell::new(0),
+            busy_countdown: Cell::new(0),
+            life_countdown: Cell::new(0),
+            ids: [const { Cell::new((0, 0)) }; ID_CACHE],
             frames: [const { Cell::new(NONE) }; DEPTH],
         }
     };
@@ -82,6 +100,69 @@ pub(crate) fn own() -> (u64, u64) {
     STACK
         .try_with(|s| (s.own_bytes.get(), s.own_blocks.get()))
         .unwrap_or((0, 0))
+}
+
+/// True for one call in `every` on this thread (the first one included).
+#[inline]
+fn every(c: &Cell<u32>, every: u32) -> bool {
+    let n = c.get();
+    if n == 0 {
+        c.set(every - 1);
+        true
+    } else {
+        c.set(n - 1);
+        false
+    }
+}
+
+/// Whether this entry (with no timed parent) is timed.
+#[inline]
+pub(crate) fn time_this_entry() -> bool {
+    STACK
+        .try_with(|s| every(&s.busy_countdown, BUSY_EVERY))
+        .unwrap_or(false)
+}
+
+/// Whether this new span's lifetime is timed.
+#[inline]
+pub(crate) fn time_this_span() -> bool {
+    STACK
+        .try_with(|s| every(&s.life_countdown, LIFE_EVERY))
+        .unwrap_or(false)
+}
+
+#[inline]
+fn id_slot(id: u64) -> usize {
+    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % ID_CACHE
+}
+
+/// The callsite of span `id` if this thread has it cached.
+#[inline]
+pub(crate) fn cached_callsite(id: u64) -> Option<u32> {
+    STACK
+        .try_with(|s| {
+            let (k, c) = s.ids[id_slot(id)].get();
+            (k == id).then_some(c)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Caches the callsite of span `id` on this thread.
+#[inline]
+pub(crate) fn cache_callsite(id: u64, callsite: u32) {
+    let _ = STACK.try_with(|s| s.ids[id_slot(id)].set((id, callsite)));
+}
+
+/// Forgets span `id` (closed: its id may be handed out again).
+#[inline]
+pub(crate) fn forget_callsite(id: u64) {
+    let _ = STACK.try_with(|s| {
+        let c = &s.ids[id_slot(id)];
+        if c.get().0 == id {
+            c.set((0, 0));
+        }
+    });
 }
 
 /// Counts an allocation of the layer's own on this thread.

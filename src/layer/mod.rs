@@ -132,9 +132,14 @@ where
         } else {
             None
         };
+        current::cache_callsite(id.into_u64(), cs);
         span.extensions_mut().insert(SpanData {
             callsite: cs,
-            created: now_ns(),
+            created: if current::time_this_span() {
+                now_ns().max(1)
+            } else {
+                0
+            },
             task,
         });
         if let (Some(b), Some(a)) = (before, own_allocated()) {
@@ -143,11 +148,16 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let Some(meta) = ctx.metadata(id) else {
-            return;
-        };
-        let Some(cs) = callsites::index(meta) else {
-            return;
+        let key = id.into_u64();
+        let cs = match current::cached_callsite(key) {
+            Some(cs) => cs,
+            None => {
+                let Some(cs) = ctx.metadata(id).and_then(callsites::index) else {
+                    return;
+                };
+                current::cache_callsite(key, cs);
+                cs
+            }
         };
         let parent = current::top();
         let depth = parent.map_or(0, |p| p.depth) + 1;
@@ -157,13 +167,19 @@ where
         } else {
             parent_path
         };
+        // Timed with its parent, else one entry in BUSY_EVERY: every entry then has the
+        // same chance to be timed, and self times add up within a timed tree.
+        let timed = match parent {
+            Some(p) => p.t0 != 0,
+            None => current::time_this_entry(),
+        };
         let (bytes0, blocks0) = allocated();
         current::push(Entered {
-            id: id.into_u64(),
+            id: key,
             callsite: cs,
             path,
             depth,
-            t0: now_ns(),
+            t0: if timed { now_ns().max(1) } else { 0 },
             bytes0,
             blocks0,
             child_ns: 0,
@@ -171,31 +187,39 @@ where
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        let t1 = now_ns();
         let (bytes1, blocks1) = allocated();
-        let Some((e, dt)) = current::pop(id.into_u64(), |e| t1.saturating_sub(e.t0)) else {
+        let Some((e, dt)) = current::pop(id.into_u64(), |e| {
+            if e.t0 == 0 {
+                0
+            } else {
+                now_ns().saturating_sub(e.t0)
+            }
+        }) else {
             return;
         };
         let Some(s) = callsites::get(e.callsite) else {
             return;
         };
         use std::sync::atomic::Ordering::Relaxed;
-        s.busy.record(dt);
-        s.busy_total.fetch_add(dt, Relaxed);
         if e.bytes0 != u64::MAX && bytes1 != u64::MAX {
             let (db, dn) = (
                 bytes1.wrapping_sub(e.bytes0),
                 blocks1.wrapping_sub(e.blocks0),
             );
-            if db != 0 {
+            if db != 0 || dn != 0 {
                 s.alloc_bytes.fetch_add(db, Relaxed);
                 s.alloc_blocks.fetch_add(dn, Relaxed);
             }
         }
-        current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
+        if e.t0 != 0 {
+            s.busy.record(dt);
+            s.busy_total.fetch_add(dt, Relaxed);
+            current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        current::forget_callsite(id.into_u64());
         let Some(span) = ctx.span(&id) else {
             return;
         };
@@ -205,7 +229,9 @@ where
         };
         if let Some(s) = callsites::get(d.callsite) {
             s.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            s.lifetime.record(now_ns().saturating_sub(d.created));
+            if d.created != 0 {
+                s.lifetime.record(now_ns().saturating_sub(d.created));
+            }
         }
         if let Some(t) = &d.task {
             t.close();
