@@ -18,14 +18,25 @@ pub enum AlertKind {
     MemoryLeak,
     /// The exact live heap exceeds `LEAKSCOPE_HEAP_LIMIT`.
     HeapLimit,
+    /// Live tasks of a spawn site grew steadily over the leak window (tracing layer).
+    TaskLeak,
+    /// Live tasks, all sites together, exceed `LEAKSCOPE_TASK_LIMIT` (tracing layer).
+    TaskLimit,
+    /// The p99 lifetime of a span named in `LEAKSCOPE_SPAN_LATENCY` over the window
+    /// exceeds its bound (tracing layer).
+    SpanLatency,
 }
 
 impl AlertKind {
-    /// The name used in file names and reports: `memory_leak`, `heap_limit`.
+    /// The name used in file names and reports: `memory_leak`, `heap_limit`,
+    /// `task_leak`, `task_limit`, `span_latency`.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::MemoryLeak => "memory_leak",
             AlertKind::HeapLimit => "heap_limit",
+            AlertKind::TaskLeak => "task_leak",
+            AlertKind::TaskLimit => "task_limit",
+            AlertKind::SpanLatency => "span_latency",
         }
     }
 }
@@ -102,6 +113,11 @@ pub struct Alert {
     pub growth: Option<Growth>,
     /// Growing sites, most likely culprit first.
     pub suspects: Vec<Suspect>,
+    /// `task_leak`: the growing spawn sites, fastest first; `task_limit`: the sites with
+    /// the most live tasks. Empty for other kinds.
+    pub tasks: Vec<crate::layer::TaskStats>,
+    /// `span_latency`: the figures of the span callsites of the breaching name.
+    pub spans: Vec<crate::layer::SpanStats>,
     /// Files written for this alert (empty past `LEAKSCOPE_MAX_DUMPS` or if writing
     /// failed).
     pub files: Vec<PathBuf>,

@@ -44,8 +44,21 @@ pub(crate) struct Finding {
     pub(crate) heap_trend: Option<Trend>,
     /// Growing sites, most likely first.
     pub(crate) suspects: Vec<SiteTrend>,
-    /// The limit crossed (`heap_limit`), or the minimum growth used (`memory_leak`).
+    /// The limit crossed (`heap_limit`, `task_limit`), or the minimum growth used
+    /// (`memory_leak`).
     pub(crate) threshold: u64,
+    /// The tracing layer's part: growing spawn sites (`task_leak`), the busiest sites
+    /// and total live tasks (`task_limit`), the latency bound crossed (`span_latency`).
+    pub(crate) spans: SpanPart,
+}
+
+/// The tracing layer's part of a finding.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SpanPart {
+    pub(crate) leaking: Vec<super::spans::TaskTrend>,
+    pub(crate) top_sites: Vec<(std::sync::Arc<crate::layer::tasks::Site>, u64)>,
+    pub(crate) live_tasks: u64,
+    pub(crate) latency: Option<super::spans::LatencyBreach>,
 }
 
 pub(crate) struct Detector {
@@ -60,6 +73,8 @@ pub(crate) struct Detector {
     ticks: u64,
     /// The last tick's copy of the stack table (raw frames, for symbolizing suspects).
     stacks: Vec<StackSnapshot>,
+    /// Tasks and span latencies (the tracing layer's figures).
+    spans: super::spans::SpanWatch,
 }
 
 impl Detector {
@@ -81,6 +96,7 @@ impl Detector {
             site_stride,
             ticks: 0,
             stacks: Vec::new(),
+            spans: super::spans::SpanWatch::new(config, window, interval),
         }
     }
 
@@ -139,6 +155,7 @@ impl Detector {
                 heap_trend,
                 suspects: rank(&site_trends),
                 threshold: min,
+                spans: SpanPart::default(),
             });
         }
         if let Some(limit) = self.heap_limit {
@@ -150,8 +167,54 @@ impl Detector {
                     heap_trend,
                     suspects: rank(&site_trends),
                     threshold: limit,
+                    spans: SpanPart::default(),
                 });
             }
+        }
+        let sf = self.spans.tick(t);
+        let base = |kind, threshold, spans| Finding {
+            kind,
+            heap,
+            rss_bytes: proc.rss_bytes,
+            heap_trend,
+            suspects: Vec::new(),
+            threshold,
+            spans,
+        };
+        let live_tasks: u64 = sf.top_sites.iter().map(|s| s.1).sum();
+        if !sf.leaking.is_empty() {
+            out.push(base(
+                AlertKind::TaskLeak,
+                0,
+                SpanPart {
+                    leaking: sf.leaking.clone(),
+                    top_sites: sf.top_sites.clone(),
+                    live_tasks,
+                    latency: None,
+                },
+            ));
+        }
+        if let Some((total, limit)) = sf.over_limit {
+            out.push(base(
+                AlertKind::TaskLimit,
+                limit,
+                SpanPart {
+                    leaking: sf.leaking.clone(),
+                    top_sites: sf.top_sites.clone(),
+                    live_tasks: total,
+                    latency: None,
+                },
+            ));
+        }
+        for l in sf.latency {
+            out.push(base(
+                AlertKind::SpanLatency,
+                l.bound.as_nanos() as u64,
+                SpanPart {
+                    latency: Some(l),
+                    ..SpanPart::default()
+                },
+            ));
         }
         out
     }

@@ -6,6 +6,7 @@ pub(crate) mod flamegraph;
 pub(crate) mod folded;
 pub(crate) mod gzip;
 pub(crate) mod report;
+pub(crate) mod spans;
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
