@@ -144,7 +144,7 @@ impl SpanWatch {
             }
         }
         let mut top: Vec<(Arc<Site>, u64)> = sites.iter().map(|s| (s.clone(), live(s))).collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|t| std::cmp::Reverse(t.1));
         top.truncate(10);
         f.top_sites = top;
 
@@ -159,13 +159,12 @@ impl SpanWatch {
                     .collect(),
                 paths: crate::layer::path_self_times().into_iter().collect(),
             };
-            // The newest copy at least a window old, else the oldest (a partial window).
+            // The newest copy at least a window old: judged once a window is covered.
             let base = self
                 .snaps
                 .iter()
                 .rev()
-                .find(|s| s.t <= t - self.window + self.interval / 2.0)
-                .or(self.snaps.front());
+                .find(|s| s.t <= t - self.window + self.interval / 2.0);
             if let Some(base) = base {
                 for (i, (name, bound)) in self.latency.iter().enumerate() {
                     let w = now.lifetimes[i].since(&base.lifetimes[i]);
