@@ -42,6 +42,10 @@ fn create_close(d: &Dispatch) -> Duration {
     })
 }
 
+/// A layer that does nothing: what layering alone costs.
+struct Noop;
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Noop {}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -50,23 +54,29 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn run(name: &str, per_round: u32, f: fn(&Dispatch) -> Duration) {
     let bare = Dispatch::new(tracing_subscriber::registry());
     let layered = Dispatch::new(tracing_subscriber::registry().with(leakscope::layer()));
-    // Warm up both (tables, slab pages, callsite registration).
+    let noop = Dispatch::new(tracing_subscriber::registry().with(Noop));
+    // Warm up (tables, slab pages, callsite registration).
     f(&bare);
     f(&layered);
-    let (mut ratios, mut b_ns, mut l_ns) = (Vec::new(), Vec::new(), Vec::new());
+    f(&noop);
+    let (mut ratios, mut b_ns, mut l_ns, mut n_ns) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let b = f(&bare).as_nanos() as f64 / f64::from(per_round);
         let l = f(&layered).as_nanos() as f64 / f64::from(per_round);
+        let n = f(&noop).as_nanos() as f64 / f64::from(per_round);
         ratios.push(l / b);
         b_ns.push(b);
         l_ns.push(l);
+        n_ns.push(n);
     }
     let (lo, hi) = ratios
         .iter()
         .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     println!(
-        "{name}: bare Registry {:.1} ns, with leakscope::layer() {:.1} ns, ratio {:.2}x (median of {ROUNDS} rounds; range {lo:.2}-{hi:.2})",
+        "{name}: bare Registry {:.1} ns, with a no-op layer {:.1} ns, with leakscope::layer() {:.1} ns, ratio {:.2}x (median of {ROUNDS} rounds; range {lo:.2}-{hi:.2})",
         median(b_ns),
+        median(n_ns),
         median(l_ns),
         median(ratios),
     );

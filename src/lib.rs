@@ -39,6 +39,9 @@
 //! | `LEAKSCOPE_HEAP_LIMIT` | `none` | a `heap_limit` alert when the exact live heap exceeds this (e.g. `2GiB`) |
 //! | `LEAKSCOPE_COOLDOWN` | `5m` | least time between two alerts of one kind |
 //! | `LEAKSCOPE_MAX_DUMPS` | `20` | most alerts per process that write files |
+//! | `LEAKSCOPE_TASK_SPANS` | `none` | span names that count as tasks besides tokio's `runtime.spawn` |
+//! | `LEAKSCOPE_TASK_LIMIT` | `none` | a `task_limit` alert when live tasks exceed this number |
+//! | `LEAKSCOPE_SPAN_LATENCY` | `none` | `name=200ms,other=1s`: a `span_latency` alert when a span's p99 lifetime over the window exceeds its bound |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
@@ -55,6 +58,12 @@
 //!   for what a closure allocates on the calling thread (parallel tests do not disturb
 //!   each other; no env var needed), and [`assert_no_leak!`] / [`assert_max_alloc!`]
 //!   fail with the stacks that allocated what is left.
+//!
+//! * [`layer`]: a `tracing-subscriber` layer. Per span callsite: counts, busy and
+//!   lifetime percentiles, the exact bytes and blocks allocated while entered
+//!   ([`span_stats`]); tokio tasks (`runtime.spawn` spans, `--cfg tokio_unstable`) by
+//!   spawn site ([`task_stats`]); heap samples taken inside spans get the span names as
+//!   root frames. The monitor raises `task_leak`, `task_limit` and `span_latency`.
 //!
 //! ## Feature flags
 //!
