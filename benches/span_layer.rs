@@ -15,7 +15,7 @@ use tracing_subscriber::prelude::*;
 #[global_allocator]
 static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();
 
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 21;
 const ENTERS: u32 = 200_000;
 const CREATES: u32 = 100_000;
 
@@ -61,11 +61,18 @@ fn run(name: &str, per_round: u32, f: fn(&Dispatch) -> Duration) {
     f(&noop);
     let (mut ratios, mut b_ns, mut l_ns, mut n_ns) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        let b = f(&bare).as_nanos() as f64 / f64::from(per_round);
-        let l = f(&layered).as_nanos() as f64 / f64::from(per_round);
-        let n = f(&noop).as_nanos() as f64 / f64::from(per_round);
+    let mut noop_ratios = Vec::new();
+    for round in 0..ROUNDS {
+        // Rotate the order every round, so no configuration always runs first.
+        let mut t = [0f64; 3];
+        for k in 0..3 {
+            let which = (round + k) % 3;
+            let d = [&bare, &layered, &noop][which];
+            t[which] = f(d).as_nanos() as f64 / f64::from(per_round);
+        }
+        let (b, l, n) = (t[0], t[1], t[2]);
         ratios.push(l / b);
+        noop_ratios.push(l / n);
         b_ns.push(b);
         l_ns.push(l);
         n_ns.push(n);
@@ -74,11 +81,12 @@ fn run(name: &str, per_round: u32, f: fn(&Dispatch) -> Duration) {
         .iter()
         .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     println!(
-        "{name}: bare Registry {:.1} ns, with a no-op layer {:.1} ns, with leakscope::layer() {:.1} ns, ratio {:.2}x (median of {ROUNDS} rounds; range {lo:.2}-{hi:.2})",
+        "{name}: bare Registry {:.1} ns, with a no-op layer {:.1} ns, with leakscope::layer() {:.1} ns, ratio to bare {:.2}x (median of {ROUNDS} rounds; range {lo:.2}-{hi:.2}), ratio to the no-op layer {:.2}x",
         median(b_ns),
         median(n_ns),
         median(l_ns),
         median(ratios),
+        median(noop_ratios),
     );
 }
 

@@ -31,9 +31,8 @@ pub(crate) const PATHS: usize = 4096;
 pub(crate) struct Entered {
     pub(crate) id: u64,
     pub(crate) callsite: u32,
-    /// Its span path (0 = none).
+    /// Its span path, computed when first needed (0 = not yet, or none).
     pub(crate) path: u32,
-    pub(crate) depth: u32,
     /// Clock at enter; 0 = this entry is not timed.
     pub(crate) t0: u64,
     pub(crate) bytes0: u64,
@@ -46,7 +45,6 @@ const NONE: Entered = Entered {
     id: 0,
     callsite: 0,
     path: 0,
-    depth: 0,
     t0: 0,
     bytes0: 0,
     blocks0: 0,
@@ -203,12 +201,16 @@ pub(crate) fn pop(id: u64, elapsed: impl FnOnce(&Entered) -> u64) -> Option<(Ent
             }
             let mut i = n - 1;
             while s.frames[i].get().id != id {
+                // Spans exited out of order: search below the top.
                 if i == 0 {
                     return None;
                 }
                 i -= 1;
             }
-            let e = s.frames[i].get();
+            let mut e = s.frames[i].get();
+            if e.t0 != 0 {
+                e.path = path_upto(s, i);
+            }
             for j in i..n - 1 {
                 s.frames[j].set(s.frames[j + 1].get());
             }
@@ -226,11 +228,49 @@ pub(crate) fn pop(id: u64, elapsed: impl FnOnce(&Entered) -> u64) -> Option<(Ent
         .flatten()
 }
 
-/// The span path of the innermost span this thread has entered (0 = none). Called from
-/// the allocator's sample path: a thread-local read only.
+/// The span path of the frames `0..=i` of this thread's stack, computed from the
+/// deepest frame whose path is known and remembered in the frames (a path only changes
+/// when its frame is popped). Lock-free and allocation-free (trie inserts are one CAS).
+fn path_upto(s: &Stack, i: usize) -> u32 {
+    let last = i.min(PATH_DEPTH as usize - 1);
+    let mut k = last + 1;
+    let mut path = 0;
+    while k > 0 {
+        let p = s.frames[k - 1].get().path;
+        if p != 0 {
+            path = p;
+            break;
+        }
+        k -= 1;
+    }
+    for j in k..=last {
+        let c = &s.frames[j];
+        let mut f = c.get();
+        path = child_path(path, f.callsite);
+        if path == 0 {
+            return 0;
+        }
+        f.path = path;
+        c.set(f);
+    }
+    path
+}
+
+/// The span path of the innermost span this thread has entered (0 = none; spans deeper
+/// than [`PATH_DEPTH`] share their ancestor's path). Called from the allocator's sample
+/// path: thread-local cells and the lock-free, allocation-free path trie only.
 #[inline]
 pub(crate) fn current_path() -> u32 {
-    top().map_or(0, |e| e.path)
+    STACK
+        .try_with(|s| {
+            let n = s.len.get().min(DEPTH);
+            if n == 0 {
+                0
+            } else {
+                path_upto(s, n - 1)
+            }
+        })
+        .unwrap_or(0)
 }
 
 /// High bits of the pseudo return address that carries a span path at the root end of

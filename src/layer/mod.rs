@@ -160,13 +160,6 @@ where
             }
         };
         let parent = current::top();
-        let depth = parent.map_or(0, |p| p.depth) + 1;
-        let parent_path = parent.map_or(0, |p| p.path);
-        let path = if depth <= current::PATH_DEPTH {
-            current::child_path(parent_path, cs)
-        } else {
-            parent_path
-        };
         // Timed with its parent, else one entry in BUSY_EVERY: every entry then has the
         // same chance to be timed, and self times add up within a timed tree.
         let timed = match parent {
@@ -177,8 +170,7 @@ where
         current::push(Entered {
             id: key,
             callsite: cs,
-            path,
-            depth,
+            path: 0,
             t0: if timed { now_ns().max(1) } else { 0 },
             bytes0,
             blocks0,
@@ -197,9 +189,6 @@ where
         }) else {
             return;
         };
-        let Some(s) = callsites::get(e.callsite) else {
-            return;
-        };
         use std::sync::atomic::Ordering::Relaxed;
         if e.bytes0 != u64::MAX && bytes1 != u64::MAX {
             let (db, dn) = (
@@ -207,13 +196,17 @@ where
                 blocks1.wrapping_sub(e.blocks0),
             );
             if db != 0 || dn != 0 {
-                s.alloc_bytes.fetch_add(db, Relaxed);
-                s.alloc_blocks.fetch_add(dn, Relaxed);
+                if let Some(s) = callsites::get(e.callsite) {
+                    s.alloc_bytes.fetch_add(db, Relaxed);
+                    s.alloc_blocks.fetch_add(dn, Relaxed);
+                }
             }
         }
         if e.t0 != 0 {
-            s.busy.record(dt);
-            s.busy_total.fetch_add(dt, Relaxed);
+            if let Some(s) = callsites::get(e.callsite) {
+                s.busy.record(dt);
+                s.busy_total.fetch_add(dt, Relaxed);
+            }
             current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
         }
     }
