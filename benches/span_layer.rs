@@ -19,6 +19,7 @@ const ROUNDS: usize = 21;
 const ENTERS: u32 = 200_000;
 const CREATES: u32 = 100_000;
 
+#[inline(never)]
 fn enter_exit(d: &Dispatch) -> Duration {
     dispatcher::with_default(d, || {
         let span = tracing::info_span!("bench_enter");
@@ -30,6 +31,7 @@ fn enter_exit(d: &Dispatch) -> Duration {
     })
 }
 
+#[inline(never)]
 fn create_close(d: &Dispatch) -> Duration {
     dispatcher::with_default(d, || {
         let t = Instant::now();
@@ -96,6 +98,20 @@ fn main() {
         _session.is_active(),
         "the bench needs the leakscope allocator"
     );
+    // For instruction counts (repeatable on a busy machine), one configuration at a time:
+    // SPAN_BENCH_ONLY=bare|noop|layer valgrind --tool=callgrind \
+    //   --toggle-collect='span_layer::enter_exit' --toggle-collect='span_layer::create_close' <bench binary>
+    if let Ok(which) = std::env::var("SPAN_BENCH_ONLY") {
+        let d = match which.as_str() {
+            "bare" => Dispatch::new(tracing_subscriber::registry()),
+            "noop" => Dispatch::new(tracing_subscriber::registry().with(Noop)),
+            _ => Dispatch::new(tracing_subscriber::registry().with(leakscope::layer())),
+        };
+        // Warm-up outside the counted functions is not possible (they are the loops), so
+        // the counts include one-time costs; they are small against 200k iterations.
+        println!("{which}: {:?} {:?}", enter_exit(&d), create_close(&d));
+        return;
+    }
     run("span enter+exit", ENTERS, enter_exit);
     run("span create+close", CREATES, create_close);
 }

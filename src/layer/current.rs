@@ -81,8 +81,8 @@ thread_local! {
 }
 
 /// The innermost recorded entered span of this thread, if any.
-#[inline]
-pub(crate) fn top() -> Option<Entered> {
+#[cfg(test)]
+fn top() -> Option<Entered> {
     STACK
         .try_with(|s| {
             let n = s.len.get().min(DEPTH);
@@ -171,6 +171,18 @@ pub(crate) fn add_own(bytes: u64, blocks: u64) {
     });
 }
 
+/// Whether this thread has a recorded entered span, and whether it is timed.
+#[inline]
+pub(crate) fn top_timed() -> Option<bool> {
+    STACK
+        .try_with(|s| {
+            let n = s.len.get().min(DEPTH);
+            (n > 0).then(|| s.frames[n - 1].get().t0 != 0)
+        })
+        .ok()
+        .flatten()
+}
+
 /// Pushes an entered span.
 #[inline]
 pub(crate) fn push(e: Entered) {
@@ -216,7 +228,7 @@ pub(crate) fn pop(id: u64, elapsed: impl FnOnce(&Entered) -> u64) -> Option<(Ent
             }
             s.len.set(n - 1);
             let dt = elapsed(&e);
-            if i > 0 {
+            if i > 0 && dt != 0 {
                 let p = &s.frames[i - 1];
                 let mut parent = p.get();
                 parent.child_ns = parent.child_ns.wrapping_add(dt);

@@ -70,7 +70,7 @@ pub(crate) fn now_ns() -> u64 {
 
 /// What the layer keeps in each span's extensions.
 struct SpanData {
-    callsite: u32,
+    /// Clock at creation; 0 = lifetime not timed.
     created: u64,
     task: Option<Arc<tasks::Site>>,
 }
@@ -100,6 +100,7 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        use std::sync::atomic::Ordering::Relaxed;
         let meta = attrs.metadata();
         let Some(cs) = callsites::index(meta) else {
             return;
@@ -107,15 +108,21 @@ where
         let Some(stats) = callsites::get(cs) else {
             return;
         };
+        stats.created.fetch_add(1, Relaxed);
+        current::cache_callsite(id.into_u64(), cs);
+        let timed = current::time_this_span();
+        let is_task = stats.task.load(Relaxed);
+        // Most spans need nothing more: their close is counted from their metadata. A
+        // timed span or a task keeps its data in the span's extensions.
+        if !timed && !is_task {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
         let before = own_allocated();
         let _own = ProfilerGuard::new();
-        stats
-            .created
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let task = if stats.task.load(std::sync::atomic::Ordering::Relaxed) {
+        let task = is_task.then(|| {
             let mut v = TaskFields::default();
             attrs.record(&mut v);
             let loc = tasks::Location {
@@ -128,18 +135,10 @@ where
                 _ => meta.name().to_string(),
             });
             site.spawn();
-            Some(site)
-        } else {
-            None
-        };
-        current::cache_callsite(id.into_u64(), cs);
+            site
+        });
         span.extensions_mut().insert(SpanData {
-            callsite: cs,
-            created: if current::time_this_span() {
-                now_ns().max(1)
-            } else {
-                0
-            },
+            created: if timed { now_ns().max(1) } else { 0 },
             task,
         });
         if let (Some(b), Some(a)) = (before, own_allocated()) {
@@ -159,11 +158,10 @@ where
                 cs
             }
         };
-        let parent = current::top();
         // Timed with its parent, else one entry in BUSY_EVERY: every entry then has the
         // same chance to be timed, and self times add up within a timed tree.
-        let timed = match parent {
-            Some(p) => p.t0 != 0,
+        let timed = match current::top_timed() {
+            Some(t) => t,
             None => current::time_this_entry(),
         };
         let (bytes0, blocks0) = allocated();
@@ -212,22 +210,23 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        use std::sync::atomic::Ordering::Relaxed;
         current::forget_callsite(id.into_u64());
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        let ext = span.extensions();
-        let Some(d) = ext.get::<SpanData>() else {
+        let Some(s) = callsites::index(span.metadata()).and_then(callsites::get) else {
             return;
         };
-        if let Some(s) = callsites::get(d.callsite) {
-            s.closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.closed.fetch_add(1, Relaxed);
+        let ext = span.extensions();
+        if let Some(d) = ext.get::<SpanData>() {
             if d.created != 0 {
                 s.lifetime.record(now_ns().saturating_sub(d.created));
             }
-        }
-        if let Some(t) = &d.task {
-            t.close();
+            if let Some(t) = &d.task {
+                t.close();
+            }
         }
     }
 }
