@@ -54,9 +54,6 @@ const NONE: Entered = Entered {
 struct Stack {
     /// Spans entered (may exceed `DEPTH`: those beyond are not recorded).
     len: Cell<usize>,
-    /// Bytes and blocks the layer itself allocated on this thread (left out of spans).
-    own_bytes: Cell<u64>,
-    own_blocks: Cell<u64>,
     /// Entries left before the next timed one (see [`BUSY_EVERY`]).
     busy_countdown: Cell<u32>,
     /// Spans created left before the next timed one (see [`LIFE_EVERY`]).
@@ -70,8 +67,6 @@ thread_local! {
     static STACK: Stack = const {
         Stack {
             len: Cell::new(0),
-            own_bytes: Cell::new(0),
-            own_blocks: Cell::new(0),
             busy_countdown: Cell::new(0),
             life_countdown: Cell::new(0),
             ids: [const { Cell::new((0, 0)) }; ID_CACHE],
@@ -90,14 +85,6 @@ fn top() -> Option<Entered> {
         })
         .ok()
         .flatten()
-}
-
-/// What the layer itself allocated on this thread so far (bytes, blocks).
-#[inline]
-pub(crate) fn own() -> (u64, u64) {
-    STACK
-        .try_with(|s| (s.own_bytes.get(), s.own_blocks.get()))
-        .unwrap_or((0, 0))
 }
 
 /// True for one call in `every` on this thread (the first one included).
@@ -163,11 +150,18 @@ pub(crate) fn forget_callsite(id: u64) {
     });
 }
 
-/// Counts an allocation of the layer's own on this thread.
-pub(crate) fn add_own(bytes: u64, blocks: u64) {
+/// Leaves an allocation of the layer's own on this thread out of the spans entered on
+/// it: their snapshots at enter move up by as much.
+pub(crate) fn exclude_own(bytes: u64, blocks: u64) {
     let _ = STACK.try_with(|s| {
-        s.own_bytes.set(s.own_bytes.get().wrapping_add(bytes));
-        s.own_blocks.set(s.own_blocks.get().wrapping_add(blocks));
+        for c in &s.frames[..s.len.get().min(DEPTH)] {
+            let mut f = c.get();
+            if f.bytes0 != u64::MAX {
+                f.bytes0 = f.bytes0.wrapping_add(bytes);
+                f.blocks0 = f.blocks0.wrapping_add(blocks);
+                c.set(f);
+            }
+        }
     });
 }
 

@@ -75,17 +75,12 @@ struct SpanData {
     task: Option<Arc<tasks::Site>>,
 }
 
-/// The calling thread's allocated (bytes, blocks), less what the layer itself allocated;
-/// `(u64::MAX, 0)` when unknown (the thread counts into the shared slot).
+/// The calling thread's allocated (bytes, blocks); `(u64::MAX, 0)` when unknown (the
+/// thread counts into the shared slot). The layer's own allocations are taken out of the
+/// entered spans' snapshots instead (`current::exclude_own`).
 #[inline]
 fn allocated() -> (u64, u64) {
-    match own_allocated() {
-        Some((b, n)) => {
-            let (ob, on) = current::own();
-            (b.wrapping_sub(ob), n.wrapping_sub(on))
-        }
-        None => (u64::MAX, 0),
-    }
+    own_allocated().unwrap_or((u64::MAX, 0))
 }
 
 impl<S> Layer<S> for SpanLayer
@@ -142,7 +137,7 @@ where
             task,
         });
         if let (Some(b), Some(a)) = (before, own_allocated()) {
-            current::add_own(a.0.wrapping_sub(b.0), a.1.wrapping_sub(b.1));
+            current::exclude_own(a.0.wrapping_sub(b.0), a.1.wrapping_sub(b.1));
         }
     }
 
