@@ -26,7 +26,8 @@ pub struct SpanStats {
     pub count: u64,
     /// Spans open now.
     pub live: u64,
-    /// Entries (enter–exit pairs) recorded.
+    /// Entries (enter–exit pairs) timed: about one in 32 (see the crate docs), the
+    /// population of the busy percentiles.
     pub entries: u64,
     /// Median time per entry.
     pub busy_p50: Duration,
@@ -36,9 +37,10 @@ pub struct SpanStats {
     pub busy_p99: Duration,
     /// Longest entry.
     pub busy_max: Duration,
-    /// Time entered, summed.
+    /// Time entered, summed: estimated from the timed entries (their sum times 32).
     pub busy_total: Duration,
-    /// Spans closed (the lifetime percentiles' population).
+    /// Spans closed (one in 8 of them, per creating thread, is timed: the lifetime
+    /// percentiles' population).
     pub closed: u64,
     /// Median lifetime.
     pub lifetime_p50: Duration,
@@ -103,7 +105,10 @@ pub fn span_stats() -> Vec<SpanStats> {
                 busy_p95: ns(busy.quantile(0.95)),
                 busy_p99: ns(busy.quantile(0.99)),
                 busy_max: ns(busy.max),
-                busy_total: ns(s.busy_total.load(Relaxed)),
+                busy_total: ns(s
+                    .busy_total
+                    .load(Relaxed)
+                    .saturating_mul(u64::from(current::BUSY_EVERY))),
                 closed,
                 lifetime_p50: ns(life.quantile(0.50)),
                 lifetime_p95: ns(life.quantile(0.95)),
