@@ -391,3 +391,25 @@ fn task_verdicts_with_a_real_runtime() {
         .contains("slow_request"));
     drop(rt);
 }
+
+#[test]
+fn task_span_names_from_the_configuration() {
+    install();
+    let _lock = session_lock();
+    let session = leakscope::init_with(Config::new().monitor(false).task_span("job_task"));
+    assert!(session.is_active());
+    let jobs: Vec<tracing::Span> = (0..5).map(|_| tracing::info_span!("job_task")).collect();
+    // No `loc.*` fields: the site is the span's callsite.
+    let job_site = || {
+        leakscope::task_stats()
+            .into_iter()
+            .find(|t| t.name == "job_task")
+    };
+    let t = job_site().expect("job_task spans count as tasks");
+    assert!(t.site.starts_with("tests/tracing_layer.rs:"), "{t:?}");
+    assert_eq!((t.live, t.spawned), (5, 5));
+    drop(jobs);
+    let t = job_site().unwrap();
+    assert_eq!((t.live, t.closed, t.peak), (0, 5, 5));
+    drop(session);
+}
