@@ -22,16 +22,26 @@ pub enum AlertKind {
     /// The process's CPU use over the leak window exceeds `LEAKSCOPE_CPU_LIMIT` (percent
     /// of one core); a CPU profile is captured.
     CpuLimit,
+    /// Live tasks of a spawn site grew steadily over the leak window (tracing layer).
+    TaskLeak,
+    /// Live tasks, all sites together, exceed `LEAKSCOPE_TASK_LIMIT` (tracing layer).
+    TaskLimit,
+    /// The p99 lifetime of a span named in `LEAKSCOPE_SPAN_LATENCY` over the window
+    /// exceeds its bound (tracing layer).
+    SpanLatency,
 }
 
 impl AlertKind {
     /// The name used in file names and reports: `memory_leak`, `heap_limit`,
-    /// `cpu_limit`.
+    /// `cpu_limit`, `task_leak`, `task_limit`, `span_latency`.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertKind::MemoryLeak => "memory_leak",
             AlertKind::HeapLimit => "heap_limit",
             AlertKind::CpuLimit => "cpu_limit",
+            AlertKind::TaskLeak => "task_leak",
+            AlertKind::TaskLimit => "task_limit",
+            AlertKind::SpanLatency => "span_latency",
         }
     }
 }
@@ -108,6 +118,11 @@ pub struct Alert {
     pub growth: Option<Growth>,
     /// Growing sites, most likely culprit first.
     pub suspects: Vec<Suspect>,
+    /// `task_leak`: the growing spawn sites, fastest first; `task_limit`: the sites with
+    /// the most live tasks. Empty for other kinds.
+    pub tasks: Vec<crate::layer::TaskStats>,
+    /// `span_latency`: the figures of the span callsites of the breaching name.
+    pub spans: Vec<crate::layer::SpanStats>,
     /// Files written for this alert (empty past `LEAKSCOPE_MAX_DUMPS` or if writing
     /// failed).
     pub files: Vec<PathBuf>,
@@ -129,16 +144,19 @@ pub fn on_alert(callback: impl Fn(&Alert) + Send + Sync + 'static) {
     *CALLBACK.lock() = Some(Arc::new(callback));
 }
 
-/// Alerts raised in this process by kind (`memory_leak`, `heap_limit`, `cpu_limit`), for
+/// Alerts raised in this process by kind, in the order of [`AlertKind::ALL`], for
 /// `/metrics`.
-static RAISED: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+static RAISED: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
 
 impl AlertKind {
     /// Every kind, in the order of [`raised_counts`].
-    pub(crate) const ALL: [AlertKind; 3] = [
+    pub(crate) const ALL: [AlertKind; 6] = [
         AlertKind::MemoryLeak,
         AlertKind::HeapLimit,
         AlertKind::CpuLimit,
+        AlertKind::TaskLeak,
+        AlertKind::TaskLimit,
+        AlertKind::SpanLatency,
     ];
 
     fn index(self) -> usize {
@@ -146,6 +164,9 @@ impl AlertKind {
             AlertKind::MemoryLeak => 0,
             AlertKind::HeapLimit => 1,
             AlertKind::CpuLimit => 2,
+            AlertKind::TaskLeak => 3,
+            AlertKind::TaskLimit => 4,
+            AlertKind::SpanLatency => 5,
         }
     }
 }
@@ -153,7 +174,7 @@ impl AlertKind {
 /// How many alerts of each kind this process raised (cooldown-suppressed findings are
 /// not alerts), in the order of [`AlertKind::ALL`].
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn raised_counts() -> [(AlertKind, u64); 3] {
+pub(crate) fn raised_counts() -> [(AlertKind, u64); 6] {
     AlertKind::ALL.map(|k| (k, RAISED[k.index()].load(Ordering::Relaxed)))
 }
 

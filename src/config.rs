@@ -46,6 +46,15 @@ pub const ENV_FORMATS: &str = "LEAKSCOPE_FORMATS";
 /// `127.0.0.1:6060`; a bare port means loopback; `off` = no server.
 pub const ENV_HTTP: &str = "LEAKSCOPE_HTTP";
 
+/// Comma-separated span names that count as tasks (besides tokio's `runtime.spawn`);
+/// `none` = no others.
+pub const ENV_TASK_SPANS: &str = "LEAKSCOPE_TASK_SPANS";
+/// Total live tasks above which a `task_limit` alert fires; `none` = no limit.
+pub const ENV_TASK_LIMIT: &str = "LEAKSCOPE_TASK_LIMIT";
+/// Latency bounds per span name, `name=200ms,other=1s`: a `span_latency` breach when a
+/// span's p99 lifetime over the window exceeds its bound; `none` = no bounds.
+pub const ENV_SPAN_LATENCY: &str = "LEAKSCOPE_SPAN_LATENCY";
+
 /// Default output directory.
 pub const DEFAULT_DIR: &str = "flamegraphs";
 /// Default mean bytes between samples (512 KiB, as Go's `MemProfileRate`).
@@ -96,6 +105,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_MAX_DUMPS, "20"),
     (ENV_FORMATS, "svg,folded,pprof,json"),
     (ENV_HTTP, "off"),
+    (ENV_TASK_SPANS, "none"),
+    (ENV_TASK_LIMIT, "none"),
+    (ENV_SPAN_LATENCY, "none"),
 ];
 
 const BOOL_FORM: &str = "one of 1, true, on, yes (on) or 0, false, off, no (off)";
@@ -121,6 +133,10 @@ const FORMATS_FORM: &str =
     "none, or a comma-separated list from svg, folded, pprof, json, dhat (e.g. svg,pprof)";
 const HTTP_FORM: &str =
     "off, a port (loopback), or an IP address and port (e.g. 6060, 127.0.0.1:6060, [::1]:6060, 0.0.0.0:6060)";
+const NAMES_FORM: &str = "none, or a comma-separated list of span names (e.g. request,job)";
+const TASK_LIMIT_FORM: &str = "none, or a whole number of tasks >= 1 (e.g. 10000)";
+const LATENCY_FORM: &str =
+    "none, or comma-separated name=duration pairs with units ms, s, m or h (e.g. request=200ms,job=1s)";
 
 /// What leakscope does when a session starts.
 ///
@@ -167,6 +183,13 @@ pub struct Config {
     /// Where the HTTP server listens while the session runs (cargo feature `http`);
     /// `None` = no server.
     pub http: Option<SocketAddr>,
+    /// Span names that count as tasks, besides tokio's `runtime.spawn`.
+    pub task_spans: Vec<String>,
+    /// Total live tasks above which a `task_limit` alert fires; `None` = no limit.
+    pub task_limit: Option<u64>,
+    /// `(span name, bound)`: a `span_latency` breach when the p99 lifetime of the spans
+    /// of that name over the window exceeds the bound.
+    pub span_latency: Vec<(String, Duration)>,
 }
 
 impl Default for Config {
@@ -190,6 +213,9 @@ impl Default for Config {
             max_dumps: DEFAULT_MAX_DUMPS,
             formats: DEFAULT_FORMATS.to_vec(),
             http: None,
+            task_spans: Vec::new(),
+            task_limit: None,
+            span_latency: Vec::new(),
         }
     }
 }
@@ -341,6 +367,32 @@ impl Config {
         self
     }
 
+    /// Counts spans named `name` as tasks (besides tokio's `runtime.spawn`).
+    #[must_use]
+    pub fn task_span(mut self, name: &str) -> Config {
+        if !self.task_spans.iter().any(|n| n == name) {
+            self.task_spans.push(name.to_string());
+        }
+        self
+    }
+
+    /// Sets the total live tasks above which a `task_limit` alert fires (`None`: no
+    /// limit).
+    #[must_use]
+    pub fn task_limit(mut self, tasks: Option<u64>) -> Config {
+        self.task_limit = tasks;
+        self
+    }
+
+    /// Bounds the p99 lifetime of spans named `name` over the window (a `span_latency`
+    /// breach above it); replaces an earlier bound for the same name.
+    #[must_use]
+    pub fn span_latency(mut self, name: &str, bound: Duration) -> Config {
+        self.span_latency.retain(|(n, _)| n != name);
+        self.span_latency.push((name.to_string(), bound));
+        self
+    }
+
     /// Reads the `LEAKSCOPE_*` variables strictly: the first invalid value is an error.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var_os(k))
@@ -427,6 +479,24 @@ impl Config {
         if let Some(v) = text(&get, ENV_HTTP, HTTP_FORM)? {
             c.http = parse_http(&v).ok_or_else(|| ConfigError::new(ENV_HTTP, &v, HTTP_FORM))?;
         }
+        if let Some(v) = text(&get, ENV_TASK_SPANS, NAMES_FORM)? {
+            c.task_spans =
+                parse_names(&v).ok_or_else(|| ConfigError::new(ENV_TASK_SPANS, &v, NAMES_FORM))?;
+        }
+        if let Some(v) = text(&get, ENV_TASK_LIMIT, TASK_LIMIT_FORM)? {
+            c.task_limit = if v.trim().eq_ignore_ascii_case("none") {
+                None
+            } else {
+                match v.trim().parse::<u64>() {
+                    Ok(n) if n >= 1 => Some(n),
+                    _ => return Err(ConfigError::new(ENV_TASK_LIMIT, &v, TASK_LIMIT_FORM)),
+                }
+            };
+        }
+        if let Some(v) = text(&get, ENV_SPAN_LATENCY, LATENCY_FORM)? {
+            c.span_latency = parse_latency(&v)
+                .ok_or_else(|| ConfigError::new(ENV_SPAN_LATENCY, &v, LATENCY_FORM))?;
+        }
         Ok(c)
     }
 }
@@ -451,6 +521,45 @@ fn parse_http(v: &str) -> Option<Option<SocketAddr>> {
         ))));
     }
     v.parse().ok().map(Some)
+}
+
+/// `none`/empty -> empty; `a,b` -> the names, deduplicated; an empty item -> `None`.
+fn parse_names(v: &str) -> Option<Vec<String>> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("none") {
+        return Some(Vec::new());
+    }
+    let mut out: Vec<String> = Vec::new();
+    for item in v.split(',').map(str::trim) {
+        if item.is_empty() || item.contains('=') {
+            return None;
+        }
+        if !out.iter().any(|n| n == item) {
+            out.push(item.to_string());
+        }
+    }
+    Some(out)
+}
+
+/// `none`/empty -> empty; `a=200ms,b=1s` -> pairs (a later bound for a name wins); a
+/// missing name, `=` or a bad or zero duration -> `None`.
+fn parse_latency(v: &str) -> Option<Vec<(String, Duration)>> {
+    let v = v.trim();
+    if v.is_empty() || v.eq_ignore_ascii_case("none") {
+        return Some(Vec::new());
+    }
+    let mut out: Vec<(String, Duration)> = Vec::new();
+    for item in v.split(',') {
+        let (name, d) = item.split_once('=')?;
+        let name = name.trim();
+        let d = parse_duration(d).filter(|d| !d.is_zero())?;
+        if name.is_empty() {
+            return None;
+        }
+        out.retain(|(n, _)| n != name);
+        out.push((name.to_string(), d));
+    }
+    Some(out)
 }
 
 /// `off`/empty -> `Some(None)`; `80`, `150%` -> `Some(Some(n))` for n >= 1; else `None`.
@@ -602,203 +711,5 @@ impl fmt::Display for ConfigError {
 impl Error for ConfigError {}
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, OsString> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
-        Config::from_lookup(|k| m.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_when_unset() {
-        assert_eq!(parse(&[]).unwrap(), Config::default());
-        assert!(!Config::default().enabled);
-    }
-
-    #[test]
-    fn switch_values() {
-        for on in ["1", "true", "ON", "yes"] {
-            assert!(parse(&[(ENV_ENABLE, on)]).unwrap().enabled, "{on}");
-        }
-        for off in ["", "0", "false", "Off", "no"] {
-            assert!(!parse(&[(ENV_ENABLE, off)]).unwrap().enabled, "{off}");
-        }
-        let e = parse(&[(ENV_ENABLE, "maybe")]).unwrap_err();
-        assert_eq!(e.var(), ENV_ENABLE);
-        assert_eq!(e.value(), "maybe");
-    }
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("1"), Some(1));
-        assert_eq!(parse_bytes("512KiB"), Some(512 * 1024));
-        assert_eq!(parse_bytes("4 MiB"), Some(4 << 20));
-        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
-        assert_eq!(parse_bytes("64B"), Some(64));
-        for bad in [
-            "",
-            "KiB",
-            "12x",
-            "-1",
-            "1.5MiB",
-            "99999999999999999999",
-            "1kb",
-        ] {
-            assert_eq!(parse_bytes(bad), None, "{bad}");
-        }
-        let e = parse(&[(ENV_SAMPLE_BYTES, "0")]).unwrap_err();
-        assert_eq!(e.var(), ENV_SAMPLE_BYTES);
-        let msg = e.to_string();
-        assert!(
-            msg.contains("LEAKSCOPE_SAMPLE_BYTES") && msg.contains("\"0\"") && msg.contains("KiB"),
-            "{msg}"
-        );
-        assert!(!msg.contains('\n'));
-    }
-
-    #[test]
-    fn durations_and_detector_settings() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_duration(" 5m "), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        for bad in ["", "5", "s", "1.5s", "-1s", "3d", "99999999999999999999h"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-        let c = parse(&[
-            (ENV_INTERVAL, "200ms"),
-            (ENV_LEAK_WINDOW, "5s"),
-            (ENV_LEAK_MIN_BYTES, "64KiB"),
-            (ENV_HEAP_LIMIT, "2GiB"),
-            (ENV_COOLDOWN, "0s"),
-            (ENV_MAX_DUMPS, "3"),
-        ])
-        .unwrap();
-        assert_eq!(c.interval, Duration::from_millis(200));
-        assert_eq!(c.leak_window, Duration::from_secs(5));
-        assert_eq!(c.leak_min_bytes, Some(64 << 10));
-        assert_eq!(c.heap_limit, Some(2 << 30));
-        assert_eq!(c.cooldown, Duration::ZERO);
-        assert_eq!(c.max_dumps, 3);
-        for (var, bad) in [
-            (ENV_INTERVAL, "0ms"),
-            (ENV_INTERVAL, "1"),
-            (ENV_LEAK_WINDOW, "soon"),
-            (ENV_LEAK_MIN_BYTES, "0"),
-            (ENV_HEAP_LIMIT, "lots"),
-            (ENV_COOLDOWN, "5 minutes"),
-            (ENV_MAX_DUMPS, "-1"),
-        ] {
-            let e = parse(&[(var, bad)]).unwrap_err();
-            assert_eq!((e.var(), e.value()), (var, bad));
-            assert!(!e.to_string().contains('\n'));
-        }
-        assert_eq!(parse(&[(ENV_HEAP_LIMIT, "None")]).unwrap().heap_limit, None);
-        assert!(parse(&[]).unwrap().monitor);
-        assert!(!parse(&[(ENV_INTERVAL, "off")]).unwrap().monitor);
-    }
-
-    #[test]
-    fn dir_must_not_be_empty() {
-        assert_eq!(
-            parse(&[(ENV_DIR, "out/x")]).unwrap().dir,
-            PathBuf::from("out/x")
-        );
-        assert_eq!(parse(&[(ENV_DIR, " ")]).unwrap_err().var(), ENV_DIR);
-    }
-
-    #[test]
-    fn cpu_variables() {
-        let c = parse(&[
-            (ENV_CPU_HZ, "250"),
-            (ENV_CPU_SECONDS, "0"),
-            (ENV_CPU_LIMIT, "150%"),
-            (ENV_CPU_ON, "memory_leak, heap_limit,memory_leak"),
-        ])
-        .unwrap();
-        assert_eq!(c.cpu_hz, 250);
-        assert_eq!(c.cpu_seconds, 0);
-        assert_eq!(c.cpu_limit, Some(150));
-        assert_eq!(c.cpu_on, vec!["memory_leak", "heap_limit"]);
-        assert_eq!(parse(&[(ENV_CPU_LIMIT, "80")]).unwrap().cpu_limit, Some(80));
-        assert_eq!(parse(&[(ENV_CPU_LIMIT, "OFF")]).unwrap().cpu_limit, None);
-        assert!(parse(&[(ENV_CPU_ON, "none")]).unwrap().cpu_on.is_empty());
-        for (var, bad) in [
-            (ENV_CPU_HZ, "0"),
-            (ENV_CPU_HZ, "99.5"),
-            (ENV_CPU_HZ, "10001"),
-            (ENV_CPU_HZ, "fast"),
-            (ENV_CPU_SECONDS, "-1"),
-            (ENV_CPU_SECONDS, "10s"),
-            (ENV_CPU_SECONDS, "86401"),
-            (ENV_CPU_LIMIT, "0"),
-            (ENV_CPU_LIMIT, "80.5"),
-            (ENV_CPU_LIMIT, "%"),
-            (ENV_CPU_LIMIT, "-5"),
-            (ENV_CPU_ON, "memory_leak,"),
-            (ENV_CPU_ON, "leak"),
-            (ENV_CPU_ON, "Memory_Leak"),
-        ] {
-            let e = parse(&[(var, bad)]).unwrap_err();
-            assert_eq!((e.var(), e.value()), (var, bad));
-            assert!(!e.to_string().contains('\n'));
-        }
-    }
-
-    #[test]
-    fn formats_and_http() {
-        let c = parse(&[(ENV_FORMATS, "dhat,pprof"), (ENV_HTTP, "6060")]).unwrap();
-        assert_eq!(c.formats, vec![Format::Pprof, Format::Dhat]);
-        assert_eq!(c.http, Some("127.0.0.1:6060".parse().unwrap()));
-        for (v, want) in [
-            ("localhost:0", Some("127.0.0.1:0")),
-            ("[::1]:6060", Some("[::1]:6060")),
-            ("0.0.0.0:6060", Some("0.0.0.0:6060")),
-            ("OFF", None),
-        ] {
-            let got = parse(&[(ENV_HTTP, v)]).unwrap().http;
-            assert_eq!(got, want.map(|w| w.parse().unwrap()), "{v}");
-        }
-        assert!(parse(&[(ENV_FORMATS, "none")]).unwrap().formats.is_empty());
-        for (var, bad) in [
-            (ENV_FORMATS, "svg,png"),
-            (ENV_FORMATS, ""),
-            (ENV_HTTP, "6060x"),
-            (ENV_HTTP, "example.com:6060"),
-            (ENV_HTTP, ":6060"),
-            (ENV_HTTP, "127.0.0.1"),
-            (ENV_HTTP, "70000"),
-        ] {
-            let e = parse(&[(var, bad)]).unwrap_err();
-            assert_eq!((e.var(), e.value()), (var, bad));
-            assert!(!e.to_string().contains('\n'));
-        }
-    }
-
-    #[test]
-    fn which_breaches_capture_cpu() {
-        let c = Config::new();
-        assert!(c.captures_cpu_on("span_latency") && c.captures_cpu_on("cpu_limit"));
-        assert!(!c.captures_cpu_on("memory_leak"));
-        let c = c.cpu_on("memory_leak");
-        assert!(c.captures_cpu_on("memory_leak"));
-        assert!(!c.cpu_seconds(0).captures_cpu_on("span_latency"));
-    }
-
-    #[test]
-    fn documented_defaults_are_the_parser_defaults() {
-        let d = Config::default();
-        for (var, default) in ENV_VARS {
-            let parsed = match *var {
-                ENV_ENABLE => parse(&[(var, default)]).unwrap().enabled == d.enabled,
-                _ => parse(&[(var, default)]).unwrap() == d,
-            };
-            assert!(parsed, "{var}={default} is not the default");
-        }
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -41,6 +41,9 @@
 //! | `LEAKSCOPE_MAX_DUMPS` | `20` | most alerts per process that write files |
 //! | `LEAKSCOPE_FORMATS` | `svg,folded,pprof,json` | files a heap dump writes, comma-separated from `svg`, `folded`, `pprof`, `json`, `dhat`; `none` = no files |
 //! | `LEAKSCOPE_HTTP` | `off` | serve `/debug/pprof/*` and `/metrics` at this address while the session runs (cargo feature `http`); a bare port = loopback |
+//! | `LEAKSCOPE_TASK_SPANS` | `none` | span names that count as tasks besides tokio's `runtime.spawn` |
+//! | `LEAKSCOPE_TASK_LIMIT` | `none` | a `task_limit` alert when live tasks exceed this number |
+//! | `LEAKSCOPE_SPAN_LATENCY` | `none` | `name=200ms,other=1s`: a `span_latency` alert when a span's p99 lifetime over the window exceeds its bound |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
@@ -59,6 +62,12 @@
 //!   for what a closure allocates on the calling thread (parallel tests do not disturb
 //!   each other; no env var needed), and [`assert_no_leak!`] / [`assert_max_alloc!`]
 //!   fail with the stacks that allocated what is left.
+//!
+//! * [`layer`]: a `tracing-subscriber` layer. Per span callsite: counts, busy and
+//!   lifetime percentiles, the exact bytes and blocks allocated while entered
+//!   ([`span_stats`]); tokio tasks (`runtime.spawn` spans, `--cfg tokio_unstable`) by
+//!   spawn site ([`task_stats`]); heap samples taken inside spans get the span names as
+//!   root frames. The monitor raises `task_leak`, `task_limit` and `span_latency`.
 //!
 //! ## Feature flags
 //!
@@ -93,6 +102,7 @@ mod detect;
 mod formats;
 #[cfg(feature = "http")]
 mod http;
+mod layer;
 mod monitor;
 mod profile;
 mod session;
@@ -108,10 +118,12 @@ pub use config::{
     DEFAULT_CPU_SECONDS, DEFAULT_DIR, DEFAULT_INTERVAL, DEFAULT_LEAK_WINDOW, DEFAULT_MAX_DUMPS,
     DEFAULT_SAMPLE_BYTES, ENV_COOLDOWN, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
     ENV_DIR, ENV_ENABLE, ENV_FORMATS, ENV_HEAP_LIMIT, ENV_HTTP, ENV_INTERVAL, ENV_LEAK_MIN_BYTES,
-    ENV_LEAK_WINDOW, ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_VARS, MAX_CPU_HZ,
+    ENV_LEAK_WINDOW, ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_SPAN_LATENCY, ENV_TASK_LIMIT,
+    ENV_TASK_SPANS, ENV_VARS, MAX_CPU_HZ,
 };
 pub use cpu::cpu_profile;
 pub use formats::{Format, DEFAULT_FORMATS};
+pub use layer::{layer, span_stats, task_stats, SpanLayer, SpanStats, TaskStats};
 pub use monitor::__bench_monitor;
 pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};

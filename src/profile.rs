@@ -95,6 +95,9 @@ pub(crate) struct RawStack {
     pub(crate) pcs: Vec<Pc>,
     /// The stack was deeper than leakscope keeps.
     pub(crate) truncated: bool,
+    /// The tracing spans the sample was taken in (a path id of the layer; 0 = none): their
+    /// names are the stack's root-most frames.
+    pub(crate) span_path: u32,
     pub(crate) live_bytes: u64,
     pub(crate) live_blocks: u64,
     pub(crate) alloc_bytes: u64,
@@ -165,11 +168,13 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
     let raw = stacks::snapshot();
     let mut syms: HashMap<usize, Arc<Resolved>> = HashMap::new();
     // Raw stacks merged by trimmed address stack, then those merged by frames into sites.
-    let mut by_pcs: HashMap<(Vec<Pc>, bool), usize> = HashMap::new();
-    let mut stacks_: Vec<(Vec<Pc>, bool, Sums)> = Vec::new();
+    let mut by_pcs: HashMap<(Vec<Pc>, bool, u32), usize> = HashMap::new();
+    let mut stacks_: Vec<(Vec<Pc>, bool, u32, Sums)> = Vec::new();
     let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(raw.len());
     for s in raw {
-        let pcs = trim_stack(&s.frames, |a| {
+        // A sample taken inside tracing spans carries their path at the root end.
+        let (addrs, span_path) = crate::layer::current::split_span_path(&s.frames);
+        let pcs = trim_stack(addrs, |a| {
             syms.entry(a)
                 .or_insert_with(|| symbolize::resolve(a))
                 .clone()
@@ -180,16 +185,16 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
             s.alloc_bytes.saturating_sub(s.free_bytes),
             s.alloc_count.saturating_sub(s.free_count),
         ]);
-        let key = (pcs, s.truncated);
+        let key = (pcs, s.truncated, span_path);
         let i = match by_pcs.get(&key) {
             Some(&i) => i,
             None => {
-                stacks_.push((key.0.clone(), key.1, Sums::default()));
+                stacks_.push((key.0.clone(), key.1, key.2, Sums::default()));
                 by_pcs.insert(key, stacks_.len() - 1);
                 stacks_.len() - 1
             }
         };
-        stacks_[i].2.add(sums);
+        stacks_[i].3.add(sums);
         of_stack.push((s.id, i));
     }
     drop(by_pcs);
@@ -200,8 +205,18 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
     let mut index: HashMap<(Vec<FrameKey>, bool), usize> = HashMap::new();
     let mut site_sums: Vec<(Vec<Frame>, bool, Sums)> = Vec::new();
     let mut site_of: Vec<usize> = Vec::with_capacity(stacks_.len());
-    for (pcs, truncated, sums) in &stacks_ {
-        let frames = frames_of(pcs, |a| syms[&a].clone());
+    let mut span_frames: HashMap<u32, Vec<Frame>> = HashMap::new();
+    for (pcs, truncated, span_path, sums) in &stacks_ {
+        let mut frames = frames_of(pcs, |a| syms[&a].clone());
+        if *span_path != 0 {
+            frames.extend(
+                span_frames
+                    .entry(*span_path)
+                    .or_insert_with(|| crate::layer::span_frames(*span_path))
+                    .iter()
+                    .cloned(),
+            );
+        }
         let key = (frames.iter().map(FrameKey::of).collect(), *truncated);
         let i = match index.get(&key) {
             Some(&i) => i,
@@ -248,14 +263,17 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
         .collect();
     let raw_stacks = stacks_
         .into_iter()
-        .map(|(pcs, truncated, Sums([ab, ac, lb, lc]))| RawStack {
-            pcs,
-            truncated,
-            live_bytes: lb,
-            live_blocks: blocks(lc),
-            alloc_bytes: ab,
-            alloc_blocks: blocks(ac),
-        })
+        .map(
+            |(pcs, truncated, span_path, Sums([ab, ac, lb, lc]))| RawStack {
+                pcs,
+                truncated,
+                span_path,
+                live_bytes: lb,
+                live_blocks: blocks(lc),
+                alloc_bytes: ab,
+                alloc_blocks: blocks(ac),
+            },
+        )
         .collect();
     (
         HeapProfile {
@@ -283,8 +301,14 @@ pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
 pub(crate) fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
+    // A sample taken inside tracing spans carries their path at the root end.
+    let (addrs, span_path) = crate::layer::current::split_span_path(addrs);
     let pcs = trim_stack(addrs, symbolize::resolve);
-    frames_of(&pcs, symbolize::resolve)
+    let mut frames = frames_of(&pcs, symbolize::resolve);
+    if span_path != 0 {
+        frames.extend(crate::layer::span_frames(span_path));
+    }
+    frames
 }
 
 /// Trims a captured stack by address: the leaf end is leakscope's own (the unwinder, the
@@ -339,7 +363,7 @@ fn frames_of(pcs: &[Pc], resolve: impl Fn(usize) -> Arc<Resolved>) -> Vec<Frame>
     }
     if frames.is_empty() {
         frames.push(Frame {
-            function: Arc::from(UNKNOWN),
+            function: symbolize::intern(UNKNOWN),
             file: None,
             line: None,
         });

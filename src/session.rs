@@ -173,6 +173,7 @@ pub fn init_with(config: Config) -> Session {
         eprintln!("leakscope: cannot reserve the profiler's tables; profiling stays off");
         return Session::inert();
     }
+    crate::layer::tasks::set_task_names(&config.task_spans);
     switch::start();
     if !allocator_is_hooked() {
         switch::stop();

@@ -105,6 +105,11 @@ impl Cache {
 
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
+/// `s` as the one shared `Arc<str>` of its text (frames compare names by pointer).
+pub(crate) fn intern(s: &str) -> Arc<str> {
+    CACHE.lock().get_or_insert_with(Cache::default).intern(s)
+}
+
 /// The frames at return address `addr`, innermost (inlined) first.
 pub(crate) fn resolve(addr: usize) -> Arc<Resolved> {
     CACHE

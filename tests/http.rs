@@ -229,7 +229,17 @@ fn endpoints_serve_their_consumers() {
         .filter(|s| s.metric == "leakscope_alerts_total")
         .filter_map(|s| s.labels.get("kind"))
         .collect();
-    assert_eq!(kinds, ["memory_leak", "heap_limit", "cpu_limit"]);
+    assert_eq!(
+        kinds,
+        [
+            "memory_leak",
+            "heap_limit",
+            "cpu_limit",
+            "task_leak",
+            "task_limit",
+            "span_latency"
+        ]
+    );
     assert!(matches!(
         scrape
             .samples

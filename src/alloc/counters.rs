@@ -137,6 +137,16 @@ impl Slot {
         Self::bump(&self.free_blocks, 1, exclusive);
     }
 
+    /// This slot's cumulative allocated (bytes, blocks). Cold side: the tracing layer
+    /// reads its own thread's slot at span enter and exit.
+    #[inline]
+    pub(crate) fn allocated(&self) -> (u64, u64) {
+        (
+            self.alloc_bytes.load(Relaxed),
+            self.alloc_blocks.load(Relaxed),
+        )
+    }
+
     /// This slot's cumulative counts.
     pub(crate) fn read(&self) -> Totals {
         Totals {

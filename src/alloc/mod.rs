@@ -553,6 +553,9 @@ fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
         let mut stack = capture::Captured::empty();
         capture::capture(&mut stack, &mut bounds);
         t.stack.set(bounds);
+        // The tracing layer's span path, if this thread is inside a span (thread-local
+        // reads only).
+        crate::layer::current::mark_span_path(&mut stack);
         if let Some(id) = stacks::intern(&stack) {
             let sample = samples::Sample { stack: id, weight };
             if samples::insert(p as usize, sample) {

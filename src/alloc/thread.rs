@@ -161,6 +161,21 @@ impl Drop for Release {
     }
 }
 
+/// The calling thread's cumulative allocated (bytes, blocks), read from its own
+/// exclusive counter slot; `None` when it has none (it counts into the shared slot, or
+/// has not allocated under a session yet). Cold side: read by the tracing layer at span
+/// enter and exit; never called from the allocation hooks.
+#[inline]
+pub(crate) fn own_allocated() -> Option<(u64, u64)> {
+    STATE
+        .try_with(|t| {
+            let w = t.word.get();
+            (w & (SHARED | UNINIT) == 0).then(|| t.slot.get().allocated())
+        })
+        .ok()
+        .flatten()
+}
+
 /// Marks leakscope's own cold-side work on this thread: allocations made while a guard
 /// lives are counted in the heap totals but never sampled.
 pub(crate) struct ProfilerGuard {

@@ -45,11 +45,24 @@ pub(crate) struct Finding {
     pub(crate) heap_trend: Option<Trend>,
     /// Growing sites, most likely first.
     pub(crate) suspects: Vec<SiteTrend>,
-    /// The limit crossed (`heap_limit` in bytes, `cpu_limit` in percent of one core), or
-    /// the minimum growth used (`memory_leak`).
+    /// The limit crossed (`heap_limit` in bytes, `cpu_limit` in percent of one core,
+    /// `task_limit` in tasks, `span_latency` in ns), or the minimum growth used
+    /// (`memory_leak`).
     pub(crate) threshold: u64,
     /// `cpu_limit`: the process's CPU use over the window, percent of one core.
     pub(crate) cpu_percent: Option<f64>,
+    /// The tracing layer's part: growing spawn sites (`task_leak`), the busiest sites
+    /// and total live tasks (`task_limit`), the latency bound crossed (`span_latency`).
+    pub(crate) spans: SpanPart,
+}
+
+/// The tracing layer's part of a finding.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SpanPart {
+    pub(crate) leaking: Vec<super::spans::TaskTrend>,
+    pub(crate) top_sites: Vec<(std::sync::Arc<crate::layer::tasks::Site>, u64)>,
+    pub(crate) live_tasks: u64,
+    pub(crate) latency: Option<super::spans::LatencyBreach>,
 }
 
 pub(crate) struct Detector {
@@ -68,6 +81,8 @@ pub(crate) struct Detector {
     /// The last tick's counts of every stack (no frames: a suspect's are read when an
     /// alert writes its files).
     counts: stacks::Counts,
+    /// Tasks and span latencies (the tracing layer's figures).
+    spans: super::spans::SpanWatch,
 }
 
 impl Detector {
@@ -91,6 +106,7 @@ impl Detector {
             site_stride,
             ticks: 0,
             counts: stacks::Counts::default(),
+            spans: super::spans::SpanWatch::new(config, window, interval),
         }
     }
 
@@ -147,6 +163,7 @@ impl Detector {
                 suspects: rank(&site_trends),
                 threshold: min,
                 cpu_percent: None,
+                spans: SpanPart::default(),
             });
         }
         if let Some(limit) = self.heap_limit {
@@ -159,6 +176,7 @@ impl Detector {
                     suspects: rank(&site_trends),
                     threshold: limit,
                     cpu_percent: None,
+                    spans: SpanPart::default(),
                 });
             }
         }
@@ -171,7 +189,54 @@ impl Detector {
                 suspects: Vec::new(),
                 threshold: u64::from(self.cpu_limit.unwrap_or(0)),
                 cpu_percent: Some(percent),
+                spans: SpanPart::default(),
             });
+        }
+        let sf = self.spans.tick(t);
+        let base = |kind, threshold, spans| Finding {
+            kind,
+            heap,
+            rss_bytes: proc.rss_bytes,
+            heap_trend,
+            suspects: Vec::new(),
+            threshold,
+            cpu_percent: None,
+            spans,
+        };
+        let live_tasks: u64 = sf.top_sites.iter().map(|s| s.1).sum();
+        if !sf.leaking.is_empty() {
+            out.push(base(
+                AlertKind::TaskLeak,
+                0,
+                SpanPart {
+                    leaking: sf.leaking.clone(),
+                    top_sites: sf.top_sites.clone(),
+                    live_tasks,
+                    latency: None,
+                },
+            ));
+        }
+        if let Some((total, limit)) = sf.over_limit {
+            out.push(base(
+                AlertKind::TaskLimit,
+                limit,
+                SpanPart {
+                    leaking: sf.leaking.clone(),
+                    top_sites: sf.top_sites.clone(),
+                    live_tasks: total,
+                    latency: None,
+                },
+            ));
+        }
+        for l in sf.latency {
+            out.push(base(
+                AlertKind::SpanLatency,
+                l.bound.as_nanos() as u64,
+                SpanPart {
+                    latency: Some(l),
+                    ..SpanPart::default()
+                },
+            ));
         }
         out
     }

@@ -50,7 +50,9 @@ impl Fire {
         let mut alert = Alert {
             kind: f.kind,
             severity: match f.kind {
-                AlertKind::HeapLimit | AlertKind::CpuLimit => Severity::Critical,
+                AlertKind::HeapLimit | AlertKind::CpuLimit | AlertKind::TaskLimit => {
+                    Severity::Critical
+                }
                 _ => Severity::Warning,
             },
             message: message(&f, &suspects),
@@ -71,6 +73,14 @@ impl Fire {
                     confidence: t.confidence,
                 })
                 .collect(),
+            tasks: task_suspects(&f),
+            spans: match &f.spans.latency {
+                Some(l) => crate::layer::span_stats()
+                    .into_iter()
+                    .filter(|s| s.name == l.name)
+                    .collect(),
+                None => Vec::new(),
+            },
             files: Vec::new(),
         };
 
@@ -79,10 +89,29 @@ impl Fire {
             let (p, by_stack) = profile_by_stack();
             let growth = growth_lines(det, &p, &by_stack);
             let seq = write::next_seq();
-            // A CPU profile for kinds configured to capture one (`cpu_limit` always): it
-            // runs in the background and its files appear when it finishes.
-            let cpu_files =
+            // A CPU profile for kinds configured to capture one (`cpu_limit` and
+            // `span_latency` always): it runs in the background and its files appear when it
+            // finishes. A `span_latency` breach also gets the span flamegraph.
+            let mut extra: Vec<PathBuf> =
                 crate::cpu::start_background_cpu_profile(f.kind.as_str(), seq).unwrap_or_default();
+            if let Some(l) = &f.spans.latency {
+                let svg = write::path(&self.dir, seq, &format!("{}-spans", f.kind), "svg");
+                let sub = format!(
+                    "{}: p99 lifetime {:.1} ms > {:.1} ms over {:.0} s ({} timed spans); self time by span stack, estimated from 1 in {} entries",
+                    l.name,
+                    l.p99.as_secs_f64() * 1e3,
+                    l.bound.as_secs_f64() * 1e3,
+                    l.window_secs,
+                    l.spans,
+                    crate::layer::current::BUSY_EVERY,
+                );
+                match write::write_atomic(&svg, |w| {
+                    crate::write::spans::write_span_flamegraph(&l.folded, &sub, w)
+                }) {
+                    Ok(()) => extra.insert(0, svg),
+                    Err(e) => write::report_once(&e),
+                }
+            }
             let result = write_alert_files(
                 &self.dir,
                 seq,
@@ -108,13 +137,19 @@ impl Fire {
                         bytes_per_sec: g.bytes_per_sec,
                         confidence: g.confidence,
                     }),
-                    suspects: suspects
-                        .iter()
-                        .map(|(s, t)| report::Suspect::new(s, Some((t.per_sec, t.confidence))))
-                        .collect(),
+                    suspects: if matches!(f.kind, AlertKind::TaskLeak | AlertKind::TaskLimit) {
+                        task_report_suspects(&f)
+                    } else {
+                        suspects
+                            .iter()
+                            .map(|(s, t)| report::Suspect::new(s, Some((t.per_sec, t.confidence))))
+                            .collect()
+                    },
+                    spans: report::span_rows(),
+                    tasks: report::task_rows(),
                     files: files
                         .iter()
-                        .chain(&cpu_files)
+                        .chain(&extra)
                         .map(|p| p.display().to_string())
                         .collect(),
                     suggestions: suggestions(&f, &suspects),
@@ -131,7 +166,12 @@ impl Fire {
                 },
             );
             match result {
-                Ok(files) => alert.files = files.into_iter().chain(cpu_files).collect(),
+                Ok(mut files) => {
+                    let json = files.pop();
+                    files.extend(extra);
+                    files.extend(json);
+                    alert.files = files;
+                }
                 Err(e) => write::report_once(&e),
             }
             if self.dumps == self.max_dumps {
@@ -224,7 +264,103 @@ fn rate(per_sec: f64) -> String {
     format!("{}/s", human_bytes(per_sec.max(0.0) as u64))
 }
 
+/// The spawn sites an alert names: growing ones (`task_leak`), else the busiest.
+fn task_suspects(f: &Finding) -> Vec<crate::layer::TaskStats> {
+    let want: Vec<&crate::layer::tasks::Site> = match f.kind {
+        AlertKind::TaskLeak => f.spans.leaking.iter().map(|t| &*t.site).collect(),
+        AlertKind::TaskLimit => f.spans.top_sites.iter().map(|t| &*t.0).collect(),
+        _ => return Vec::new(),
+    };
+    let all = crate::layer::task_stats();
+    want.iter()
+        .filter_map(|w| all.iter().find(|s| s.site == w.site).cloned())
+        .collect()
+}
+
+fn task_report_suspects(f: &Finding) -> Vec<report::Suspect> {
+    let row =
+        |site: &crate::layer::tasks::Site, live: u64, trend: Option<&Trend>| report::Suspect {
+            function: site.name.clone(),
+            location: Some(site.site.clone()),
+            frames: Vec::new(),
+            live_bytes: 0,
+            live_blocks: 0,
+            growth_bytes_per_sec: None,
+            confidence: trend.map(|t| t.confidence),
+            live_tasks: Some(live),
+            tasks_per_sec: trend.map(|t| t.per_sec),
+        };
+    match f.kind {
+        AlertKind::TaskLeak => f
+            .spans
+            .leaking
+            .iter()
+            .map(|t| row(&t.site, t.live, Some(&t.trend)))
+            .collect(),
+        _ => f
+            .spans
+            .top_sites
+            .iter()
+            .map(|(s, live)| row(s, *live, None))
+            .collect(),
+    }
+}
+
+fn task_message(f: &Finding) -> String {
+    match f.kind {
+        AlertKind::TaskLeak => {
+            let Some(t) = f.spans.leaking.first() else {
+                return "live tasks grew steadily".to_string();
+            };
+            format!(
+                "live tasks spawned at {} ({}) grew steadily by {:.0} over {:.0} s (+{:.1}/s, confidence {:.1}%), now {} live{}",
+                t.site.site,
+                t.site.name,
+                t.trend.growth,
+                t.trend.span_secs,
+                t.trend.per_sec,
+                100.0 * t.trend.confidence,
+                t.live,
+                if f.spans.leaking.len() > 1 {
+                    format!("; {} more growing sites", f.spans.leaking.len() - 1)
+                } else {
+                    String::new()
+                }
+            )
+        }
+        AlertKind::TaskLimit => {
+            let top = f
+                .spans
+                .top_sites
+                .first()
+                .map(|(s, n)| format!("; most at {} ({}): {n}", s.site, s.name))
+                .unwrap_or_default();
+            format!(
+                "{} live tasks exceed the limit {}{top}",
+                f.spans.live_tasks, f.threshold
+            )
+        }
+        _ => match &f.spans.latency {
+            Some(l) => format!(
+                "span {} p99 lifetime {:.1} ms exceeds {:.1} ms over the last {:.0} s ({} timed spans)",
+                l.name,
+                l.p99.as_secs_f64() * 1e3,
+                l.bound.as_secs_f64() * 1e3,
+                l.window_secs,
+                l.spans
+            ),
+            None => "span latency above its bound".to_string(),
+        },
+    }
+}
+
 fn message(f: &Finding, suspects: &[(Site, Trend)]) -> String {
+    if matches!(
+        f.kind,
+        AlertKind::TaskLeak | AlertKind::TaskLimit | AlertKind::SpanLatency
+    ) {
+        return task_message(f);
+    }
     let top = suspects
         .first()
         .map(|(s, t)| format!("; top suspect {} at +{}", function_of(s), rate(t.per_sec)))
@@ -260,6 +396,24 @@ fn message(f: &Finding, suspects: &[(Site, Trend)]) -> String {
 
 fn suggestions(f: &Finding, suspects: &[(Site, Trend)]) -> Vec<String> {
     let mut out = Vec::new();
+    match f.kind {
+        AlertKind::TaskLeak | AlertKind::TaskLimit => {
+            if let Some(t) = f.spans.leaking.first() {
+                out.push(format!("Look at the spawn at {}: its tasks are spawned faster than they end; check for tasks that wait forever (a channel never closed, a missing timeout, a loop without exit) or are never aborted.", t.site.site));
+            }
+            out.push(
+                "The report's tasks array lists live, peak and spawned tasks by spawn site."
+                    .to_string(),
+            );
+            return out;
+        }
+        AlertKind::SpanLatency => {
+            out.push("Open the -spans.svg flamegraph: time by span stack over the window; the widest frames are where the time goes.".to_string());
+            out.push("A CPU profile of the breach is written as -cpu.svg/.pb.gz when automatic CPU profiles are on (LEAKSCOPE_CPU_SECONDS).".to_string());
+            return out;
+        }
+        _ => {}
+    }
     if f.kind == AlertKind::CpuLimit {
         out.push("Open the -cpu.svg flamegraph (written when the CPU profile finishes, LEAKSCOPE_CPU_SECONDS after the alert) for where the time goes; raise LEAKSCOPE_CPU_LIMIT if this load is expected.".to_string());
         return out;

@@ -11,6 +11,7 @@ pub(crate) mod detector;
 pub(crate) mod fire;
 pub(crate) mod history;
 pub(crate) mod probe;
+pub(crate) mod spans;
 
 use std::fmt;
 use std::io;

@@ -90,6 +90,12 @@ pub(crate) fn dhat_json(p: &HeapProfile, elapsed: Duration, cmd: String) -> Dhat
         if fs.is_empty() {
             push(&mut fs, crate::profile::UNKNOWN.to_string());
         }
+        // The tracing spans the samples were taken in, root-most.
+        if s.span_path != 0 {
+            for f in crate::layer::span_frames(s.span_path) {
+                push(&mut fs, format!("[span] {}", f.function));
+            }
+        }
         if s.truncated {
             push(&mut fs, "[truncated]".to_string());
         }

@@ -9,6 +9,7 @@ pub(crate) mod gzip;
 pub(crate) mod mappings;
 pub(crate) mod pprof;
 pub(crate) mod report;
+pub(crate) mod spans;
 
 use std::fs;
 use std::io::{self, BufWriter, Write};

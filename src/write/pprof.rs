@@ -126,7 +126,7 @@ pub(crate) fn heap_profile(
 
     let mut locations: Vec<Location> = Vec::new();
     let mut location_ids: HashMap<Pc, u64> = HashMap::new();
-    let mut synthetic_ids: HashMap<&'static str, u64> = HashMap::new();
+    let mut synthetic_ids: HashMap<String, u64> = HashMap::new();
     let mut samples: Vec<Sample> = Vec::with_capacity(p.raw.stacks.len());
     for s in &p.raw.stacks {
         let mut ids: Vec<u64> = Vec::with_capacity(s.pcs.len() + 1);
@@ -171,8 +171,8 @@ pub(crate) fn heap_profile(
             };
             ids.push(id);
         }
-        let mut synthetic = |name: &'static str, st: &mut Strings| -> u64 {
-            *synthetic_ids.entry(name).or_insert_with(|| {
+        let mut synthetic = |name: &str, st: &mut Strings| -> u64 {
+            *synthetic_ids.entry(name.to_string()).or_insert_with(|| {
                 let function_id = function_id(st, name, name, "");
                 locations.push(Location {
                     id: locations.len() as u64 + 1,
@@ -189,6 +189,12 @@ pub(crate) fn heap_profile(
         };
         if ids.is_empty() {
             ids.push(synthetic(UNKNOWN, &mut st));
+        }
+        // The tracing spans the samples were taken in, root-most.
+        if s.span_path != 0 {
+            for f in crate::layer::span_frames(s.span_path) {
+                ids.push(synthetic(&f.function, &mut st));
+            }
         }
         if s.truncated {
             ids.push(synthetic(TRUNCATED, &mut st));
@@ -285,6 +291,7 @@ mod tests {
         RawStack {
             pcs,
             truncated,
+            span_path: 0,
             live_bytes: live,
             live_blocks: 1,
             alloc_bytes: alloc,

@@ -27,6 +27,10 @@ pub(crate) struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) growth: Option<GrowthReport>,
     pub(crate) suspects: Vec<Suspect>,
+    /// Span callsites seen by the tracing layer (empty without it).
+    pub(crate) spans: Vec<SpanRow>,
+    /// Tasks by spawn site (empty without the tracing layer or tasks).
+    pub(crate) tasks: Vec<TaskRow>,
     pub(crate) files: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) suggestions: Vec<String>,
@@ -81,6 +85,86 @@ pub(crate) struct Suspect {
     pub(crate) growth_bytes_per_sec: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) confidence: Option<f64>,
+    /// A task suspect: its spawn site's live tasks now and their growth rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) live_tasks: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tasks_per_sec: Option<f64>,
+}
+
+/// One span callsite's figures.
+#[derive(Serialize)]
+pub(crate) struct SpanRow {
+    pub(crate) name: String,
+    pub(crate) target: String,
+    pub(crate) callsite: Option<String>,
+    pub(crate) count: u64,
+    pub(crate) live: u64,
+    pub(crate) busy_p50_ns: u64,
+    pub(crate) busy_p95_ns: u64,
+    pub(crate) busy_p99_ns: u64,
+    pub(crate) busy_max_ns: u64,
+    pub(crate) busy_total_ns: u64,
+    pub(crate) lifetime_p50_ns: u64,
+    pub(crate) lifetime_p95_ns: u64,
+    pub(crate) lifetime_p99_ns: u64,
+    pub(crate) lifetime_max_ns: u64,
+    pub(crate) alloc_bytes: u64,
+    pub(crate) alloc_blocks: u64,
+    pub(crate) sampled_live_bytes: u64,
+}
+
+/// One spawn site's tasks.
+#[derive(Serialize)]
+pub(crate) struct TaskRow {
+    pub(crate) site: String,
+    pub(crate) name: String,
+    pub(crate) live: u64,
+    pub(crate) peak: u64,
+    pub(crate) spawned: u64,
+    pub(crate) closed: u64,
+}
+
+/// The layer's span rows now.
+pub(crate) fn span_rows() -> Vec<SpanRow> {
+    let ns = |d: std::time::Duration| d.as_nanos() as u64;
+    crate::layer::span_stats()
+        .into_iter()
+        .map(|s| SpanRow {
+            busy_p50_ns: ns(s.busy_p50),
+            busy_p95_ns: ns(s.busy_p95),
+            busy_p99_ns: ns(s.busy_p99),
+            busy_max_ns: ns(s.busy_max),
+            busy_total_ns: ns(s.busy_total),
+            lifetime_p50_ns: ns(s.lifetime_p50),
+            lifetime_p95_ns: ns(s.lifetime_p95),
+            lifetime_p99_ns: ns(s.lifetime_p99),
+            lifetime_max_ns: ns(s.lifetime_max),
+            name: s.name,
+            target: s.target,
+            callsite: s.callsite,
+            count: s.count,
+            live: s.live,
+            alloc_bytes: s.alloc_bytes,
+            alloc_blocks: s.alloc_blocks,
+            sampled_live_bytes: s.sampled_live_bytes,
+        })
+        .collect()
+}
+
+/// The layer's task rows now.
+pub(crate) fn task_rows() -> Vec<TaskRow> {
+    crate::layer::task_stats()
+        .into_iter()
+        .map(|t| TaskRow {
+            site: t.site,
+            name: t.name,
+            live: t.live,
+            peak: t.peak,
+            spawned: t.spawned,
+            closed: t.closed,
+        })
+        .collect()
 }
 
 impl Suspect {
@@ -95,6 +179,8 @@ impl Suspect {
             live_blocks: s.live_blocks,
             growth_bytes_per_sec: growth.map(|g| g.0),
             confidence: growth.map(|g| g.1),
+            live_tasks: None,
+            tasks_per_sec: None,
         }
     }
 }
@@ -132,6 +218,8 @@ impl Report {
             },
             growth: None,
             suspects,
+            spans: span_rows(),
+            tasks: task_rows(),
             files: files.iter().map(|p| p.display().to_string()).collect(),
             suggestions: Vec::new(),
             history: Vec::new(),

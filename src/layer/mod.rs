@@ -1,0 +1,316 @@
+//! The tracing layer ([`layer`]): span timings, allocations while entered, tasks by spawn
+//! site, and the span path that heap samples record.
+//!
+//! Cold side, but on the program's threads: every callback is constant time, takes no
+//! lock held across user code (the task-site table's read lock covers one hash lookup),
+//! allocates only when a callsite or spawn site is first seen plus one extension per
+//! span (the registry's own per-span storage), and keeps its figures in fixed tables and
+//! fixed-size histograms.
+
+pub(crate) mod callsites;
+pub(crate) mod current;
+pub(crate) mod hist;
+mod stats;
+pub(crate) mod tasks;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id};
+use tracing_core::{Interest, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+pub(crate) use stats::{lifetime_of, path_names, path_self_times, span_frames};
+pub use stats::{span_stats, task_stats, SpanStats, TaskStats};
+
+use crate::alloc::thread::{own_allocated, ProfilerGuard};
+use current::Entered;
+
+/// leakscope's [`tracing_subscriber::Layer`]: per span callsite, counts, time entered
+/// and lifetime percentiles, and the exact bytes and blocks allocated while entered;
+/// tasks (tokio's `runtime.spawn` spans and `LEAKSCOPE_TASK_SPANS`) by spawn site; and
+/// the span stack of every heap sample (span names become the root frames of heap
+/// flamegraphs). Make one with [`layer`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct SpanLayer {}
+
+/// The tracing layer: add it to a [`tracing_subscriber::Registry`], with any other layers
+/// and filters.
+///
+/// ```no_run
+/// use tracing_subscriber::prelude::*;
+///
+/// tracing_subscriber::registry()
+///     .with(leakscope::layer())
+///     .init();
+/// ```
+///
+/// It records from the moment it is installed, whether or not a session runs; the
+/// allocation figures and heap samples need a running session (`LEAKSCOPE=1` and
+/// [`init`](crate::init)). Span names listed in `LEAKSCOPE_TASK_SPANS` count as tasks
+/// (read here and again when a session starts).
+#[must_use]
+pub fn layer() -> SpanLayer {
+    if let Ok(c) = crate::config::Config::from_env() {
+        tasks::set_task_names(&c.task_spans);
+    }
+    SpanLayer {}
+}
+
+/// Nanoseconds since the layer's clock started.
+#[inline]
+pub(crate) fn now_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// What the layer keeps in each span's extensions.
+struct SpanData {
+    /// Clock at creation; 0 = lifetime not timed.
+    created: u64,
+    task: Option<Arc<tasks::Site>>,
+}
+
+/// The calling thread's allocated (bytes, blocks); `(u64::MAX, 0)` when unknown (the
+/// thread counts into the shared slot). The layer's own allocations are taken out of the
+/// entered spans' snapshots instead (`current::exclude_own`).
+#[inline]
+fn allocated() -> (u64, u64) {
+    own_allocated().unwrap_or((u64::MAX, 0))
+}
+
+impl<S> Layer<S> for SpanLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_span() {
+            let _ = callsites::index(meta);
+        }
+        Interest::always()
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let meta = attrs.metadata();
+        let Some(cs) = callsites::index(meta) else {
+            return;
+        };
+        let Some(stats) = callsites::get(cs) else {
+            return;
+        };
+        stats.created.fetch_add(1, Relaxed);
+        current::cache_callsite(id.into_u64(), cs);
+        let timed = current::time_this_span();
+        let is_task = stats.task.load(Relaxed);
+        // Most spans need nothing more: their close is counted from their metadata. A
+        // timed span or a task keeps its data in the span's extensions.
+        if !timed && !is_task {
+            return;
+        }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let before = own_allocated();
+        let _own = ProfilerGuard::new();
+        let task = is_task.then(|| {
+            let mut v = TaskFields::default();
+            attrs.record(&mut v);
+            let loc = tasks::Location {
+                file: v.file.as_str(),
+                line: v.line,
+            };
+            let (file, line) = tasks::site_of(&loc, meta);
+            let site = tasks::site(file, line, || match v.name.as_str() {
+                Some(n) if !n.is_empty() => n.to_string(),
+                _ => meta.name().to_string(),
+            });
+            site.spawn();
+            site
+        });
+        span.extensions_mut().insert(SpanData {
+            created: if timed { now_ns().max(1) } else { 0 },
+            task,
+        });
+        if let (Some(b), Some(a)) = (before, own_allocated()) {
+            current::exclude_own(a.0.wrapping_sub(b.0), a.1.wrapping_sub(b.1));
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        let key = id.into_u64();
+        let cs = match current::cached_callsite(key) {
+            Some(cs) => cs,
+            None => {
+                let Some(cs) = ctx.metadata(id).and_then(callsites::index) else {
+                    return;
+                };
+                current::cache_callsite(key, cs);
+                cs
+            }
+        };
+        // Timed with its parent, else one entry in BUSY_EVERY: every entry then has the
+        // same chance to be timed, and self times add up within a timed tree.
+        let timed = match current::top_timed() {
+            Some(t) => t,
+            None => current::time_this_entry(),
+        };
+        let (bytes0, blocks0) = allocated();
+        current::push(Entered {
+            id: key,
+            callsite: cs,
+            path: 0,
+            t0: if timed { now_ns().max(1) } else { 0 },
+            bytes0,
+            blocks0,
+            child_ns: 0,
+        });
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        let (bytes1, blocks1) = allocated();
+        let Some((e, dt)) = current::pop(id.into_u64(), |e| {
+            if e.t0 == 0 {
+                0
+            } else {
+                now_ns().saturating_sub(e.t0)
+            }
+        }) else {
+            return;
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        if e.bytes0 != u64::MAX && bytes1 != u64::MAX {
+            let (db, dn) = (
+                bytes1.wrapping_sub(e.bytes0),
+                blocks1.wrapping_sub(e.blocks0),
+            );
+            if db != 0 || dn != 0 {
+                if let Some(s) = callsites::get(e.callsite) {
+                    s.alloc_bytes.fetch_add(db, Relaxed);
+                    s.alloc_blocks.fetch_add(dn, Relaxed);
+                }
+            }
+        }
+        if e.t0 != 0 {
+            if let Some(s) = callsites::get(e.callsite) {
+                s.busy.record(dt);
+                s.busy_total.fetch_add(dt, Relaxed);
+            }
+            current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        current::forget_callsite(id.into_u64());
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let Some(s) = callsites::index(span.metadata()).and_then(callsites::get) else {
+            return;
+        };
+        s.closed.fetch_add(1, Relaxed);
+        let ext = span.extensions();
+        if let Some(d) = ext.get::<SpanData>() {
+            if d.created != 0 {
+                s.lifetime.record(now_ns().saturating_sub(d.created));
+            }
+            if let Some(t) = &d.task {
+                t.close();
+            }
+        }
+    }
+}
+
+/// A short text kept without allocating (longer text is cut at a character boundary).
+struct SmallText {
+    buf: [u8; 192],
+    len: usize,
+    set: bool,
+}
+
+impl Default for SmallText {
+    fn default() -> SmallText {
+        SmallText {
+            buf: [0; 192],
+            len: 0,
+            set: false,
+        }
+    }
+}
+
+impl SmallText {
+    fn as_str(&self) -> Option<&str> {
+        if !self.set {
+            return None;
+        }
+        std::str::from_utf8(&self.buf[..self.len]).ok()
+    }
+}
+
+impl fmt::Write for SmallText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.set = true;
+        for c in s.chars() {
+            let n = c.len_utf8();
+            if self.len + n > self.buf.len() {
+                break;
+            }
+            c.encode_utf8(&mut self.buf[self.len..self.len + n]);
+            self.len += n;
+        }
+        Ok(())
+    }
+}
+
+/// The fields of a task span that name its spawn site.
+#[derive(Default)]
+struct TaskFields {
+    file: SmallText,
+    line: Option<u64>,
+    name: SmallText,
+}
+
+impl Visit for TaskFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        use fmt::Write;
+        match field.name() {
+            "loc.file" => {
+                let _ = self.file.write_str(value);
+            }
+            "task.name" => {
+                let _ = self.name.write_str(value);
+            }
+            _ => {}
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "loc.line" {
+            self.line = Some(value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "loc.line" {
+            self.line = u64::try_from(value).ok();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        use fmt::Write;
+        match field.name() {
+            "loc.file" => {
+                let _ = write!(self.file, "{value:?}");
+            }
+            "task.name" => {
+                let _ = write!(self.name, "{value:?}");
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Reading the layer's figures: [`span_stats`], [`task_stats`], and the folded lines of
+//! the span flamegraph.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use super::{callsites, current, tasks};
+use crate::alloc::thread::ProfilerGuard;
+
+/// The figures of one span callsite, from [`span_stats`].
+///
+/// Times: *busy* is the time of one entry (enter to exit; for a tokio task span, one
+/// poll), *lifetime* the time from the span's creation to its close. Percentiles come
+/// from fixed log-linear histograms (within ±6.25%; the maximum is exact).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpanStats {
+    /// The span's name.
+    pub name: String,
+    /// The span's target (usually its module path).
+    pub target: String,
+    /// `file:line` of the callsite, where known.
+    pub callsite: Option<String>,
+    /// Spans created.
+    pub count: u64,
+    /// Spans open now.
+    pub live: u64,
+    /// Entries (enter–exit pairs) timed: about one in 32 (see the crate docs), the
+    /// population of the busy percentiles.
+    pub entries: u64,
+    /// Median time per entry.
+    pub busy_p50: Duration,
+    /// 95th percentile of the time per entry.
+    pub busy_p95: Duration,
+    /// 99th percentile of the time per entry.
+    pub busy_p99: Duration,
+    /// Longest entry.
+    pub busy_max: Duration,
+    /// Time entered, summed: estimated from the timed entries (their sum times 32).
+    pub busy_total: Duration,
+    /// Spans closed (one in 8 of them, per creating thread, is timed: the lifetime
+    /// percentiles' population).
+    pub closed: u64,
+    /// Median lifetime.
+    pub lifetime_p50: Duration,
+    /// 95th percentile of the lifetime.
+    pub lifetime_p95: Duration,
+    /// 99th percentile of the lifetime.
+    pub lifetime_p99: Duration,
+    /// Longest lifetime.
+    pub lifetime_max: Duration,
+    /// Bytes the entering threads allocated while the span was entered (exact, needs a
+    /// session; includes what nested spans allocated).
+    pub alloc_bytes: u64,
+    /// Blocks allocated while entered.
+    pub alloc_blocks: u64,
+    /// Estimated live heap bytes of samples taken while this span was on the entered
+    /// stack (sampled, needs a session).
+    pub sampled_live_bytes: u64,
+}
+
+/// Tasks of one spawn site, from [`task_stats`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskStats {
+    /// `file:line` of the spawn (tokio's `loc.file`/`loc.line`), else the span's
+    /// callsite.
+    pub site: String,
+    /// The task's name (`task.name`) when it has one, else the span's name.
+    pub name: String,
+    /// Tasks alive now (spawned and not yet dropped).
+    pub live: u64,
+    /// Most tasks alive at once.
+    pub peak: u64,
+    /// Tasks spawned.
+    pub spawned: u64,
+    /// Tasks ended (dropped).
+    pub closed: u64,
+}
+
+/// The figures of every span callsite seen by [`layer`](crate::layer), most time entered
+/// first. Empty when no layer is installed.
+pub fn span_stats() -> Vec<SpanStats> {
+    let _own = ProfilerGuard::new();
+    let live = sampled_live_by_callsite();
+    let mut out: Vec<SpanStats> = callsites::all()
+        .map(|(i, s)| {
+            let busy = s.busy.snapshot();
+            let life = s.lifetime.snapshot();
+            let created = s.created.load(Relaxed);
+            let closed = s.closed.load(Relaxed);
+            let ns = Duration::from_nanos;
+            SpanStats {
+                name: s.meta.name().to_string(),
+                target: s.meta.target().to_string(),
+                callsite: s
+                    .meta
+                    .file()
+                    .map(|f| format!("{f}:{}", s.meta.line().unwrap_or(0))),
+                count: created,
+                live: created.saturating_sub(closed),
+                entries: busy.count(),
+                busy_p50: ns(busy.quantile(0.50)),
+                busy_p95: ns(busy.quantile(0.95)),
+                busy_p99: ns(busy.quantile(0.99)),
+                busy_max: ns(busy.max),
+                busy_total: ns(s
+                    .busy_total
+                    .load(Relaxed)
+                    .saturating_mul(u64::from(current::BUSY_EVERY))),
+                closed,
+                lifetime_p50: ns(life.quantile(0.50)),
+                lifetime_p95: ns(life.quantile(0.95)),
+                lifetime_p99: ns(life.quantile(0.99)),
+                lifetime_max: ns(life.max),
+                alloc_bytes: s.alloc_bytes.load(Relaxed),
+                alloc_blocks: s.alloc_blocks.load(Relaxed),
+                sampled_live_bytes: live.get(&i).copied().unwrap_or(0),
+            }
+        })
+        .filter(|s| s.count > 0 || s.entries > 0)
+        .collect();
+    out.sort_by(|a, b| b.busy_total.cmp(&a.busy_total).then(a.name.cmp(&b.name)));
+    out
+}
+
+/// Tasks by spawn site (see [`TaskStats`]), most live first. Empty when no layer is
+/// installed or no task span was seen.
+pub fn task_stats() -> Vec<TaskStats> {
+    let _own = ProfilerGuard::new();
+    let mut out: Vec<TaskStats> = tasks::all()
+        .iter()
+        .map(|t| TaskStats {
+            site: t.site.clone(),
+            name: t.name.clone(),
+            live: t.live.load(Relaxed).max(0) as u64,
+            peak: t.peak.load(Relaxed).max(0) as u64,
+            spawned: t.spawned.load(Relaxed),
+            closed: t.closed.load(Relaxed),
+        })
+        .collect();
+    out.sort_by(|a, b| b.live.cmp(&a.live).then(a.site.cmp(&b.site)));
+    out
+}
+
+/// Estimated live bytes of the heap samples by callsite on their span path (each
+/// callsite once per path).
+fn sampled_live_by_callsite() -> HashMap<u32, u64> {
+    let mut out: HashMap<u32, u64> = HashMap::new();
+    if !crate::alloc::switch::session_running() {
+        return out;
+    }
+    let mut paths: HashMap<u32, Vec<u32>> = HashMap::new();
+    for s in crate::alloc::stacks::snapshot() {
+        let (_, path) = current::split_span_path(&s.frames);
+        if path == 0 {
+            continue;
+        }
+        let live = s.alloc_bytes.saturating_sub(s.free_bytes);
+        let cs = paths
+            .entry(path)
+            .or_insert_with(|| current::callsites_of(path));
+        let mut seen: Vec<u32> = Vec::with_capacity(cs.len());
+        for &c in cs.iter() {
+            if !seen.contains(&c) {
+                seen.push(c);
+                *out.entry(c).or_default() += live;
+            }
+        }
+    }
+    out
+}
+
+/// Span names of a path, outermost first, made safe for folded stacks.
+pub(crate) fn path_names(path: u32) -> Vec<String> {
+    current::callsites_of(path)
+        .into_iter()
+        .filter_map(callsites::get)
+        .map(|s| crate::write::folded::frame_name(s.meta.name()))
+        .collect()
+}
+
+/// Self time (ns) by span path since the process started: `(path, ns)`.
+pub(crate) fn path_self_times() -> Vec<(u32, u64)> {
+    current::self_times()
+}
+
+/// The span frames of path `path`, innermost first (to append at the root end of a
+/// symbolized stack).
+pub(crate) fn span_frames(path: u32) -> Vec<crate::profile::Frame> {
+    let mut v: Vec<crate::profile::Frame> = current::callsites_of(path)
+        .into_iter()
+        .filter_map(callsites::get)
+        .map(|s| crate::profile::Frame {
+            function: crate::symbolize::intern(s.meta.name()),
+            file: s.meta.file().map(crate::symbolize::intern),
+            line: s.meta.line(),
+        })
+        .collect();
+    v.reverse();
+    v
+}
+
+/// Windowed lifetime histograms of the spans named `name` (all callsites merged).
+pub(crate) fn lifetime_of(name: &str) -> super::hist::Snapshot {
+    let mut out = super::hist::Snapshot::default();
+    for (_, s) in callsites::all() {
+        if s.meta.name() == name {
+            out.add(&s.lifetime.snapshot());
+        }
+    }
+    out
+}
