@@ -10,7 +10,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 
 use super::thread::STATE;
-use super::{alloc_other, count_fast_realloc, raw_alloc, realloc_other};
+use super::{alloc_other, count_fast_alloc, count_fast_realloc, raw_alloc, realloc_other};
 
 /// `System`'s smallest guaranteed `malloc` alignment on this target, or less (it only has
 /// to be at most the standard library's `MIN_ALIGN`).
@@ -75,18 +75,7 @@ pub(super) fn direct_result(p: *mut u8, size: usize) -> *mut u8 {
 /// `size` is non-zero and `direct` holds for the caller's layout.
 #[inline(never)]
 pub(super) unsafe fn direct_alloc<const ZEROED: bool>(size: usize, s: u32) -> *mut u8 {
-    let counted = STATE.try_with(|t| {
-        if t.word.get() != s {
-            return false;
-        }
-        let c = t.countdown.get().wrapping_sub(size as i64);
-        if c < 0 {
-            return false;
-        }
-        t.countdown.set(c);
-        t.slot.get().on_alloc(size as u64, true);
-        true
-    });
+    let counted = STATE.try_with(|t| count_fast_alloc(t, s, size as u64));
     if counted != Ok(true) {
         // SAFETY: the caller's contract is passed on.
         return unsafe { direct_alloc_other::<ZEROED>(size, s) };

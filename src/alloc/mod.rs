@@ -191,15 +191,9 @@ unsafe fn hooked_alloc<A: GlobalAlloc, const ZEROED: bool>(
     let zeroed = ZEROED;
     let size = layout.size() as u64;
     let counted = STATE.try_with(|t| {
-        if t.word.get() != s {
+        if !count_fast_alloc(t, s, size) {
             return false;
         }
-        let c = t.countdown.get().wrapping_sub(size as i64);
-        if c < 0 {
-            return false;
-        }
-        t.countdown.set(c);
-        t.slot.get().on_alloc(size, true);
         t.parked.set(size);
         t.word.set(s | IN_HOOK);
         true
@@ -421,6 +415,22 @@ unsafe fn hooked_realloc<A: GlobalAlloc>(
         unsafe { inner.realloc(ptr, layout, new_size) },
         uncount_failed_realloc,
     )
+}
+
+/// The common case of a hooked `alloc` on this thread (same session, no flag, no sample
+/// point reached): counts the block. False, with nothing counted, otherwise.
+#[inline(always)]
+pub(super) fn count_fast_alloc(t: &ThreadState, s: u32, size: u64) -> bool {
+    if t.word.get() != s {
+        return false;
+    }
+    let c = t.countdown.get().wrapping_sub(size as i64);
+    if c < 0 {
+        return false;
+    }
+    t.countdown.set(c);
+    t.slot.get().on_alloc(size, true);
+    true
 }
 
 /// The common case of a hooked `realloc` on this thread (same session, no flag, old block

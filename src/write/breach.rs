@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use inferno::differential;
-use inferno::flamegraph::{color::BasicPalette, color::Palette, from_lines, Options};
+use inferno::flamegraph::{color::BasicPalette, from_lines};
 
 use super::human_bytes;
 use super::report::Report;
@@ -41,18 +41,17 @@ pub(crate) fn write_growth_flamegraph<W: Write>(g: &GrowthLines, w: W) -> io::Re
         lines.push("[no sampled live allocations] 0 1");
     }
     let grown: i64 = sum(&g.after) - sum(&g.before);
-    let mut opts = Options::default();
-    opts.title = "Live heap growth by allocation stack".to_string();
-    opts.subtitle = Some(format!(
+    let mut opts = super::flamegraph::options(
+        "Live heap growth by allocation stack",
+        format!(
         "over the last {:.0} s: sampled live bytes {}{}; red grew, blue shrank; width = live now",
         g.window_secs,
         if grown >= 0 { "+" } else { "-" },
         human_bytes(grown.unsigned_abs()),
-    ));
-    opts.count_name = "bytes".to_string();
-    opts.colors = Palette::Basic(BasicPalette::Mem);
-    opts.hash = true;
-    opts.deterministic = true;
+    ),
+        "bytes",
+        BasicPalette::Mem,
+    );
     from_lines(&mut opts, lines.iter().copied(), w)
 }
 

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use inferno::flamegraph::{color::BasicPalette, color::Palette, from_lines, Options};
+use inferno::flamegraph::{color::BasicPalette, from_lines};
 
 use super::{gzip, path, write_atomic};
 use crate::cpu::CpuTitle;
@@ -47,19 +47,13 @@ pub(crate) fn write_cpu_flamegraph<W: Write>(
     if lines.is_empty() {
         lines.push("[no CPU samples] 1");
     }
-    let mut opts = Options::default();
-    opts.title = "CPU time by stack".to_string();
-    opts.subtitle = Some(format!(
+    let mut opts = super::flamegraph::options("CPU time by stack", format!(
         "{} samples at {} Hz over {:.1} s of wall time (one sample ~ {:.1} ms of CPU); root frames are threads",
         title.samples,
         title.hz,
         title.wall.as_secs_f64(),
         1000.0 / f64::from(title.hz.max(1)),
-    ));
-    opts.count_name = "samples".to_string();
-    opts.colors = Palette::Basic(BasicPalette::Hot);
-    opts.hash = true;
-    opts.deterministic = true;
+    ), "samples", BasicPalette::Hot);
     from_lines(&mut opts, lines, w)
 }
 

@@ -17,26 +17,43 @@ impl HeapProfile {
         if empty {
             lines.push("[no sampled live allocations] 1".to_string());
         }
-        let mut opts = Options::default();
-        opts.title = "Live heap by allocation stack".to_string();
-        opts.subtitle = Some(format!(
-            "live {} in {} blocks, peak {}, total {} in {} blocks; sampled every {}{}",
-            human_bytes(s.live_bytes),
-            s.live_blocks,
-            human_bytes(s.peak_bytes),
-            human_bytes(s.total_bytes),
-            s.total_blocks,
-            human_bytes(self.sample_bytes()),
-            if empty {
-                " (no sampled block is live)"
-            } else {
-                ""
-            },
-        ));
-        opts.count_name = "bytes".to_string();
-        opts.colors = Palette::Basic(BasicPalette::Mem);
-        opts.hash = true;
-        opts.deterministic = true;
+        let mut opts = options(
+            "Live heap by allocation stack",
+            format!(
+                "live {} in {} blocks, peak {}, total {} in {} blocks; sampled every {}{}",
+                human_bytes(s.live_bytes),
+                s.live_blocks,
+                human_bytes(s.peak_bytes),
+                human_bytes(s.total_bytes),
+                s.total_blocks,
+                human_bytes(self.sample_bytes()),
+                if empty {
+                    " (no sampled block is live)"
+                } else {
+                    ""
+                },
+            ),
+            "bytes",
+            BasicPalette::Mem,
+        );
         from_lines(&mut opts, lines.iter().map(String::as_str), w)
     }
+}
+
+/// The options every leakscope flamegraph uses: title, subtitle, what a sample counts,
+/// a palette; frames coloured by name (stable across files), deterministic output.
+pub(crate) fn options(
+    title: &str,
+    subtitle: String,
+    count_name: &str,
+    palette: BasicPalette,
+) -> Options<'static> {
+    let mut opts = Options::default();
+    opts.title = title.to_string();
+    opts.subtitle = Some(subtitle);
+    opts.count_name = count_name.to_string();
+    opts.colors = Palette::Basic(palette);
+    opts.hash = true;
+    opts.deterministic = true;
+    opts
 }

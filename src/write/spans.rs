@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use inferno::flamegraph::{color::BasicPalette, color::Palette, from_lines, Options};
+use inferno::flamegraph::{color::BasicPalette, from_lines};
 
 /// Writes an SVG of `folded` (`outer;inner ns` lines) titled with `subtitle`.
 pub(crate) fn write_span_flamegraph<W: Write>(
@@ -15,13 +15,12 @@ pub(crate) fn write_span_flamegraph<W: Write>(
     if lines.is_empty() {
         lines.push("[no timed spans in the window] 1");
     }
-    let mut opts = Options::default();
-    opts.title = "Time by span stack".to_string();
-    opts.subtitle = Some(subtitle.to_string());
-    opts.count_name = "ns".to_string();
-    opts.colors = Palette::Basic(BasicPalette::Aqua);
-    opts.hash = true;
-    opts.deterministic = true;
+    let mut opts = super::flamegraph::options(
+        "Time by span stack",
+        subtitle.to_string(),
+        "ns",
+        BasicPalette::Aqua,
+    );
     from_lines(&mut opts, lines, w)
 }
 
