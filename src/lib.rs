@@ -73,7 +73,9 @@
 //!
 //! * `http` (off by default): with `LEAKSCOPE_HTTP=127.0.0.1:6060` (or
 //!   [`Config::http`]) the session serves `/debug/pprof/heap`, `/debug/pprof/allocs`,
-//!   `/debug/pprof/profile?seconds=N`, `/metrics` (Prometheus) and
+//!   `/debug/pprof/profile?seconds=N`, with the tracing [`layer`] `/debug/pprof/goroutine`
+//!   (live tasks by spawn site) and `/debug/pprof/spans` (time by span stack), `/metrics`
+//!   (Prometheus) and
 //!   `/debug/leakscope/report` (see the README for Parca, Pyroscope and Prometheus).
 //!   std::net only, no extra dependency.
 //! * `cpu-frame-pointer`: CPU profiles walk frame pointers instead of using libgcc's

@@ -3,7 +3,8 @@
 //! parser from crates.io reads `/metrics`, the report is JSON; bad parameters are 400,
 //! requests are served concurrently while a CPU profile runs and while clients that
 //! never send or never read hold connections, a second CPU profile is refused, and the
-//! server is gone when the session ends.
+//! server is gone when the session ends. With the tracing layer installed, `go tool
+//! pprof` reads the task and span profiles and `/metrics` has the task and span series.
 
 mod common;
 
@@ -284,9 +285,9 @@ fn endpoints_serve_their_consumers() {
         ),
         (b"GET /nothing HTTP/1.1\r\n\r\n", 404, "no endpoint"),
         (
-            b"GET /debug/pprof/goroutine HTTP/1.1\r\n\r\n",
-            404,
-            "tracing layer",
+            b"GET /debug/pprof/goroutine?debug=2 HTTP/1.1\r\n\r\n",
+            400,
+            "only debug=0",
         ),
         (b"DELETE /metrics HTTP/1.1\r\n\r\n", 405, "read-only"),
         (b"garbage\r\n\r\n", 400, "malformed request line"),
@@ -318,4 +319,155 @@ fn endpoints_serve_their_consumers() {
         TcpStream::connect(addr).is_err(),
         "still listening on {addr}"
     );
+}
+
+/// Enters `http_test_outer` with `http_test_inner` inside it `n` times on this thread.
+fn http_test_spans(n: usize) {
+    for i in 0..n {
+        let _outer = tracing::info_span!("http_test_outer").entered();
+        let _inner = tracing::info_span!("http_test_inner").entered();
+        black_box(vec![i as u8; 64]);
+    }
+}
+
+#[test]
+fn task_and_span_profiles_and_metrics() {
+    use tracing_subscriber::prelude::*;
+    let _l = session_lock();
+    tracing_subscriber::registry()
+        .with(leakscope::layer())
+        .init();
+    let dir = TempDir::new("http-layer");
+    let session = leakscope::init_with(
+        Config::new()
+            .dir(dir.path())
+            .http(Some("127.0.0.1:0".parse().unwrap())),
+    );
+    let addr = session.http_addr().expect("the server runs");
+    let base = format!("http://{addr}");
+    // Five named tasks that stay alive until their senders go; spans entered enough
+    // times that some entries are timed (one in 32 per thread).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let senders: Vec<tokio::sync::oneshot::Sender<()>> = rt.block_on(async {
+        (0..5)
+            .map(|_| {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                tokio::task::Builder::new()
+                    .name("http_test_task")
+                    .spawn(async move { rx.await.ok() })
+                    .unwrap();
+                tx
+            })
+            .collect()
+    });
+    http_test_spans(256);
+    let task = leakscope::task_stats()
+        .into_iter()
+        .find(|t| t.name == "http_test_task")
+        .expect("the named tasks are counted (tokio emits task spans only with --cfg tokio_unstable, set in .cargo/config.toml)");
+    assert_eq!((task.live, task.spawned), (5, 5), "{task:?}");
+    assert!(
+        task.site.starts_with(concat!(file!(), ":")),
+        "spawn site {:?}",
+        task.site
+    );
+    let frame = format!("task http_test_task at {}", task.site);
+
+    // The task profile: Go's pprof reads it over HTTP as a goroutine profile.
+    let url = format!("{base}/debug/pprof/goroutine");
+    let raw = go_pprof(&["-raw"], &url);
+    assert!(raw.contains("goroutine/count"), "{raw}");
+    assert!(raw.contains(&frame), "{raw}");
+    let top = go_pprof(&["-top"], &url);
+    assert!(top.contains("Type: goroutine"), "{top}");
+    let line = top
+        .lines()
+        .find(|l| l.contains(&frame))
+        .unwrap_or_else(|| panic!("no {frame} in\n{top}"));
+    assert_eq!(line.split_whitespace().next(), Some("5"), "{line}");
+
+    // The span profile: self time by span stack, inner under outer.
+    let url = format!("{base}/debug/pprof/spans");
+    let raw = go_pprof(&["-raw"], &url);
+    assert!(raw.contains("busy/nanoseconds"), "{raw}");
+    let top = go_pprof(&["-top"], &url);
+    assert!(top.contains("http_test_inner"), "{top}");
+    let (status, gz) = get(addr, "/debug/pprof/spans");
+    assert_eq!(status, 200);
+    let p = decode_gz(&gz);
+    let name = |loc: u64| {
+        let l = &p.location[loc as usize - 1];
+        let f = &p.function[l.line[0].function_id as usize - 1];
+        p.string_table[f.name as usize].as_str()
+    };
+    assert!(
+        p.sample.iter().any(|s| s.location_id.len() == 2
+            && name(s.location_id[0]) == "http_test_inner"
+            && name(s.location_id[1]) == "http_test_outer"
+            && s.value[0] > 0),
+        "no timed http_test_outer;http_test_inner sample"
+    );
+
+    // /metrics: live and spawned tasks by site, span busy-time summaries.
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text format");
+    let task_value = |metric: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == metric
+                    && s.labels.get("name") == Some("http_test_task")
+                    && s.labels.get("site") == Some(task.site.as_str())
+            })
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| panic!("no {metric} for the task site in\n{text}"))
+    };
+    assert_eq!(
+        task_value("leakscope_tasks_live"),
+        prometheus_parse::Value::Gauge(5.0)
+    );
+    assert_eq!(
+        task_value("leakscope_tasks_spawned_total"),
+        prometheus_parse::Value::Counter(5.0)
+    );
+    let inner = |metric: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && s.labels.get("name") == Some("http_test_inner"))
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| panic!("no {metric} for http_test_inner in\n{text}"))
+    };
+    match inner("leakscope_span_busy_seconds") {
+        prometheus_parse::Value::Summary(qs) => {
+            let q: Vec<f64> = qs.iter().map(|q| q.quantile).collect();
+            assert_eq!(q, [0.5, 0.95, 0.99]);
+            assert!(qs.iter().all(|q| q.count > 0.0), "{qs:?}");
+        }
+        other => panic!("not a summary: {other:?}"),
+    }
+    let stats = leakscope::span_stats()
+        .into_iter()
+        .find(|s| s.name == "http_test_inner")
+        .unwrap();
+    match inner("leakscope_span_busy_seconds_count") {
+        prometheus_parse::Value::Untyped(n) => assert!(n >= 1.0 && n <= stats.entries as f64),
+        other => panic!("{other:?}"),
+    }
+    match inner("leakscope_span_busy_seconds_sum") {
+        prometheus_parse::Value::Untyped(s) => assert!(s > 0.0),
+        other => panic!("{other:?}"),
+    }
+
+    drop(senders);
+    drop(rt);
+    drop(session);
 }

@@ -334,6 +334,31 @@ fn task_verdicts_with_a_real_runtime() {
         Some(want.as_str())
     );
     assert!(leak.message.contains(&want), "{}", leak.message);
+    // The task profile beside the alert: the leaking site, with its live tasks.
+    let pb = leak
+        .files
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("-task_leak-tasks.pb.gz"))
+        .unwrap_or_else(|| panic!("no task profile in {:?}", leak.files));
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(pb).unwrap()),
+        &mut raw,
+    )
+    .unwrap();
+    let p = <pprof::protos::Profile as pprof::protos::Message>::decode(&raw[..]).unwrap();
+    assert_eq!(p.string_table[p.sample_type[0].ty as usize], "goroutine");
+    let at = format!(" at {want}");
+    let sample = p
+        .sample
+        .iter()
+        .find(|s| {
+            let l = &p.location[s.location_id[0] as usize - 1];
+            let f = &p.function[l.line[0].function_id as usize - 1];
+            p.string_table[f.name as usize].ends_with(&at)
+        })
+        .unwrap_or_else(|| panic!("no sample{at}: {:?}", p.string_table));
+    assert!(sample.value[0] >= 16, "{:?}", sample.value);
     let json = leak
         .files
         .iter()

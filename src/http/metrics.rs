@@ -107,6 +107,7 @@ pub(crate) fn render() -> String {
             )],
         },
     ];
+    families.extend(layer_families());
     if let Some(rss) = process.rss_bytes {
         families.push(Family {
             name: "process_resident_memory_bytes",
@@ -126,6 +127,73 @@ pub(crate) fn render() -> String {
     let mut out = String::with_capacity(4096);
     for f in &families {
         write_family(&mut out, f);
+    }
+    out
+}
+
+/// The tracing layer's families: tasks by spawn site, and span busy times as summaries
+/// (one per span name and callsite). Empty families are left out.
+fn layer_families() -> Vec<Family<'static>> {
+    let tasks = crate::layer::task_stats();
+    let site_labels = |t: &crate::layer::TaskStats| {
+        format!(
+            "{{site=\"{}\",name=\"{}\"}}",
+            escape_label(&t.site),
+            escape_label(&t.name)
+        )
+    };
+    let mut out = Vec::new();
+    if !tasks.is_empty() {
+        out.push(Family {
+            name: "leakscope_tasks_live",
+            kind: "gauge",
+            help: "Tasks alive now (spawned, not yet dropped), by spawn site.",
+            samples: tasks
+                .iter()
+                .map(|t| (site_labels(t), t.live as f64))
+                .collect(),
+        });
+        out.push(Family {
+            name: "leakscope_tasks_spawned_total",
+            kind: "counter",
+            help: "Tasks spawned, by spawn site.",
+            samples: tasks
+                .iter()
+                .map(|t| (site_labels(t), t.spawned as f64))
+                .collect(),
+        });
+    }
+    let spans = crate::layer::span_stats();
+    let mut busy = Vec::new();
+    for s in spans.iter().filter(|s| s.entries > 0) {
+        let base = format!(
+            "name=\"{}\",callsite=\"{}\"",
+            escape_label(&s.name),
+            escape_label(s.callsite.as_deref().unwrap_or(""))
+        );
+        for (q, d) in [
+            ("0.5", s.busy_p50),
+            ("0.95", s.busy_p95),
+            ("0.99", s.busy_p99),
+        ] {
+            busy.push((format!("{{{base},quantile=\"{q}\"}}"), d.as_secs_f64()));
+        }
+        // `_sum` and `_count` over the same population: the timed entries. `busy_total`
+        // is their sum scaled up to all entries, so `_sum` is scaled back down.
+        let every = f64::from(crate::layer::current::BUSY_EVERY);
+        busy.push((
+            format!("_sum{{{base}}}"),
+            s.busy_total.as_secs_f64() / every,
+        ));
+        busy.push((format!("_count{{{base}}}"), s.entries as f64));
+    }
+    if !busy.is_empty() {
+        out.push(Family {
+            name: "leakscope_span_busy_seconds",
+            kind: "summary",
+            help: "Time per span entry (enter to exit; a tokio task's poll), from the timed entries only (a fixed fraction of all entries, see the crate docs).",
+            samples: busy,
+        });
     }
     out
 }

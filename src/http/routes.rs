@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{metrics, Request, Response};
 use crate::profile::profile;
+use crate::write::layer_pprof::{span_pprof_gz, task_pprof_gz};
 use crate::write::pprof::{heap_pprof_gz, DefaultSample};
 use crate::write::report::Report;
 
@@ -20,7 +21,8 @@ const INDEX: &str =
 /debug/pprof/heap              live heap, gzipped pprof (default sample type inuse_space)
 /debug/pprof/allocs            the same profile, default sample type alloc_space
 /debug/pprof/profile?seconds=N CPU profile of N seconds (1 to 300, default 30), gzipped pprof
-/debug/pprof/goroutine         live tasks by spawn site (needs leakscope's tracing layer)
+/debug/pprof/goroutine         live tasks by spawn site, gzipped pprof (needs leakscope::layer())
+/debug/pprof/spans             self time by span stack, gzipped pprof (needs leakscope::layer())
 /metrics                       Prometheus text format
 /debug/leakscope/report        the JSON report, now";
 
@@ -53,16 +55,8 @@ fn route(req: &Request, wait: &dyn Fn(Duration)) -> Response {
         "/debug/pprof/heap" => heap(req, DefaultSample::InuseSpace),
         "/debug/pprof/allocs" => heap(req, DefaultSample::AllocSpace),
         "/debug/pprof/profile" => cpu(req, wait),
-        "/debug/pprof/goroutine" => match no_params(req, &["debug"]) {
-            Err(r) => r,
-            Ok(()) => match task_profile() {
-                Some(gz) => Response::bytes(PPROF_TYPE, gz),
-                None => Response::text(
-                    404,
-                    "no task profile: live tasks by spawn site need leakscope's tracing layer, which this build does not have",
-                ),
-            },
-        },
+        "/debug/pprof/goroutine" => layer_profile(req, "task", task_pprof_gz),
+        "/debug/pprof/spans" => layer_profile(req, "span", span_pprof_gz),
         "/metrics" => match no_params(req, &[]) {
             Ok(()) => Response::bytes(metrics::CONTENT_TYPE, metrics::render().into_bytes()),
             Err(r) => r,
@@ -71,10 +65,7 @@ fn route(req: &Request, wait: &dyn Fn(Duration)) -> Response {
             Ok(()) => report(),
             Err(r) => r,
         },
-        other => Response::text(
-            404,
-            format!("no endpoint {other:?}; see / for the list"),
-        ),
+        other => Response::text(404, format!("no endpoint {other:?}; see / for the list")),
     }
 }
 
@@ -164,11 +155,21 @@ fn report() -> Response {
     }
 }
 
-/// The gzipped pprof task profile (live tasks by spawn site, like Go's goroutine
-/// profile), once leakscope's tracing layer counts tasks; `None` until then, and
-/// `/debug/pprof/goroutine` answers 404.
-pub(crate) fn task_profile() -> Option<Vec<u8>> {
-    None
+/// A profile of the tracing layer's figures (`what`: "task" or "span"); `debug=0` only.
+fn layer_profile(req: &Request, what: &str, gz: fn() -> io::Result<Vec<u8>>) -> Response {
+    if let Err(r) = no_params(req, &["debug"]) {
+        return r;
+    }
+    if let Some(v) = param(req, "debug").filter(|v| *v != "0") {
+        return Response::text(
+            400,
+            format!("debug={v:?}: only debug=0 (the protobuf) is served"),
+        );
+    }
+    match gz() {
+        Ok(gz) => Response::bytes(PPROF_TYPE, gz),
+        Err(e) => Response::text(500, format!("cannot encode the {what} profile: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +204,8 @@ mod tests {
             ),
             ("/debug/pprof/heap?gc=2", "expected 0 or 1"),
             ("/debug/pprof/heap?debug=1", "only debug=0"),
+            ("/debug/pprof/goroutine?debug=2", "only debug=0"),
+            ("/debug/pprof/spans?seconds=1", "accepted: debug"),
             ("/metrics?x=1", "accepted: none"),
         ] {
             let r = get(target);
@@ -214,9 +217,11 @@ mod tests {
     #[test]
     fn other_paths_and_methods() {
         assert_eq!(get("/nope").status, 404);
-        let r = get("/debug/pprof/goroutine");
-        assert_eq!(r.status, 404);
-        assert!(body(&r).contains("tracing layer"));
+        for path in ["/debug/pprof/goroutine", "/debug/pprof/spans"] {
+            let r = get(path);
+            assert_eq!(r.status, 200, "{path}: {}", body(&r));
+            assert_eq!(&r.body[..2], &[0x1f, 0x8b], "{path}: gzipped");
+        }
         assert_eq!(get("/").status, 200);
         let post = Request::parse(b"POST /debug/pprof/heap HTTP/1.1\r\n\r\n").unwrap();
         let r = handle(&post, &|_| {});

@@ -112,6 +112,18 @@ impl Fire {
                     Err(e) => write::report_once(&e),
                 }
             }
+            // A task alert also gets the task profile (live tasks by spawn site) as pprof.
+            if matches!(f.kind, AlertKind::TaskLeak | AlertKind::TaskLimit)
+                && write::formats_now().contains(&crate::Format::Pprof)
+            {
+                let pb = write::path(&self.dir, seq, &format!("{}-tasks", f.kind), "pb.gz");
+                match write::write_atomic(&pb, |w| {
+                    w.write_all(&crate::write::layer_pprof::task_pprof_gz()?)
+                }) {
+                    Ok(()) => extra.insert(0, pb),
+                    Err(e) => write::report_once(&e),
+                }
+            }
             let result = write_alert_files(
                 &self.dir,
                 seq,

@@ -6,6 +6,7 @@ pub(crate) mod dhat;
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
 pub(crate) mod gzip;
+pub(crate) mod layer_pprof;
 pub(crate) mod mappings;
 pub(crate) mod pprof;
 pub(crate) mod report;

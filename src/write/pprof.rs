@@ -32,13 +32,13 @@ pub(crate) enum DefaultSample {
 const TRUNCATED: &str = "[truncated]";
 
 /// Strings of a profile: index 0 is always `""`.
-struct Strings {
-    table: Vec<String>,
+pub(super) struct Strings {
+    pub(super) table: Vec<String>,
     index: HashMap<String, i64>,
 }
 
 impl Strings {
-    fn new() -> Strings {
+    pub(super) fn new() -> Strings {
         let mut s = Strings {
             table: Vec::new(),
             index: HashMap::new(),
@@ -47,7 +47,7 @@ impl Strings {
         s
     }
 
-    fn get(&mut self, v: &str) -> i64 {
+    pub(super) fn get(&mut self, v: &str) -> i64 {
         if let Some(&i) = self.index.get(v) {
             return i;
         }
@@ -58,7 +58,7 @@ impl Strings {
     }
 }
 
-fn to_i64(n: u64) -> i64 {
+pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
