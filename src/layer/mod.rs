@@ -27,7 +27,6 @@ pub(crate) use stats::{lifetime_of, path_names, path_self_times, span_frames};
 pub use stats::{span_stats, task_stats, SpanStats, TaskStats};
 
 use crate::alloc::thread::{own_allocated, ProfilerGuard};
-use current::Entered;
 
 /// leakscope's [`tracing_subscriber::Layer`]: per span callsite, counts, time entered
 /// and lifetime percentiles, and the exact bytes and blocks allocated while entered;
@@ -83,6 +82,27 @@ fn allocated() -> (u64, u64) {
     own_allocated().unwrap_or((u64::MAX, 0))
 }
 
+/// Adds what the thread allocated between the counters at enter (`before`) and at exit
+/// (`after`) to `callsite`'s figures (nothing when either is unknown or nothing was
+/// allocated).
+#[inline]
+fn add_allocated(callsite: u32, before: (u64, u64), after: (u64, u64)) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if before.0 == u64::MAX || after.0 == u64::MAX {
+        return;
+    }
+    let (db, dn) = (
+        after.0.wrapping_sub(before.0),
+        after.1.wrapping_sub(before.1),
+    );
+    if db != 0 || dn != 0 {
+        if let Some(s) = callsites::get(callsite) {
+            s.alloc_bytes.fetch_add(db, Relaxed);
+            s.alloc_blocks.fetch_add(dn, Relaxed);
+        }
+    }
+}
+
 impl<S> Layer<S> for SpanLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -104,9 +124,9 @@ where
             return;
         };
         stats.created.fetch_add(1, Relaxed);
-        current::cache_callsite(id.into_u64(), cs);
         let timed = current::time_this_span();
         let is_task = stats.task.load(Relaxed);
+        current::cache_created(id.into_u64(), cs, !timed && !is_task);
         // Most spans need nothing more: their close is counted from their metadata. A
         // timed span or a task keeps its data in the span's extensions.
         if !timed && !is_task {
@@ -153,27 +173,18 @@ where
                 cs
             }
         };
-        // Timed with its parent, else one entry in BUSY_EVERY: every entry then has the
-        // same chance to be timed, and self times add up within a timed tree.
-        let timed = match current::top_timed() {
-            Some(t) => t,
-            None => current::time_this_entry(),
-        };
         let (bytes0, blocks0) = allocated();
-        current::push(Entered {
-            id: key,
-            callsite: cs,
-            path: 0,
-            t0: if timed { now_ns().max(1) } else { 0 },
-            bytes0,
-            blocks0,
-            child_ns: 0,
-        });
+        current::enter(key, cs, bytes0, blocks0);
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         let (bytes1, blocks1) = allocated();
-        let Some((e, dt)) = current::pop(id.into_u64(), |e| {
+        let key = id.into_u64();
+        if let Some((cs, bytes0, blocks0)) = current::pop_untimed(key) {
+            add_allocated(cs, (bytes0, blocks0), (bytes1, blocks1));
+            return;
+        }
+        let Some((e, dt)) = current::pop(key, |e| {
             if e.t0 == 0 {
                 0
             } else {
@@ -183,18 +194,7 @@ where
             return;
         };
         use std::sync::atomic::Ordering::Relaxed;
-        if e.bytes0 != u64::MAX && bytes1 != u64::MAX {
-            let (db, dn) = (
-                bytes1.wrapping_sub(e.bytes0),
-                blocks1.wrapping_sub(e.blocks0),
-            );
-            if db != 0 || dn != 0 {
-                if let Some(s) = callsites::get(e.callsite) {
-                    s.alloc_bytes.fetch_add(db, Relaxed);
-                    s.alloc_blocks.fetch_add(dn, Relaxed);
-                }
-            }
-        }
+        add_allocated(e.callsite, (e.bytes0, e.blocks0), (bytes1, blocks1));
         if e.t0 != 0 {
             if let Some(s) = callsites::get(e.callsite) {
                 s.busy.record(dt);
@@ -206,7 +206,13 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         use std::sync::atomic::Ordering::Relaxed;
-        current::forget_callsite(id.into_u64());
+        if let Some(cs) = current::close_plain(id.into_u64()) {
+            // Created on this thread with no extension: the cache has its callsite.
+            if let Some(s) = callsites::get(cs) {
+                s.closed.fetch_add(1, Relaxed);
+            }
+            return;
+        }
         let Some(span) = ctx.span(&id) else {
             return;
         };
