@@ -119,18 +119,6 @@ const CREATED_HERE: u32 = 1 << 31;
 const PLAIN: u32 = 1 << 30;
 const CALLSITE_MASK: u32 = PLAIN - 1;
 
-/// The callsite of span `id` if this thread has it cached.
-#[inline]
-pub(crate) fn cached_callsite(id: u64) -> Option<u32> {
-    STACK
-        .try_with(|s| {
-            let (k, c) = s.ids[id_slot(id)].get();
-            (k == id).then_some(c & CALLSITE_MASK)
-        })
-        .ok()
-        .flatten()
-}
-
 /// Caches the callsite of span `id` on this thread (seen at enter).
 #[inline]
 pub(crate) fn cache_callsite(id: u64, callsite: u32) {
@@ -185,13 +173,43 @@ pub(crate) fn exclude_own(bytes: u64, blocks: u64) {
     });
 }
 
+/// The common enter: when this thread has span `id`'s callsite cached, records the
+/// entry (see [`enter`]) and returns true; false leaves the stack alone (the caller
+/// looks the callsite up and calls [`enter`]).
+#[inline]
+pub(crate) fn enter_cached(id: u64, allocated: impl FnOnce() -> (u64, u64)) -> bool {
+    STACK
+        .try_with(|s| {
+            let (k, c) = s.ids[id_slot(id)].get();
+            if k != id {
+                return false;
+            }
+            let (bytes0, blocks0) = allocated();
+            push_entry(s, id, c & CALLSITE_MASK, bytes0, blocks0);
+            true
+        })
+        .unwrap_or(true)
+}
+
 /// Records that this thread entered span `id` (of `callsite`), with its allocation
-/// counters at enter: one thread-local access. The entry is timed with its parent, else
-/// one entry in [`BUSY_EVERY`]: every entry then has the same chance to be timed, and
-/// self times add up within a timed tree.
+/// counters at enter. The entry is timed with its parent, else one entry in
+/// [`BUSY_EVERY`]: every entry then has the same chance to be timed, and self times add
+/// up within a timed tree.
 #[inline]
 pub(crate) fn enter(id: u64, callsite: u32, bytes0: u64, blocks0: u64) {
-    let _ = STACK.try_with(|s| {
+    let _ = STACK.try_with(|s| push_entry(s, id, callsite, bytes0, blocks0));
+}
+
+/// The clock for a timed entry (out of line: one entry in [`BUSY_EVERY`]).
+#[cold]
+#[inline(never)]
+fn entry_clock() -> u64 {
+    super::now_ns().max(1)
+}
+
+#[inline(always)]
+fn push_entry(s: &Stack, id: u64, callsite: u32, bytes0: u64, blocks0: u64) {
+    {
         let n = s.len.get();
         s.len.set(n + 1);
         if n >= DEPTH {
@@ -205,12 +223,12 @@ pub(crate) fn enter(id: u64, callsite: u32, bytes0: u64, blocks0: u64) {
             id,
             callsite,
             path: 0,
-            t0: if timed { super::now_ns().max(1) } else { 0 },
+            t0: if timed { entry_clock() } else { 0 },
             bytes0,
             blocks0,
             child_ns: 0,
         });
-    });
+    }
 }
 
 /// Pushes an entered span.

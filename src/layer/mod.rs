@@ -87,7 +87,6 @@ fn allocated() -> (u64, u64) {
 /// allocated).
 #[inline]
 fn add_allocated(callsite: u32, before: (u64, u64), after: (u64, u64)) {
-    use std::sync::atomic::Ordering::Relaxed;
     if before.0 == u64::MAX || after.0 == u64::MAX {
         return;
     }
@@ -96,10 +95,56 @@ fn add_allocated(callsite: u32, before: (u64, u64), after: (u64, u64)) {
         after.1.wrapping_sub(before.1),
     );
     if db != 0 || dn != 0 {
-        if let Some(s) = callsites::get(callsite) {
-            s.alloc_bytes.fetch_add(db, Relaxed);
-            s.alloc_blocks.fetch_add(dn, Relaxed);
+        record_allocated(callsite, db, dn);
+    }
+}
+
+#[inline(never)]
+fn record_allocated(callsite: u32, bytes: u64, blocks: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(s) = callsites::get(callsite) {
+        s.alloc_bytes.fetch_add(bytes, Relaxed);
+        s.alloc_blocks.fetch_add(blocks, Relaxed);
+    }
+}
+
+/// Enter of a span whose callsite this thread has not cached (created on another
+/// thread, or evicted): one registry lookup.
+#[cold]
+#[inline(never)]
+fn enter_uncached<S>(id: &Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let key = id.into_u64();
+    let Some(cs) = ctx.metadata(id).and_then(callsites::index) else {
+        return;
+    };
+    current::cache_callsite(key, cs);
+    let (bytes0, blocks0) = allocated();
+    current::enter(key, cs, bytes0, blocks0);
+}
+
+/// Exit of a timed entry, of one exited out of order, or of an unrecorded one.
+#[inline(never)]
+fn exit_slow(key: u64, after: (u64, u64)) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some((e, dt)) = current::pop(key, |e| {
+        if e.t0 == 0 {
+            0
+        } else {
+            now_ns().saturating_sub(e.t0)
         }
+    }) else {
+        return;
+    };
+    add_allocated(e.callsite, (e.bytes0, e.blocks0), after);
+    if e.t0 != 0 {
+        if let Some(s) = callsites::get(e.callsite) {
+            s.busy.record(dt);
+            s.busy_total.fetch_add(dt, Relaxed);
+        }
+        current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
     }
 }
 
@@ -162,45 +207,19 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let key = id.into_u64();
-        let cs = match current::cached_callsite(key) {
-            Some(cs) => cs,
-            None => {
-                let Some(cs) = ctx.metadata(id).and_then(callsites::index) else {
-                    return;
-                };
-                current::cache_callsite(key, cs);
-                cs
-            }
-        };
-        let (bytes0, blocks0) = allocated();
-        current::enter(key, cs, bytes0, blocks0);
+        if !current::enter_cached(id.into_u64(), allocated) {
+            enter_uncached(id, &ctx);
+        }
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         let (bytes1, blocks1) = allocated();
         let key = id.into_u64();
-        if let Some((cs, bytes0, blocks0)) = current::pop_untimed(key) {
-            add_allocated(cs, (bytes0, blocks0), (bytes1, blocks1));
-            return;
-        }
-        let Some((e, dt)) = current::pop(key, |e| {
-            if e.t0 == 0 {
-                0
-            } else {
-                now_ns().saturating_sub(e.t0)
+        match current::pop_untimed(key) {
+            Some((cs, bytes0, blocks0)) => {
+                add_allocated(cs, (bytes0, blocks0), (bytes1, blocks1));
             }
-        }) else {
-            return;
-        };
-        use std::sync::atomic::Ordering::Relaxed;
-        add_allocated(e.callsite, (e.bytes0, e.blocks0), (bytes1, blocks1));
-        if e.t0 != 0 {
-            if let Some(s) = callsites::get(e.callsite) {
-                s.busy.record(dt);
-                s.busy_total.fetch_add(dt, Relaxed);
-            }
-            current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
+            None => exit_slow(key, (bytes1, blocks1)),
         }
     }
 
