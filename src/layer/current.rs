@@ -115,9 +115,11 @@ fn id_slot(id: u64) -> usize {
 
 /// Flag of a cache entry written by `on_new_span` on this thread.
 const CREATED_HERE: u32 = 1 << 31;
-/// Flag of a cache entry whose span keeps no extension (not timed, not a task).
+/// Flag of a cache entry whose span keeps no extension (not a task).
 const PLAIN: u32 = 1 << 30;
-const CALLSITE_MASK: u32 = PLAIN - 1;
+/// Flag of a cache entry whose span has its creation time in `lifetimes`.
+const TIMED: u32 = 1 << 29;
+const CALLSITE_MASK: u32 = TIMED - 1;
 
 /// Caches the callsite of span `id` on this thread (seen at enter).
 #[inline]
@@ -126,16 +128,16 @@ pub(crate) fn cache_callsite(id: u64, callsite: u32) {
 }
 
 /// Caches the callsite of span `id`, just created on this thread; `plain` when the
-/// span keeps no extension.
+/// span keeps no extension, `timed` when its creation time is in `lifetimes`.
 #[inline]
-pub(crate) fn cache_created(id: u64, callsite: u32, plain: bool) {
-    let flags = CREATED_HERE | if plain { PLAIN } else { 0 };
+pub(crate) fn cache_created(id: u64, callsite: u32, plain: bool, timed: bool) {
+    let flags = CREATED_HERE | if plain { PLAIN } else { 0 } | if timed { TIMED } else { 0 };
     let _ = STACK.try_with(|s| s.ids[id_slot(id)].set((id, (callsite & CALLSITE_MASK) | flags)));
 }
 
 /// At close: forgets span `id` (its id may be handed out again) and, when this thread
-/// created it and it keeps no extension, gives its callsite (the close then needs no
-/// registry lookup).
+/// created it and it keeps no extension, gives its callsite and whether its creation
+/// time is in `lifetimes` (the close then needs no registry lookup).
 ///
 /// Trusting an entry written at creation is exact: such an entry can only be stale if
 /// its span closed on another thread and the id was handed out again; the registry's
@@ -143,7 +145,7 @@ pub(crate) fn cache_created(id: u64, callsite: u32, plain: bool) {
 /// on this thread too, and its `on_new_span` overwrites the entry first. Entries cached
 /// at enter (spans created elsewhere) are never trusted here.
 #[inline]
-pub(crate) fn close_plain(id: u64) -> Option<u32> {
+pub(crate) fn close_plain(id: u64) -> Option<(u32, bool)> {
     STACK
         .try_with(|s| {
             let c = &s.ids[id_slot(id)];
@@ -152,7 +154,8 @@ pub(crate) fn close_plain(id: u64) -> Option<u32> {
                 return None;
             }
             c.set((0, 0));
-            (v & (CREATED_HERE | PLAIN) == CREATED_HERE | PLAIN).then_some(v & CALLSITE_MASK)
+            (v & (CREATED_HERE | PLAIN) == CREATED_HERE | PLAIN)
+                .then_some((v & CALLSITE_MASK, v & TIMED != 0))
         })
         .ok()
         .flatten()

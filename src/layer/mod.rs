@@ -4,12 +4,13 @@
 //! Cold side, but on the program's threads: every callback is constant time, takes no
 //! lock held across user code (the task-site table's read lock covers one hash lookup),
 //! allocates only when a callsite or spawn site is first seen plus one extension per
-//! span (the registry's own per-span storage), and keeps its figures in fixed tables and
-//! fixed-size histograms.
+//! task span (the registry's own per-span storage), and keeps its figures in fixed
+//! tables and fixed-size histograms (timed span lifetimes start in `lifetimes`).
 
 pub(crate) mod callsites;
 pub(crate) mod current;
 pub(crate) mod hist;
+mod lifetimes;
 mod stats;
 pub(crate) mod tasks;
 
@@ -169,14 +170,18 @@ where
             return;
         };
         stats.created.fetch_add(1, Relaxed);
+        let key = id.into_u64();
         let timed = current::time_this_span();
         let is_task = stats.task.load(Relaxed);
-        current::cache_created(id.into_u64(), cs, !timed && !is_task);
-        // Most spans need nothing more: their close is counted from their metadata. A
-        // timed span or a task keeps its data in the span's extensions.
-        if !timed && !is_task {
+        // Spans other than tasks keep no extension: their close is counted from the
+        // callsite cache or their metadata, a timed one's creation time is in the
+        // lifetimes table. A task keeps its data in the span's extensions.
+        if !is_task {
+            let timed = timed && lifetimes::insert(key, creation_clock());
+            current::cache_created(key, cs, true, timed);
             return;
         }
+        current::cache_created(key, cs, false, false);
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -225,10 +230,14 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         use std::sync::atomic::Ordering::Relaxed;
-        if let Some(cs) = current::close_plain(id.into_u64()) {
+        let key = id.into_u64();
+        if let Some((cs, timed)) = current::close_plain(key) {
             // Created on this thread with no extension: the cache has its callsite.
             if let Some(s) = callsites::get(cs) {
                 s.closed.fetch_add(1, Relaxed);
+                if timed {
+                    record_lifetime(s, key);
+                }
             }
             return;
         }
@@ -247,7 +256,27 @@ where
             if let Some(t) = &d.task {
                 t.close();
             }
+        } else {
+            // Not a task, closed on another thread than its creator's (or evicted from
+            // the cache): it may be timed.
+            record_lifetime(s, key);
         }
+    }
+}
+
+/// The clock for a span whose lifetime is timed (out of line: one span in
+/// [`current::LIFE_EVERY`]).
+#[cold]
+#[inline(never)]
+fn creation_clock() -> u64 {
+    now_ns().max(1)
+}
+
+/// Records span `key`'s lifetime if its creation time is in the lifetimes table.
+#[inline(never)]
+fn record_lifetime(s: &callsites::Stats, key: u64) {
+    if let Some(created) = lifetimes::take(key) {
+        s.lifetime.record(now_ns().saturating_sub(created));
     }
 }
 
