@@ -100,14 +100,6 @@ fn every(c: &Cell<u32>, every: u32) -> bool {
     }
 }
 
-/// Whether this entry (with no timed parent) is timed.
-#[inline]
-pub(crate) fn time_this_entry() -> bool {
-    STACK
-        .try_with(|s| every(&s.busy_countdown, BUSY_EVERY))
-        .unwrap_or(false)
-}
-
 /// Whether this new span's lifetime is timed.
 #[inline]
 pub(crate) fn time_this_span() -> bool {
@@ -121,33 +113,52 @@ fn id_slot(id: u64) -> usize {
     (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % ID_CACHE
 }
 
-/// The callsite of span `id` if this thread has it cached.
+/// Flag of a cache entry written by `on_new_span` on this thread.
+const CREATED_HERE: u32 = 1 << 31;
+/// Flag of a cache entry whose span keeps no extension (not a task).
+const PLAIN: u32 = 1 << 30;
+/// Flag of a cache entry whose span has its creation time in `lifetimes`.
+const TIMED: u32 = 1 << 29;
+const CALLSITE_MASK: u32 = TIMED - 1;
+
+/// Caches the callsite of span `id` on this thread (seen at enter).
 #[inline]
-pub(crate) fn cached_callsite(id: u64) -> Option<u32> {
+pub(crate) fn cache_callsite(id: u64, callsite: u32) {
+    let _ = STACK.try_with(|s| s.ids[id_slot(id)].set((id, callsite & CALLSITE_MASK)));
+}
+
+/// Caches the callsite of span `id`, just created on this thread; `plain` when the
+/// span keeps no extension, `timed` when its creation time is in `lifetimes`.
+#[inline]
+pub(crate) fn cache_created(id: u64, callsite: u32, plain: bool, timed: bool) {
+    let flags = CREATED_HERE | if plain { PLAIN } else { 0 } | if timed { TIMED } else { 0 };
+    let _ = STACK.try_with(|s| s.ids[id_slot(id)].set((id, (callsite & CALLSITE_MASK) | flags)));
+}
+
+/// At close: forgets span `id` (its id may be handed out again) and, when this thread
+/// created it and it keeps no extension, gives its callsite and whether its creation
+/// time is in `lifetimes` (the close then needs no registry lookup).
+///
+/// Trusting an entry written at creation is exact: such an entry can only be stale if
+/// its span closed on another thread and the id was handed out again; the registry's
+/// ids carry the shard of the creating thread, so the new span with that id is created
+/// on this thread too, and its `on_new_span` overwrites the entry first. Entries cached
+/// at enter (spans created elsewhere) are never trusted here.
+#[inline]
+pub(crate) fn close_plain(id: u64) -> Option<(u32, bool)> {
     STACK
         .try_with(|s| {
-            let (k, c) = s.ids[id_slot(id)].get();
-            (k == id).then_some(c)
+            let c = &s.ids[id_slot(id)];
+            let (k, v) = c.get();
+            if k != id {
+                return None;
+            }
+            c.set((0, 0));
+            (v & (CREATED_HERE | PLAIN) == CREATED_HERE | PLAIN)
+                .then_some((v & CALLSITE_MASK, v & TIMED != 0))
         })
         .ok()
         .flatten()
-}
-
-/// Caches the callsite of span `id` on this thread.
-#[inline]
-pub(crate) fn cache_callsite(id: u64, callsite: u32) {
-    let _ = STACK.try_with(|s| s.ids[id_slot(id)].set((id, callsite)));
-}
-
-/// Forgets span `id` (closed: its id may be handed out again).
-#[inline]
-pub(crate) fn forget_callsite(id: u64) {
-    let _ = STACK.try_with(|s| {
-        let c = &s.ids[id_slot(id)];
-        if c.get().0 == id {
-            c.set((0, 0));
-        }
-    });
 }
 
 /// Leaves an allocation of the layer's own on this thread out of the spans entered on
@@ -165,21 +176,67 @@ pub(crate) fn exclude_own(bytes: u64, blocks: u64) {
     });
 }
 
-/// Whether this thread has a recorded entered span, and whether it is timed.
+/// The common enter: when this thread has span `id`'s callsite cached, records the
+/// entry (see [`enter`]) and returns true; false leaves the stack alone (the caller
+/// looks the callsite up and calls [`enter`]).
 #[inline]
-pub(crate) fn top_timed() -> Option<bool> {
+pub(crate) fn enter_cached(id: u64, allocated: impl FnOnce() -> (u64, u64)) -> bool {
     STACK
         .try_with(|s| {
-            let n = s.len.get().min(DEPTH);
-            (n > 0).then(|| s.frames[n - 1].get().t0 != 0)
+            let (k, c) = s.ids[id_slot(id)].get();
+            if k != id {
+                return false;
+            }
+            let (bytes0, blocks0) = allocated();
+            push_entry(s, id, c & CALLSITE_MASK, bytes0, blocks0);
+            true
         })
-        .ok()
-        .flatten()
+        .unwrap_or(true)
+}
+
+/// Records that this thread entered span `id` (of `callsite`), with its allocation
+/// counters at enter. The entry is timed with its parent, else one entry in
+/// [`BUSY_EVERY`]: every entry then has the same chance to be timed, and self times add
+/// up within a timed tree.
+#[inline]
+pub(crate) fn enter(id: u64, callsite: u32, bytes0: u64, blocks0: u64) {
+    let _ = STACK.try_with(|s| push_entry(s, id, callsite, bytes0, blocks0));
+}
+
+/// The clock for a timed entry (out of line: one entry in [`BUSY_EVERY`]).
+#[cold]
+#[inline(never)]
+fn entry_clock() -> u64 {
+    super::now_ns().max(1)
+}
+
+#[inline(always)]
+fn push_entry(s: &Stack, id: u64, callsite: u32, bytes0: u64, blocks0: u64) {
+    {
+        let n = s.len.get();
+        s.len.set(n + 1);
+        if n >= DEPTH {
+            return;
+        }
+        let timed = match n.checked_sub(1) {
+            Some(top) => s.frames[top].get().t0 != 0,
+            None => every(&s.busy_countdown, BUSY_EVERY),
+        };
+        s.frames[n].set(Entered {
+            id,
+            callsite,
+            path: 0,
+            t0: if timed { entry_clock() } else { 0 },
+            bytes0,
+            blocks0,
+            child_ns: 0,
+        });
+    }
 }
 
 /// Pushes an entered span.
-#[inline]
-pub(crate) fn push(e: Entered) {
+#[cfg(test)]
+fn push(e: Entered) {
     let _ = STACK.try_with(|s| {
         let n = s.len.get();
         if n < DEPTH {
@@ -187,6 +244,26 @@ pub(crate) fn push(e: Entered) {
         }
         s.len.set(n + 1);
     });
+}
+
+/// The common exit: when span `id` is the innermost recorded entry and is not timed,
+/// pops it and gives `(callsite, bytes0, blocks0)`; otherwise leaves the stack alone
+/// (the caller then takes [`pop`]).
+#[inline]
+pub(crate) fn pop_untimed(id: u64) -> Option<(u32, u64, u64)> {
+    STACK
+        .try_with(|s| {
+            let n = s.len.get();
+            let top = n.checked_sub(1).filter(|&t| t < DEPTH)?;
+            let e = s.frames[top].get();
+            if e.id != id || e.t0 != 0 {
+                return None;
+            }
+            s.len.set(top);
+            Some((e.callsite, e.bytes0, e.blocks0))
+        })
+        .ok()
+        .flatten()
 }
 
 /// Pops the entry of span `id` (normally the top; spans exited out of order are found

@@ -4,12 +4,13 @@
 //! Cold side, but on the program's threads: every callback is constant time, takes no
 //! lock held across user code (the task-site table's read lock covers one hash lookup),
 //! allocates only when a callsite or spawn site is first seen plus one extension per
-//! span (the registry's own per-span storage), and keeps its figures in fixed tables and
-//! fixed-size histograms.
+//! task span (the registry's own per-span storage), and keeps its figures in fixed
+//! tables and fixed-size histograms (timed span lifetimes start in `lifetimes`).
 
 pub(crate) mod callsites;
 pub(crate) mod current;
 pub(crate) mod hist;
+mod lifetimes;
 mod stats;
 pub(crate) mod tasks;
 
@@ -27,7 +28,6 @@ pub(crate) use stats::{lifetime_of, path_names, path_self_times, span_frames};
 pub use stats::{span_stats, task_stats, SpanStats, TaskStats};
 
 use crate::alloc::thread::{own_allocated, ProfilerGuard};
-use current::Entered;
 
 /// leakscope's [`tracing_subscriber::Layer`]: per span callsite, counts, time entered
 /// and lifetime percentiles, and the exact bytes and blocks allocated while entered;
@@ -83,6 +83,72 @@ fn allocated() -> (u64, u64) {
     own_allocated().unwrap_or((u64::MAX, 0))
 }
 
+/// Adds what the thread allocated between the counters at enter (`before`) and at exit
+/// (`after`) to `callsite`'s figures (nothing when either is unknown or nothing was
+/// allocated).
+#[inline]
+fn add_allocated(callsite: u32, before: (u64, u64), after: (u64, u64)) {
+    if before.0 == u64::MAX || after.0 == u64::MAX {
+        return;
+    }
+    let (db, dn) = (
+        after.0.wrapping_sub(before.0),
+        after.1.wrapping_sub(before.1),
+    );
+    if db != 0 || dn != 0 {
+        record_allocated(callsite, db, dn);
+    }
+}
+
+#[inline(never)]
+fn record_allocated(callsite: u32, bytes: u64, blocks: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(s) = callsites::get(callsite) {
+        s.alloc_bytes.fetch_add(bytes, Relaxed);
+        s.alloc_blocks.fetch_add(blocks, Relaxed);
+    }
+}
+
+/// Enter of a span whose callsite this thread has not cached (created on another
+/// thread, or evicted): one registry lookup.
+#[cold]
+#[inline(never)]
+fn enter_uncached<S>(id: &Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let key = id.into_u64();
+    let Some(cs) = ctx.metadata(id).and_then(callsites::index) else {
+        return;
+    };
+    current::cache_callsite(key, cs);
+    let (bytes0, blocks0) = allocated();
+    current::enter(key, cs, bytes0, blocks0);
+}
+
+/// Exit of a timed entry, of one exited out of order, or of an unrecorded one.
+#[inline(never)]
+fn exit_slow(key: u64, after: (u64, u64)) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some((e, dt)) = current::pop(key, |e| {
+        if e.t0 == 0 {
+            0
+        } else {
+            now_ns().saturating_sub(e.t0)
+        }
+    }) else {
+        return;
+    };
+    add_allocated(e.callsite, (e.bytes0, e.blocks0), after);
+    if e.t0 != 0 {
+        if let Some(s) = callsites::get(e.callsite) {
+            s.busy.record(dt);
+            s.busy_total.fetch_add(dt, Relaxed);
+        }
+        current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
+    }
+}
+
 impl<S> Layer<S> for SpanLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -104,14 +170,18 @@ where
             return;
         };
         stats.created.fetch_add(1, Relaxed);
-        current::cache_callsite(id.into_u64(), cs);
+        let key = id.into_u64();
         let timed = current::time_this_span();
         let is_task = stats.task.load(Relaxed);
-        // Most spans need nothing more: their close is counted from their metadata. A
-        // timed span or a task keeps its data in the span's extensions.
-        if !timed && !is_task {
+        // Spans other than tasks keep no extension: their close is counted from the
+        // callsite cache or their metadata, a timed one's creation time is in the
+        // lifetimes table. A task keeps its data in the span's extensions.
+        if !is_task {
+            let timed = timed && lifetimes::insert(key, creation_clock());
+            current::cache_created(key, cs, true, timed);
             return;
         }
+        current::cache_created(key, cs, false, false);
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -142,71 +212,35 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let key = id.into_u64();
-        let cs = match current::cached_callsite(key) {
-            Some(cs) => cs,
-            None => {
-                let Some(cs) = ctx.metadata(id).and_then(callsites::index) else {
-                    return;
-                };
-                current::cache_callsite(key, cs);
-                cs
-            }
-        };
-        // Timed with its parent, else one entry in BUSY_EVERY: every entry then has the
-        // same chance to be timed, and self times add up within a timed tree.
-        let timed = match current::top_timed() {
-            Some(t) => t,
-            None => current::time_this_entry(),
-        };
-        let (bytes0, blocks0) = allocated();
-        current::push(Entered {
-            id: key,
-            callsite: cs,
-            path: 0,
-            t0: if timed { now_ns().max(1) } else { 0 },
-            bytes0,
-            blocks0,
-            child_ns: 0,
-        });
+        if !current::enter_cached(id.into_u64(), allocated) {
+            enter_uncached(id, &ctx);
+        }
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         let (bytes1, blocks1) = allocated();
-        let Some((e, dt)) = current::pop(id.into_u64(), |e| {
-            if e.t0 == 0 {
-                0
-            } else {
-                now_ns().saturating_sub(e.t0)
+        let key = id.into_u64();
+        match current::pop_untimed(key) {
+            Some((cs, bytes0, blocks0)) => {
+                add_allocated(cs, (bytes0, blocks0), (bytes1, blocks1));
             }
-        }) else {
-            return;
-        };
-        use std::sync::atomic::Ordering::Relaxed;
-        if e.bytes0 != u64::MAX && bytes1 != u64::MAX {
-            let (db, dn) = (
-                bytes1.wrapping_sub(e.bytes0),
-                blocks1.wrapping_sub(e.blocks0),
-            );
-            if db != 0 || dn != 0 {
-                if let Some(s) = callsites::get(e.callsite) {
-                    s.alloc_bytes.fetch_add(db, Relaxed);
-                    s.alloc_blocks.fetch_add(dn, Relaxed);
-                }
-            }
-        }
-        if e.t0 != 0 {
-            if let Some(s) = callsites::get(e.callsite) {
-                s.busy.record(dt);
-                s.busy_total.fetch_add(dt, Relaxed);
-            }
-            current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
+            None => exit_slow(key, (bytes1, blocks1)),
         }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         use std::sync::atomic::Ordering::Relaxed;
-        current::forget_callsite(id.into_u64());
+        let key = id.into_u64();
+        if let Some((cs, timed)) = current::close_plain(key) {
+            // Created on this thread with no extension: the cache has its callsite.
+            if let Some(s) = callsites::get(cs) {
+                s.closed.fetch_add(1, Relaxed);
+                if timed {
+                    record_lifetime(s, key);
+                }
+            }
+            return;
+        }
         let Some(span) = ctx.span(&id) else {
             return;
         };
@@ -222,7 +256,27 @@ where
             if let Some(t) = &d.task {
                 t.close();
             }
+        } else {
+            // Not a task, closed on another thread than its creator's (or evicted from
+            // the cache): it may be timed.
+            record_lifetime(s, key);
         }
+    }
+}
+
+/// The clock for a span whose lifetime is timed (out of line: one span in
+/// [`current::LIFE_EVERY`]).
+#[cold]
+#[inline(never)]
+fn creation_clock() -> u64 {
+    now_ns().max(1)
+}
+
+/// Records span `key`'s lifetime if its creation time is in the lifetimes table.
+#[inline(never)]
+fn record_lifetime(s: &callsites::Stats, key: u64) {
+    if let Some(created) = lifetimes::take(key) {
+        s.lifetime.record(now_ns().saturating_sub(created));
     }
 }
 
