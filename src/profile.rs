@@ -87,6 +87,16 @@ pub(crate) struct RawProfile {
     pub(crate) syms: HashMap<usize, Arc<Resolved>>,
 }
 
+impl RawProfile {
+    /// The resolved frames of `addr` (resolved now if this profile did not need them).
+    pub(crate) fn resolved(&self, addr: usize) -> Arc<Resolved> {
+        self.syms
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| symbolize::resolve(addr))
+    }
+}
+
 /// One distinct trimmed address stack with its estimated figures (block counts rounded
 /// after merging, so they add up to what the site says up to rounding).
 #[derive(Clone, Debug)]

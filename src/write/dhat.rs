@@ -68,12 +68,7 @@ pub(crate) fn dhat_json(p: &HeapProfile, elapsed: Duration, cmd: String) -> Dhat
             fs.push(i);
         };
         for pc in &s.pcs {
-            let syms = p
-                .raw
-                .syms
-                .get(&pc.addr)
-                .cloned()
-                .unwrap_or_else(|| crate::symbolize::resolve(pc.addr));
+            let syms = p.raw.resolved(pc.addr);
             for sym in syms.frames.iter().skip(pc.skip as usize) {
                 push(
                     &mut fs,

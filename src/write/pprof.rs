@@ -134,12 +134,7 @@ pub(crate) fn heap_profile(
             let id = match location_ids.get(pc) {
                 Some(&id) => id,
                 None => {
-                    let syms = p
-                        .raw
-                        .syms
-                        .get(&pc.addr)
-                        .cloned()
-                        .unwrap_or_else(|| crate::symbolize::resolve(pc.addr));
+                    let syms = p.raw.resolved(pc.addr);
                     let line = syms
                         .frames
                         .iter()
