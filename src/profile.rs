@@ -1,7 +1,8 @@
 //! [`HeapProfile`]: the sampled live heap by allocation stack, symbolized.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use ahash::AHashMap;
 
 use crate::alloc::thread::ProfilerGuard;
 use crate::alloc::{sampler, samples, stacks};
@@ -71,11 +72,23 @@ pub struct HeapProfile {
 }
 
 /// One return address of a trimmed stack: `addr`, of whose resolved (inlined) frames the
-/// first `skip` (innermost) belong to the allocation machinery and are left out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// first `skip` (innermost) belong to the allocation machinery and the last `root_skip`
+/// (outermost) to start-up, and are left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Pc {
     pub(crate) addr: usize,
     pub(crate) skip: u16,
+    pub(crate) root_skip: u16,
+}
+
+impl Pc {
+    /// The frames of `r` (this address resolved) that the stack keeps.
+    pub(crate) fn kept<'r>(&self, r: &'r Resolved) -> &'r [Frame] {
+        let n = r.frames.len();
+        let start = usize::from(self.skip).min(n);
+        let end = n.saturating_sub(usize::from(self.root_skip)).max(start);
+        &r.frames[start..end]
+    }
 }
 
 /// The sampled heap by trimmed address stack: what the symbolized sites are built from.
@@ -84,7 +97,7 @@ pub(crate) struct RawProfile {
     /// One entry per distinct trimmed stack.
     pub(crate) stacks: Vec<RawStack>,
     /// The resolved frames of every address in `stacks`, innermost (inlined) first.
-    pub(crate) syms: HashMap<usize, Arc<Resolved>>,
+    pub(crate) syms: AHashMap<usize, Arc<Resolved>>,
 }
 
 impl RawProfile {
@@ -172,19 +185,19 @@ impl Sums {
 }
 
 /// [`profile`], and for every raw stack id the index of the site it was merged into.
-pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
+pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     let _guard = ProfilerGuard::new();
     let stats = stats();
     let raw = stacks::snapshot();
-    let mut syms: HashMap<usize, Arc<Resolved>> = HashMap::new();
+    let mut syms: AHashMap<usize, Arc<Resolved>> = AHashMap::new();
     // Raw stacks merged by trimmed address stack, then those merged by frames into sites.
-    let mut by_pcs: HashMap<(Vec<Pc>, bool, u32), usize> = HashMap::new();
+    let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> = AHashMap::new();
     let mut stacks_: Vec<(Vec<Pc>, bool, u32, Sums)> = Vec::new();
     let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(raw.len());
     for s in raw {
         // A sample taken inside tracing spans carries their path at the root end.
         let (addrs, span_path) = crate::layer::current::split_span_path(&s.frames);
-        let pcs = trim_stack(addrs, |a| {
+        let pcs = trim_stack(addrs, s.truncated, |a| {
             syms.entry(a)
                 .or_insert_with(|| symbolize::resolve(a))
                 .clone()
@@ -212,10 +225,10 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, HashMap<u32, usize>) {
     // are cached, so give that memory back.
     backtrace::clear_symbol_cache();
     // Interned frames: sites merge by pointer keys, not by string contents.
-    let mut index: HashMap<(Vec<FrameKey>, bool), usize> = HashMap::new();
+    let mut index: AHashMap<(Vec<FrameKey>, bool), usize> = AHashMap::new();
     let mut site_sums: Vec<(Vec<Frame>, bool, Sums)> = Vec::new();
     let mut site_of: Vec<usize> = Vec::with_capacity(stacks_.len());
-    let mut span_frames: HashMap<u32, Vec<Frame>> = HashMap::new();
+    let mut span_frames: AHashMap<u32, Vec<Frame>> = AHashMap::new();
     for (pcs, truncated, span_path, sums) in &stacks_ {
         let mut frames = frames_of(pcs, |a| syms[&a].clone());
         if *span_path != 0 {
@@ -310,10 +323,10 @@ pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
 }
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
-pub(crate) fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
+pub(crate) fn symbolize_stack(addrs: &[usize], truncated: bool) -> Vec<Frame> {
     // A sample taken inside tracing spans carries their path at the root end.
     let (addrs, span_path) = crate::layer::current::split_span_path(addrs);
-    let pcs = trim_stack(addrs, symbolize::resolve);
+    let pcs = trim_stack(addrs, truncated, symbolize::resolve);
     let mut frames = frames_of(&pcs, symbolize::resolve);
     if span_path != 0 {
         frames.extend(crate::layer::span_frames(span_path));
@@ -324,9 +337,12 @@ pub(crate) fn symbolize_stack(addrs: &[usize]) -> Vec<Frame> {
 /// Trims a captured stack by address: the leaf end is leakscope's own (the unwinder, the
 /// hook, the allocator shim), cut through the outermost allocator entry, then through
 /// allocation plumbing; an address whose inlined frames straddle the cut keeps the
-/// frames past it (`Pc::skip`). Root-side addresses 0 (the end of a thread's stack) go.
+/// frames past it (`Pc::skip`). Root-side addresses 0 (the end of a thread's stack) go,
+/// and, unless the stack is `truncated`, the process or thread start-up frames rootward
+/// of the program's first frame (`Pc::root_skip`); a stack of nothing else keeps them.
 pub(crate) fn trim_stack(
     addrs: &[usize],
+    truncated: bool,
     mut resolve: impl FnMut(usize) -> Arc<Resolved>,
 ) -> Vec<Pc> {
     let resolved: Vec<Arc<Resolved>> = addrs.iter().map(|&a| resolve(a)).collect();
@@ -354,12 +370,29 @@ pub(crate) fn trim_stack(
         pcs.push(Pc {
             addr: addrs[i],
             skip: u16::try_from(j).unwrap_or(u16::MAX),
+            root_skip: 0,
         });
-        pcs.extend(addrs[i + 1..].iter().map(|&addr| Pc { addr, skip: 0 }));
+        pcs.extend(addrs[i + 1..].iter().map(|&addr| Pc {
+            addr,
+            ..Pc::default()
+        }));
     }
     // The outermost frame of a thread often resolves to nothing (return address 0).
     while pcs.len() > 1 && pcs.last().is_some_and(|p| p.addr == 0) {
         pcs.pop();
+    }
+    if !truncated {
+        // The rootmost address with a frame that is not start-up keeps its frames up to
+        // it; the addresses rootward of it go.
+        let program = pcs.iter().enumerate().rev().find_map(|(k, pc)| {
+            let r = &resolved[i + k];
+            let keep = r.frames.len() - r.startup;
+            (keep > usize::from(pc.skip)).then(|| (k, r.startup))
+        });
+        if let Some((k, startup)) = program {
+            pcs.truncate(k + 1);
+            pcs[k].root_skip = u16::try_from(startup).unwrap_or(u16::MAX);
+        }
     }
     pcs
 }
@@ -368,8 +401,7 @@ pub(crate) fn trim_stack(
 fn frames_of(pcs: &[Pc], resolve: impl Fn(usize) -> Arc<Resolved>) -> Vec<Frame> {
     let mut frames: Vec<Frame> = Vec::with_capacity(pcs.len() * 2);
     for pc in pcs {
-        let r = resolve(pc.addr);
-        frames.extend(r.frames.iter().skip(pc.skip as usize).cloned());
+        frames.extend(pc.kept(&resolve(pc.addr)).iter().cloned());
     }
     if frames.is_empty() {
         frames.push(Frame {
@@ -433,8 +465,13 @@ mod tests {
             4 => syms(&["app::main"]),
             _ => syms(&["0x0"]),
         };
-        let pcs = trim_stack(&[1, 2, 3, 4, 0], resolve);
-        assert_eq!(pcs, [Pc { addr: 3, skip: 1 }, Pc { addr: 4, skip: 0 }]);
+        let pcs = trim_stack(&[1, 2, 3, 4, 0], false, resolve);
+        let pc = |addr, skip| Pc {
+            addr,
+            skip,
+            root_skip: 0,
+        };
+        assert_eq!(pcs, [pc(3, 1), pc(4, 0)]);
         let names: Vec<String> = frames_of(&pcs, resolve)
             .into_iter()
             .map(|f| f.function.to_string())
@@ -445,9 +482,61 @@ mod tests {
         );
         // Nothing but machinery: no address is left, and the frames say `[unknown]`.
         assert_eq!(
-            &*frames_of(&trim_stack(&[1, 2], resolve), resolve)[0].function,
+            &*frames_of(&trim_stack(&[1, 2], false, resolve), resolve)[0].function,
             UNKNOWN
         );
-        assert!(trim_stack(&[1, 2], resolve).is_empty());
+        assert!(trim_stack(&[1, 2], false, resolve).is_empty());
+    }
+
+    #[test]
+    fn start_up_frames_go_at_the_root_end_only() {
+        let names = |pcs: &[Pc], resolve: &dyn Fn(usize) -> Arc<Resolved>| -> Vec<String> {
+            frames_of(pcs, resolve)
+                .into_iter()
+                .map(|f| f.function.to_string())
+                .collect()
+        };
+        let resolve = |a: usize| match a {
+            1 => syms(&["__rust_alloc"]),
+            2 => syms(&["app::leaf"]),
+            // std in the middle of the program's stack stays.
+            3 => syms(&["core::ops::function::FnOnce::call_once", "app::run"]),
+            // A thread's closure inlined into std's spawn closure: the closure stays.
+            4 => syms(&[
+                "app::spawn::{closure#0}",
+                "std::sys::backtrace::__rust_begin_short_backtrace",
+                "std::thread::Builder::spawn_unchecked_::{closure#1}",
+            ]),
+            5 => syms(&["core::ops::function::FnOnce::call_once{{vtable.shim}}"]),
+            6 => syms(&["std::sys::pal::unix::thread::Thread::new::thread_start"]),
+            7 => syms(&["start_thread"]),
+            8 => syms(&["clone3"]),
+            9 => syms(&["std::rt::lang_start::{closure#0}"]),
+            _ => syms(&["0x0"]),
+        };
+        let pcs = trim_stack(&[1, 2, 3, 4, 5, 6, 7, 8, 0], false, resolve);
+        assert_eq!(
+            names(&pcs, &resolve),
+            [
+                "app::leaf",
+                "core::ops::function::FnOnce::call_once",
+                "app::run",
+                "app::spawn::{closure#0}"
+            ]
+        );
+        assert_eq!(pcs.last().map(|p| p.root_skip), Some(2));
+        // A truncated stack's rootmost frames are not its root: all stay.
+        let truncated = trim_stack(&[1, 2, 3, 4, 5, 6, 7, 8, 0], true, resolve);
+        assert_eq!(names(&truncated, &resolve).len(), 10);
+        // A stack of nothing but start-up keeps it.
+        let only = trim_stack(&[1, 9, 5, 7], false, resolve);
+        assert_eq!(
+            names(&only, &resolve),
+            [
+                "std::rt::lang_start::{closure#0}",
+                "core::ops::function::FnOnce::call_once{{vtable.shim}}",
+                "start_thread"
+            ]
+        );
     }
 }

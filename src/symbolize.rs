@@ -6,7 +6,7 @@
 //! reference count and compare and hash by pointer (see [`FrameKey`]). Each address also
 //! carries what trimming needs to know about its frames, decided once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -23,6 +23,9 @@ pub(crate) struct Resolved {
     pub(crate) plumbing: Box<[bool]>,
     /// For each frame: the symbol as the binary names it (mangled), where known.
     pub(crate) system_names: Box<[Option<Arc<str>>]>,
+    /// How many of the outermost frames are process or thread start-up (see
+    /// `is_startup`): at the root of a stack they are left out.
+    pub(crate) startup: usize,
 }
 
 impl Resolved {
@@ -33,11 +36,17 @@ impl Resolved {
             .iter()
             .map(|f| is_plumbing(&f.function, f.file.as_deref()))
             .collect();
+        let startup = frames
+            .iter()
+            .rev()
+            .take_while(|f| is_startup(&f.function, f.file.as_deref()))
+            .count();
         Resolved {
             frames,
             entry,
             plumbing,
             system_names,
+            startup,
         }
     }
 }
@@ -46,7 +55,7 @@ type RawSym = (String, Option<String>, Option<String>, Option<u32>);
 
 #[derive(Default)]
 struct Cache {
-    by_addr: HashMap<usize, Arc<Resolved>>,
+    by_addr: ahash::AHashMap<usize, Arc<Resolved>>,
     strings: HashSet<Arc<str>>,
 }
 
@@ -169,6 +178,31 @@ pub(crate) fn is_plumbing(function: &str, file: Option<&str>) -> bool {
         || file.is_some_and(|f| FILES.iter().any(|s| f.contains(s)))
 }
 
+/// Process and thread start-up, found at the root of every stack: the C runtime's entry
+/// (`_start`, `__libc_start_main`, the `main` rustc generates), the thread entry
+/// (`clone3`, `start_thread`), unnamed addresses there, and the standard library's
+/// `lang_start`, `catch_unwind` and thread-spawn closures that lead to the program's
+/// `main` or a thread's closure. As dhat-rs does, stacks leave them out at the root end
+/// (never in the middle, and never from a truncated stack, whose root is not the root).
+pub(crate) fn is_startup(function: &str, file: Option<&str>) -> bool {
+    const ENTRY: &[&str] = &[
+        "_start",
+        "main",
+        "start_thread",
+        "clone",
+        "clone3",
+        "__clone",
+        "__clone3",
+        "__libc_start_main",
+        "__libc_start_main_impl",
+        "__libc_start_call_main",
+        "thread_start",
+    ];
+    ENTRY.contains(&function)
+        || (file.is_none() && function.starts_with("0x"))
+        || is_std(function, file)
+}
+
 /// Standard-library code (std, core, alloc and the crates std vendors), for naming the
 /// user function behind a stack. Decided by source file where debug info has one (so a
 /// user's `impl Drop` is the user's), else by the path the name starts with.
@@ -229,6 +263,34 @@ mod tests {
             Some("src/cache.rs")
         ));
         assert!(!is_std("app::handler", None));
+    }
+
+    #[test]
+    fn start_up_frames_are_told_from_the_program() {
+        for f in [
+            "_start",
+            "__libc_start_call_main",
+            "main",
+            "clone3",
+            "start_thread",
+        ] {
+            assert!(is_startup(f, None), "{f}");
+        }
+        assert!(is_startup("0x7f1234", None));
+        assert!(is_startup(
+            "std::rt::lang_start_internal",
+            Some("/rustc/abc/library/std/src/rt.rs")
+        ));
+        assert!(is_startup(
+            "std::sys::backtrace::__rust_begin_short_backtrace",
+            None
+        ));
+        assert!(!is_startup("app::main", Some("src/main.rs")));
+        assert!(!is_startup("app::main::{closure#0}", None));
+        assert!(!is_startup(
+            "tokio::runtime::blocking::pool::Inner::run",
+            Some("/home/u/.cargo/registry/src/tokio-1.0/src/runtime/blocking/pool.rs")
+        ));
     }
 
     #[test]

@@ -338,7 +338,7 @@ impl Open {
             delta.retained_bytes += bytes;
             delta.retained_blocks += blocks;
             let (frames, truncated) = stacks::frames_of(stack)
-                .map(|(addrs, t)| (symbolize_stack(&addrs), t))
+                .map(|(addrs, t)| (symbolize_stack(&addrs, t), t))
                 .unwrap_or_default();
             let e = merged.entry((frames, truncated)).or_default();
             e.0 += bytes;

@@ -69,7 +69,7 @@ pub(crate) fn dhat_json(p: &HeapProfile, elapsed: Duration, cmd: String) -> Dhat
         };
         for pc in &s.pcs {
             let syms = p.raw.resolved(pc.addr);
-            for sym in syms.frames.iter().skip(pc.skip as usize) {
+            for sym in pc.kept(&syms) {
                 push(
                     &mut fs,
                     format!(

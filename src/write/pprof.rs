@@ -135,11 +135,10 @@ pub(crate) fn heap_profile(
                 Some(&id) => id,
                 None => {
                     let syms = p.raw.resolved(pc.addr);
-                    let line = syms
-                        .frames
+                    let kept = pc.kept(&syms);
+                    let line = kept
                         .iter()
-                        .zip(syms.system_names.iter())
-                        .skip(pc.skip as usize)
+                        .zip(syms.system_names.iter().skip(pc.skip as usize))
                         .map(|(sym, system)| Line {
                             function_id: function_id(
                                 &mut st,
@@ -257,7 +256,6 @@ impl HeapProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use std::sync::Arc;
 
     use crate::profile::{Frame, RawProfile, RawStack};
@@ -296,7 +294,7 @@ mod tests {
 
     #[test]
     fn ids_mappings_lines_and_synthetic_frames() {
-        let mut syms: HashMap<usize, Arc<Resolved>> = HashMap::new();
+        let mut syms: ahash::AHashMap<usize, Arc<Resolved>> = ahash::AHashMap::new();
         // 0x1100: an allocator frame inlined into `grow`, inlined into `handler`.
         syms.insert(
             0x1100,
@@ -311,10 +309,12 @@ mod tests {
                         Pc {
                             addr: 0x1100,
                             skip: 1,
+                            root_skip: 0,
                         },
                         Pc {
                             addr: 0x1200,
                             skip: 0,
+                            root_skip: 0,
                         },
                     ],
                     true,
@@ -326,10 +326,12 @@ mod tests {
                         Pc {
                             addr: 0x9000,
                             skip: 0,
+                            root_skip: 0,
                         },
                         Pc {
                             addr: 0x1200,
                             skip: 0,
+                            root_skip: 0,
                         },
                     ],
                     false,
