@@ -2,6 +2,8 @@
 //! stderr line and the `on_alert` callback.
 
 use std::collections::HashMap;
+
+use ahash::AHashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -216,7 +218,7 @@ fn suspect_sites(det: &Detector, trends: &[SiteTrend]) -> Vec<(Site, Trend)> {
         else {
             continue;
         };
-        let frames = symbolize_stack(&addrs);
+        let frames = symbolize_stack(&addrs, truncated);
         let live_bytes = raw.live_bytes();
         if let Some((s, t)) = out.iter_mut().find(|(s, _)| s.frames == frames) {
             s.live_bytes += live_bytes;
@@ -241,8 +243,8 @@ fn suspect_sites(det: &Detector, trends: &[SiteTrend]) -> Vec<(Site, Trend)> {
 
 /// Folded stacks of every site over the window, at its start and now (sites located in
 /// `p` through `by_stack`, so nothing is symbolized twice).
-fn growth_lines(det: &Detector, p: &HeapProfile, by_stack: &HashMap<u32, usize>) -> GrowthLines {
-    let mut merged: HashMap<usize, (u64, u64)> = HashMap::new();
+fn growth_lines(det: &Detector, p: &HeapProfile, by_stack: &AHashMap<u32, usize>) -> GrowthLines {
+    let mut merged: AHashMap<usize, (u64, u64)> = AHashMap::new();
     for (id, before, after) in det.baseline() {
         if let Some(&i) = by_stack.get(&id) {
             let e = merged.entry(i).or_default();
@@ -250,17 +252,13 @@ fn growth_lines(det: &Detector, p: &HeapProfile, by_stack: &HashMap<u32, usize>)
             e.1 += after;
         }
     }
-    let mut rows: Vec<(String, u64, u64)> = merged
-        .into_iter()
-        .map(|(i, (b, a))| (p.stack_keys()[i].clone(), b, a))
-        .collect();
-    rows.sort_unstable();
-    let line = |k: &str, v: u64| (v > 0).then(|| format!("{k} {v}"));
-    GrowthLines {
-        before: rows.iter().filter_map(|r| line(&r.0, r.1)).collect(),
-        after: rows.iter().filter_map(|r| line(&r.0, r.2)).collect(),
-        window_secs: det.baseline_secs(),
-    }
+    let keys = p.stack_keys();
+    GrowthLines::new(
+        merged
+            .into_iter()
+            .map(|(i, (b, a))| (keys[i].as_str(), b, a)),
+        det.baseline_secs(),
+    )
 }
 
 fn function_of(site: &Site) -> String {

@@ -5,7 +5,6 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use inferno::differential;
 use inferno::flamegraph::{color::BasicPalette, from_lines};
 
 use super::human_bytes;
@@ -14,52 +13,60 @@ use crate::alloc::thread::ProfilerGuard;
 use crate::formats::Format;
 use crate::profile::HeapProfile;
 
-/// Folded stacks (`stack bytes`) of the live heap at the window's start and now.
+/// Folded stacks with two counts, `stack before after`: sampled live bytes at the
+/// window's start and now, the input of inferno's differential flamegraphs.
 #[derive(Debug, Default)]
 pub(crate) struct GrowthLines {
-    pub(crate) before: Vec<String>,
-    pub(crate) after: Vec<String>,
-    pub(crate) window_secs: f64,
+    lines: Vec<String>,
+    grown: i64,
+    window_secs: f64,
+}
+
+impl GrowthLines {
+    /// Lines of `(stack, before, after)` rows over `window_secs`; stacks with neither
+    /// count are left out.
+    pub(crate) fn new<'a>(
+        rows: impl IntoIterator<Item = (&'a str, u64, u64)>,
+        window_secs: f64,
+    ) -> GrowthLines {
+        let mut grown = 0i64;
+        let lines = rows
+            .into_iter()
+            .filter(|&(_, b, a)| b > 0 || a > 0)
+            .map(|(k, b, a)| {
+                grown += a as i64 - b as i64;
+                format!("{k} {b} {a}")
+            })
+            .collect();
+        GrowthLines {
+            lines,
+            grown,
+            window_secs,
+        }
+    }
 }
 
 /// Writes a differential flamegraph: frame widths are the live bytes now, colours the
 /// change since the window's start (red grew, blue shrank), by inferno's differential
-/// support (`inferno::differential` then `flamegraph::from_lines`).
+/// support (`flamegraph::from_lines` given two counts per stack, as
+/// `inferno::differential` would write them).
 pub(crate) fn write_growth_flamegraph<W: Write>(g: &GrowthLines, w: W) -> io::Result<()> {
-    let before = g.before.join("\n");
-    let after = g.after.join("\n");
-    let mut diff = Vec::new();
-    differential::from_readers(
-        differential::Options::default(),
-        before.as_bytes(),
-        after.as_bytes(),
-        &mut diff,
-    )?;
-    let diff = String::from_utf8(diff).map_err(io::Error::other)?;
-    let mut lines: Vec<&str> = diff.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut lines: Vec<&str> = g.lines.iter().map(String::as_str).collect();
     if lines.is_empty() {
         lines.push("[no sampled live allocations] 0 1");
     }
-    let grown: i64 = sum(&g.after) - sum(&g.before);
     let mut opts = super::flamegraph::options(
         "Live heap growth by allocation stack",
         format!(
-        "over the last {:.0} s: sampled live bytes {}{}; red grew, blue shrank; width = live now",
-        g.window_secs,
-        if grown >= 0 { "+" } else { "-" },
-        human_bytes(grown.unsigned_abs()),
-    ),
+            "over the last {:.0} s: sampled live bytes {}{}; red grew, blue shrank; width = live now",
+            g.window_secs,
+            if g.grown >= 0 { "+" } else { "-" },
+            human_bytes(g.grown.unsigned_abs()),
+        ),
         "bytes",
         BasicPalette::Mem,
     );
-    from_lines(&mut opts, lines.iter().copied(), w)
-}
-
-fn sum(lines: &[String]) -> i64 {
-    lines
-        .iter()
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<i64>().ok())
-        .sum()
+    from_lines(&mut opts, lines, w)
 }
 
 /// Writes every file of an alert labelled `label` (`memory_leak`, `heap_limit`) among
@@ -117,17 +124,14 @@ mod tests {
 
     #[test]
     fn growth_flamegraph_marks_what_grew() {
-        let g = GrowthLines {
-            before: vec![
-                "main;serve;cache_insert 1000".into(),
-                "main;render 5000".into(),
+        let g = GrowthLines::new(
+            [
+                ("main;serve;cache_insert", 1000, 9000),
+                ("main;render", 5000, 4000),
+                ("main;gone", 0, 0),
             ],
-            after: vec![
-                "main;serve;cache_insert 9000".into(),
-                "main;render 4000".into(),
-            ],
-            window_secs: 60.0,
-        };
+            60.0,
+        );
         let mut svg = Vec::new();
         write_growth_flamegraph(&g, &mut svg).unwrap();
         let svg = String::from_utf8(svg).unwrap();
