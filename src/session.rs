@@ -36,6 +36,8 @@ static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
 #[derive(Debug)]
 pub struct Session {
     active: bool,
+    /// The process that started it: a `fork()` child holds a copy it must not end.
+    pid: u32,
     monitor: Option<Monitor>,
     #[cfg(feature = "http")]
     http: Option<crate::http::Server>,
@@ -45,6 +47,7 @@ impl Session {
     fn inert() -> Session {
         Session {
             active: false,
+            pid: std::process::id(),
             monitor: None,
             #[cfg(feature = "http")]
             http: None,
@@ -80,6 +83,16 @@ impl Session {
             return Ok(Vec::new());
         }
         self.active = false;
+        if std::process::id() != self.pid {
+            // A `fork()` child's copy (say, the child returned from `main`): the monitor,
+            // server and CPU threads are the parent's and do not run here, and a lock
+            // one of them held at the fork stays held. Joining or locking would hang, so
+            // the copy ends without either: no files, the parent's session untouched.
+            std::mem::forget(self.monitor.take());
+            #[cfg(feature = "http")]
+            std::mem::forget(self.http.take());
+            return Ok(Vec::new());
+        }
         let _guard = ProfilerGuard::new();
         // The server first: no request is answered from a session that is ending.
         #[cfg(feature = "http")]
@@ -209,6 +222,7 @@ pub fn init_with(config: Config) -> Session {
     }
     Session {
         active: true,
+        pid: std::process::id(),
         monitor,
         #[cfg(feature = "http")]
         http: http_addr.and_then(|addr| match crate::http::Server::start(addr) {

@@ -5,6 +5,9 @@
 //!   the live counters balance exactly after every thread is joined.
 //! * `fork` while a session runs and another thread allocates (and captures stacks):
 //!   the child allocates, frees and exits cleanly; it must not deadlock or crash.
+//! * A child that ends the session it inherited (as returning from `main` would), with
+//!   the parent's monitor thread running: it returns at once and writes nothing, and
+//!   the parent's session ends normally.
 //!
 //! No test harness (`harness = false`): the counters are process-wide, and libtest's
 //! main thread allocates whenever it starts waiting for a result (its timeout queue, its
@@ -225,7 +228,51 @@ fn wait_with_timeout(pid: libc::pid_t, timeout: Duration) -> Option<libc::c_int>
 
 fn main() {
     thread_teardown_and_fork();
+    child_ends_its_copy_of_the_session();
     println!("threads_fork: ok");
+}
+
+fn child_ends_its_copy_of_the_session() {
+    let dir = TempDir::new("fork-session");
+    let session = leakscope::init_with(
+        Config::new()
+            .dir(dir.path())
+            .interval(Duration::from_millis(5))
+            .leak_window(Duration::from_millis(200)),
+    );
+    assert!(session.is_active());
+    // Let the monitor tick a few times (it takes its locks on every tick).
+    std::thread::sleep(Duration::from_millis(100));
+    for round in 0..20 {
+        // SAFETY: the child only ends its copy of the session, then leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            // The child ends its copy of `session` (moved only on this branch, which
+            // never returns to the loop).
+            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                move || matches!(session.finish(), Ok(ref f) if f.is_empty()),
+            ))
+            .unwrap_or(false);
+            // SAFETY: ends the child at once, running no destructor or atexit handler.
+            unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+        }
+        let status = wait_with_timeout(pid, Duration::from_secs(20)).unwrap_or_else(|| {
+            panic!("round {round}: child {pid} hung ending its copy of the session")
+        });
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "round {round}: child status {status:#x} (exit 3 = it wrote files or failed)"
+        );
+        std::thread::sleep(Duration::from_millis(7));
+    }
+    let files = session.finish().expect("the parent's exit files");
+    assert_eq!(files.len(), 4, "svg, folded, pb.gz, json: {files:?}");
+    let me = format!("leakscope-{}-", std::process::id());
+    for e in std::fs::read_dir(dir.path()).expect("read dir") {
+        let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with(&me), "a child wrote {name}");
+    }
 }
 
 fn thread_teardown_and_fork() {
