@@ -24,7 +24,7 @@ use tracing_core::{Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-pub(crate) use stats::{lifetime_of, path_names, path_self_times, span_frames};
+pub(crate) use stats::{lifetime_of, open_ages, path_names, path_self_times, span_frames};
 pub use stats::{span_stats, task_stats, SpanStats, TaskStats};
 
 use crate::alloc::thread::{own_allocated, own_counters, ProfilerGuard};
@@ -184,7 +184,7 @@ where
         // callsite cache or their metadata, a timed one's creation time is in the
         // lifetimes table. A task keeps its data in the span's extensions.
         if !is_task {
-            let timed = timed && lifetimes::insert(key, creation_clock());
+            let timed = timed && lifetimes::insert(key, cs, creation_clock());
             current::cache_created(key, cs, true, timed);
             return;
         }
