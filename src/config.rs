@@ -52,7 +52,8 @@ pub const ENV_TASK_SPANS: &str = "LEAKSCOPE_TASK_SPANS";
 /// Total live tasks above which a `task_limit` alert fires; `none` = no limit.
 pub const ENV_TASK_LIMIT: &str = "LEAKSCOPE_TASK_LIMIT";
 /// Latency bounds per span name, `name=200ms,other=1s`: a `span_latency` breach when a
-/// span's p99 lifetime over the window exceeds its bound; `none` = no bounds.
+/// span's p99 lifetime over the window exceeds its bound (a timed span still open for
+/// longer than the bound counts at its age); `none` = no bounds.
 pub const ENV_SPAN_LATENCY: &str = "LEAKSCOPE_SPAN_LATENCY";
 
 /// Default output directory.
@@ -188,7 +189,8 @@ pub struct Config {
     /// Total live tasks above which a `task_limit` alert fires; `None` = no limit.
     pub task_limit: Option<u64>,
     /// `(span name, bound)`: a `span_latency` breach when the p99 lifetime of the spans
-    /// of that name over the window exceeds the bound.
+    /// of that name over the window exceeds the bound (timed spans still open for longer
+    /// than the bound count at their age).
     pub span_latency: Vec<(String, Duration)>,
 }
 

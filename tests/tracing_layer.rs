@@ -3,7 +3,7 @@
 //! exact allocations while entered (nested spans), span names as root frames of heap
 //! samples, and, with a real tokio multi-thread runtime (`--cfg tokio_unstable`, set in
 //! `.cargo/config.toml`), live tasks by spawn site and the `task_leak`, `task_limit` and
-//! `span_latency` verdicts of the monitor.
+//! `span_latency` verdicts of the monitor (also from a span that never closes).
 
 mod common;
 
@@ -415,6 +415,66 @@ fn task_verdicts_with_a_real_runtime() {
         .unwrap()
         .contains("slow_request"));
     drop(rt);
+}
+
+/// A span that never closes (a hung request) counts for `span_latency` once it has been
+/// open for longer than the bound, though every span of that name that closes is fast;
+/// the alert says the evidence is a span still open.
+#[test]
+fn a_span_open_past_its_bound_raises_span_latency() {
+    install();
+    let _lock = session_lock();
+    let dir = TempDir::new("open_span");
+    alerts().lock().unwrap().clear();
+    leakscope::on_alert(|a| alerts().lock().unwrap().push(a.clone()));
+    let session = leakscope::init_with(
+        Config::new()
+            .dir(dir.path())
+            .interval(Duration::from_millis(40))
+            .leak_window(Duration::from_millis(400))
+            .cooldown(Duration::from_secs(60))
+            .span_latency("stuck_request", Duration::from_millis(50))
+            .cpu_seconds(0),
+    );
+    assert!(session.is_active());
+    // The first span a thread creates has its lifetime timed: this one hangs.
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let hung = std::thread::spawn(move || {
+        let span = tracing::info_span!("stuck_request", hung = true);
+        let _ = wait.recv();
+        drop(span);
+    });
+    let latency = || {
+        alerts()
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| a.kind == AlertKind::SpanLatency)
+            .cloned()
+    };
+    // Fast requests meanwhile, closed at once (one in 8 timed).
+    let start = Instant::now();
+    while latency().is_none() && start.elapsed() < Duration::from_secs(10) {
+        drop(tracing::info_span!("stuck_request", hung = false));
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    let waited = start.elapsed();
+    release.send(()).unwrap();
+    hung.join().unwrap();
+    drop(session);
+    let a = latency().unwrap_or_else(|| panic!("no span_latency: {:?}", kinds()));
+    assert!(a.message.contains("span stuck_request"), "{}", a.message);
+    assert!(
+        a.message.contains("1 of them still open"),
+        "the evidence is the open span: {}",
+        a.message
+    );
+    assert!(
+        a.message.contains("closed ones alone"),
+        "and the closed ones are said apart: {}",
+        a.message
+    );
+    assert!(waited < Duration::from_secs(5), "took {waited:?}");
 }
 
 #[test]

@@ -59,8 +59,12 @@ pub(crate) struct Slot {
 
 impl Slot {
     const fn new() -> Slot {
+        Slot::starting_at(0)
+    }
+
+    const fn starting_at(alloc_bytes: u64) -> Slot {
         Slot {
-            alloc_bytes: AtomicU64::new(0),
+            alloc_bytes: AtomicU64::new(alloc_bytes),
             alloc_blocks: AtomicU64::new(0),
             free_bytes: AtomicU64::new(0),
             free_blocks: AtomicU64::new(0),
@@ -141,10 +145,15 @@ impl Slot {
     /// reads its own thread's slot at span enter and exit.
     #[inline]
     pub(crate) fn allocated(&self) -> (u64, u64) {
-        (
-            self.alloc_bytes.load(Relaxed),
-            self.alloc_blocks.load(Relaxed),
-        )
+        (self.allocated_bytes(), self.alloc_blocks.load(Relaxed))
+    }
+
+    /// This slot's cumulative allocated bytes alone. Every counted block has a non-zero
+    /// size (`GlobalAlloc` is never asked for zero bytes), so the blocks count moves only
+    /// when this does.
+    #[inline]
+    pub(crate) fn allocated_bytes(&self) -> u64 {
+        self.alloc_bytes.load(Relaxed)
     }
 
     /// This slot's cumulative counts.
@@ -176,6 +185,10 @@ static CLAIMED: [AtomicU64; WORDS] = {
     w[0] = AtomicU64::new(1);
     w
 };
+
+/// What a thread without an exclusive slot shows the tracing layer as its own counters:
+/// allocated bytes `u64::MAX` ("unknown"), never counted into, never summed by readers.
+pub(crate) static UNKNOWN: Slot = Slot::starting_at(u64::MAX);
 
 /// The shared overflow slot.
 #[inline]

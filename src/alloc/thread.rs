@@ -34,6 +34,9 @@ pub(crate) struct ThreadState {
     /// Session word last synchronised with, plus the flags above in the low bits.
     pub(crate) word: Cell<u32>,
     pub(crate) slot: Cell<&'static Slot>,
+    /// The thread's exclusive slot as the tracing layer reads it: `slot` while the thread
+    /// owns it, else `counters::UNKNOWN`. Written only by `setup` and `retire`.
+    own: Cell<&'static Slot>,
     slot_index: Cell<usize>,
     /// Bytes left before the next sample point (Poisson process over allocated bytes).
     pub(crate) countdown: Cell<i64>,
@@ -59,6 +62,7 @@ impl ThreadState {
         ThreadState {
             word: Cell::new(UNINIT),
             slot: Cell::new(&counters::TABLE[0]),
+            own: Cell::new(&counters::UNKNOWN),
             slot_index: Cell::new(0),
             countdown: Cell::new(0),
             rng: Cell::new(0),
@@ -128,6 +132,7 @@ impl ThreadState {
         if registered {
             if let Some((idx, slot)) = counters::claim() {
                 self.slot.set(slot);
+                self.own.set(slot);
                 self.slot_index.set(idx);
                 next = keep & !SHARED;
             }
@@ -140,6 +145,7 @@ impl ThreadState {
         self.slot.get().flush_pending();
         let idx = self.slot_index.replace(0);
         self.slot.set(counters::overflow());
+        self.own.set(&counters::UNKNOWN);
         self.word.set((self.word.get() & !UNINIT) | SHARED);
         counters::release(idx);
         peak::observe();
@@ -161,19 +167,24 @@ impl Drop for Release {
     }
 }
 
-/// The calling thread's cumulative allocated (bytes, blocks), read from its own
-/// exclusive counter slot; `None` when it has none (it counts into the shared slot, or
-/// has not allocated under a session yet). Cold side: read by the tracing layer at span
-/// enter and exit; never called from the allocation hooks.
+/// The calling thread's own counter slot, for its cumulative allocated bytes and blocks
+/// ([`Slot::allocated`]): its exclusive slot, or `counters::UNKNOWN` (allocated bytes
+/// `u64::MAX`) when it has none (it counts into the shared slot, or has not allocated
+/// under a session yet). One thread-local read, no branch. Cold side: read by the tracing
+/// layer at span enter and exit; never called from the allocation hooks.
+#[inline]
+pub(crate) fn own_counters() -> &'static Slot {
+    STATE
+        .try_with(|t| t.own.get())
+        .unwrap_or(&counters::UNKNOWN)
+}
+
+/// The calling thread's cumulative allocated (bytes, blocks) from its own exclusive
+/// counter slot; `None` when it has none (see [`own_counters`]).
 #[inline]
 pub(crate) fn own_allocated() -> Option<(u64, u64)> {
-    STATE
-        .try_with(|t| {
-            let w = t.word.get();
-            (w & (SHARED | UNINIT) == 0).then(|| t.slot.get().allocated())
-        })
-        .ok()
-        .flatten()
+    let (bytes, blocks) = own_counters().allocated();
+    (bytes != u64::MAX).then_some((bytes, blocks))
 }
 
 /// Marks leakscope's own cold-side work on this thread: allocations made while a guard

@@ -3,6 +3,13 @@
 //! one, which a heap sample records (`crate::alloc::record_sample` reads it through
 //! [`current_path`]: one thread-local read, no lock, no allocation).
 //!
+//! The stack is built for the common enter and exit: an enter stores four words (span
+//! id, allocated bytes and blocks, callsite) and the depth; an exit compares the top
+//! entry's id and allocated bytes and stores the depth. Timing is decided per entry
+//! *tree*: one root entry in [`BUSY_EVERY`] is timed with every span entered inside it;
+//! while such a tree is open a flag in the depth word sends enters and exits down the
+//! slow paths, which keep the clock readings in a separate array.
+//!
 //! Span paths are nodes of a trie in a fixed lock-free table: a path is (parent path,
 //! callsite), inserted with one compare-and-swap. Each node also sums the *self* time of
 //! its spans (entered time minus time in entered children), the data of the span
@@ -15,9 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub(crate) const DEPTH: usize = 32;
 /// Spans in a path; deeper spans share their ancestor's path.
 pub(crate) const PATH_DEPTH: u32 = 8;
-/// One entry in this many is timed (with every span entered inside it): the clock costs
-/// more than a bare registry's whole enter+exit here, so busy times are sampled; each
-/// timed entry stands for this many.
+/// One root entry in this many is timed, with every span entered inside it: the clock
+/// costs more than a bare registry's whole enter+exit here, so busy times are sampled;
+/// each timed entry stands for this many.
 pub(crate) const BUSY_EVERY: u32 = 32;
 /// One span in this many (per creating thread) has its lifetime timed.
 pub(crate) const LIFE_EVERY: u32 = 8;
@@ -25,54 +32,91 @@ pub(crate) const LIFE_EVERY: u32 = 8;
 const ID_CACHE: usize = 64;
 /// Span paths kept; later ones are not distinguished (path 0).
 pub(crate) const PATHS: usize = 4096;
+/// Flag in the depth word while a timed tree is open (set by a timed root entry, cleared
+/// when the stack empties): every entry in it is timed. With it set the depth word is
+/// never below [`DEPTH`], so the fast paths' one bounds test also catches timed trees.
+const TIMED_TREE: usize = 1 << (usize::BITS - 1);
 
-/// One entered span on this thread.
+/// One entered span, as the slow paths give it back.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entered {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) id: u64,
     pub(crate) callsite: u32,
-    /// Its span path, computed when first needed (0 = not yet, or none).
+    /// Its span path (0 = none; computed for timed entries only).
     pub(crate) path: u32,
     /// Clock at enter; 0 = this entry is not timed.
     pub(crate) t0: u64,
     pub(crate) bytes0: u64,
     pub(crate) blocks0: u64,
-    /// Time spent in spans entered inside this one, ns.
+    /// Time spent in spans entered inside this one, ns (timed entries).
     pub(crate) child_ns: u64,
 }
 
-const NONE: Entered = Entered {
+/// One entered span on the stack: what every enter writes.
+#[derive(Clone, Copy)]
+struct Frame {
+    id: u64,
+    /// The thread's allocated bytes and blocks at enter (`u64::MAX` bytes: unknown).
+    bytes0: u64,
+    blocks0: u64,
+    /// The id cache's value (callsite and flags, see [`CALLSITE_MASK`]) in the low 32
+    /// bits, span path in the high 32 (0 = not computed yet): the enter's one store of
+    /// the callsite also clears the path.
+    site: u64,
+}
+
+const EMPTY: Frame = Frame {
     id: 0,
-    callsite: 0,
-    path: 0,
-    t0: 0,
     bytes0: 0,
     blocks0: 0,
-    child_ns: 0,
+    site: 0,
 };
 
+/// The clock readings of an entry of a timed tree.
+#[derive(Clone, Copy)]
+struct Timing {
+    /// Clock at enter (non-zero).
+    t0: u64,
+    /// Time spent in spans entered inside this one, ns.
+    child_ns: u64,
+}
+
+const UNTIMED: Timing = Timing { t0: 0, child_ns: 0 };
+
 struct Stack {
-    /// Spans entered (may exceed `DEPTH`: those beyond are not recorded).
+    /// Spans entered (may exceed `DEPTH`: those beyond are not recorded), plus
+    /// [`TIMED_TREE`].
     len: Cell<usize>,
-    /// Entries left before the next timed one (see [`BUSY_EVERY`]).
+    /// Root entries before the next timed one, which comes when this reaches 0 (see
+    /// [`BUSY_EVERY`]; it starts at 1, so the first root entry is timed).
     busy_countdown: Cell<u32>,
     /// Spans created left before the next timed one (see [`LIFE_EVERY`]).
     life_countdown: Cell<u32>,
     /// Span id -> callsite, direct-mapped (saves a registry lookup per enter).
     ids: [Cell<(u64, u32)>; ID_CACHE],
-    frames: [Cell<Entered>; DEPTH],
+    frames: [Cell<Frame>; DEPTH],
+    /// Clock readings of the frames of a timed tree (meaningless otherwise).
+    timing: [Cell<Timing>; DEPTH],
 }
 
 thread_local! {
     static STACK: Stack = const {
         Stack {
             len: Cell::new(0),
-            busy_countdown: Cell::new(0),
+            busy_countdown: Cell::new(1),
             life_countdown: Cell::new(0),
             ids: [const { Cell::new((0, 0)) }; ID_CACHE],
-            frames: [const { Cell::new(NONE) }; DEPTH],
+            frames: [const { Cell::new(EMPTY) }; DEPTH],
+            timing: [const { Cell::new(UNTIMED) }; DEPTH],
         }
     };
+}
+
+/// Entries recorded on stack `s` (at most `DEPTH`).
+#[inline]
+fn recorded(s: &Stack) -> usize {
+    (s.len.get() & !TIMED_TREE).min(DEPTH)
 }
 
 /// The innermost recorded entered span of this thread, if any.
@@ -80,11 +124,26 @@ thread_local! {
 fn top() -> Option<Entered> {
     STACK
         .try_with(|s| {
-            let n = s.len.get().min(DEPTH);
-            (n > 0).then(|| s.frames[n - 1].get())
+            let n = recorded(s);
+            (n > 0).then(|| entered(s, n - 1, s.len.get() & TIMED_TREE != 0))
         })
         .ok()
         .flatten()
+}
+
+/// Frame `i` of `s` as an [`Entered`].
+fn entered(s: &Stack, i: usize, timed: bool) -> Entered {
+    let f = s.frames[i].get();
+    let t = if timed { s.timing[i].get() } else { UNTIMED };
+    Entered {
+        id: f.id,
+        callsite: f.site as u32 & CALLSITE_MASK,
+        path: (f.site >> 32) as u32,
+        t0: t.t0,
+        bytes0: f.bytes0,
+        blocks0: f.blocks0,
+        child_ns: t.child_ns,
+    }
 }
 
 /// True for one call in `every` on this thread (the first one included).
@@ -98,6 +157,19 @@ fn every(c: &Cell<u32>, every: u32) -> bool {
         c.set(n - 1);
         false
     }
+}
+
+/// Counts a root entry down: false when it is the one in [`BUSY_EVERY`] to time (the
+/// count then starts again).
+#[inline(always)]
+fn root_untimed(c: &Cell<u32>) -> bool {
+    let n = c.get().wrapping_sub(1);
+    if n == 0 {
+        c.set(BUSY_EVERY);
+        return false;
+    }
+    c.set(n);
+    true
 }
 
 /// Whether this new span's lifetime is timed.
@@ -165,7 +237,7 @@ pub(crate) fn close_plain(id: u64) -> Option<(u32, bool)> {
 /// it: their snapshots at enter move up by as much.
 pub(crate) fn exclude_own(bytes: u64, blocks: u64) {
     let _ = STACK.try_with(|s| {
-        for c in &s.frames[..s.len.get().min(DEPTH)] {
+        for c in &s.frames[..recorded(s)] {
             let mut f = c.get();
             if f.bytes0 != u64::MAX {
                 f.bytes0 = f.bytes0.wrapping_add(bytes);
@@ -187,102 +259,131 @@ pub(crate) fn enter_cached(id: u64, allocated: impl FnOnce() -> (u64, u64)) -> b
             if k != id {
                 return false;
             }
-            let (bytes0, blocks0) = allocated();
-            push_entry(s, id, c & CALLSITE_MASK, bytes0, blocks0);
+            push_entry(s, id, c, allocated);
             true
         })
         .unwrap_or(true)
 }
 
-/// Records that this thread entered span `id` (of `callsite`), with its allocation
-/// counters at enter. The entry is timed with its parent, else one entry in
-/// [`BUSY_EVERY`]: every entry then has the same chance to be timed, and self times add
-/// up within a timed tree.
+/// Records that this thread entered span `id` (of `callsite`, flag bits ignored), with its allocation
+/// counters at enter. A root entry is timed one time in [`BUSY_EVERY`], and every entry
+/// inside a timed one is timed: every entry then has the same chance to be timed, and
+/// self times add up within a timed tree.
 #[inline]
-pub(crate) fn enter(id: u64, callsite: u32, bytes0: u64, blocks0: u64) {
-    let _ = STACK.try_with(|s| push_entry(s, id, callsite, bytes0, blocks0));
-}
-
-/// The clock for a timed entry (out of line: one entry in [`BUSY_EVERY`]).
-#[cold]
-#[inline(never)]
-fn entry_clock() -> u64 {
-    super::now_ns().max(1)
+pub(crate) fn enter(id: u64, callsite: u32, allocated: impl FnOnce() -> (u64, u64)) {
+    let _ = STACK.try_with(|s| push_entry(s, id, callsite, allocated));
 }
 
 #[inline(always)]
-fn push_entry(s: &Stack, id: u64, callsite: u32, bytes0: u64, blocks0: u64) {
-    {
-        let n = s.len.get();
-        s.len.set(n + 1);
-        if n >= DEPTH {
-            return;
-        }
-        let timed = match n.checked_sub(1) {
-            Some(top) => s.frames[top].get().t0 != 0,
-            None => every(&s.busy_countdown, BUSY_EVERY),
-        };
-        s.frames[n].set(Entered {
+fn push_entry(s: &Stack, id: u64, callsite: u32, allocated: impl FnOnce() -> (u64, u64)) {
+    let (bytes0, blocks0) = allocated();
+    let n = s.len.get();
+    // `n < DEPTH` is false in a timed tree too (see `TIMED_TREE`).
+    if n < DEPTH && (n != 0 || root_untimed(&s.busy_countdown)) {
+        s.frames[n].set(Frame {
             id,
-            callsite,
-            path: 0,
-            t0: if timed { entry_clock() } else { 0 },
             bytes0,
             blocks0,
-            child_ns: 0,
+            site: u64::from(callsite),
         });
+        s.len.set(n + 1);
+    } else {
+        push_timed_or_deep(s, id, callsite, bytes0, blocks0);
     }
 }
 
-/// Pushes an entered span.
+/// An enter off the fast path: a root entry the countdown picked for timing (the stack
+/// is empty), an entry inside a timed tree, or one beyond [`DEPTH`] (only counted).
+#[cold]
+#[inline(never)]
+fn push_timed_or_deep(s: &Stack, id: u64, callsite: u32, bytes0: u64, blocks0: u64) {
+    let n = s.len.get();
+    let depth = n & !TIMED_TREE;
+    s.len.set(if n == 0 { TIMED_TREE | 1 } else { n + 1 });
+    if depth >= DEPTH {
+        return;
+    }
+    // Below `DEPTH` here means timed: a root picked by the countdown, or a timed tree.
+    s.frames[depth].set(Frame {
+        id,
+        bytes0,
+        blocks0,
+        site: u64::from(callsite),
+    });
+    s.timing[depth].set(Timing {
+        t0: super::now_ns().max(1),
+        child_ns: 0,
+    });
+}
+
+/// Pushes an entered span (timed if `e.t0` is not 0, which opens a timed tree).
 #[cfg(test)]
 fn push(e: Entered) {
     let _ = STACK.try_with(|s| {
         let n = s.len.get();
-        if n < DEPTH {
-            s.frames[n].set(e);
+        let depth = n & !TIMED_TREE;
+        if depth < DEPTH {
+            s.frames[depth].set(Frame {
+                id: e.id,
+                bytes0: e.bytes0,
+                blocks0: e.blocks0,
+                site: u64::from(e.callsite),
+            });
+            s.timing[depth].set(Timing {
+                t0: e.t0,
+                child_ns: e.child_ns,
+            });
         }
-        s.len.set(n + 1);
+        let flag = if e.t0 != 0 { TIMED_TREE } else { 0 };
+        s.len.set((n + 1) | flag);
     });
 }
 
-/// The common exit: when span `id` is the innermost recorded entry and is not timed,
-/// pops it and gives `(callsite, bytes0, blocks0)`; otherwise leaves the stack alone
-/// (the caller then takes [`pop`]).
+/// The common exit: when span `id` is the innermost recorded entry, is not timed and
+/// nothing was allocated while it was entered (`bytes_now()`, the thread's allocated
+/// bytes, is still the one at enter), pops it and returns true; otherwise leaves the
+/// stack alone (the caller then takes [`pop`]). Allocated bytes move whenever blocks do,
+/// so bytes alone decide.
 #[inline]
-pub(crate) fn pop_untimed(id: u64) -> Option<(u32, u64, u64)> {
+pub(crate) fn exit_fast(id: u64, bytes_now: impl FnOnce() -> u64) -> bool {
     STACK
         .try_with(|s| {
-            let n = s.len.get();
-            let top = n.checked_sub(1).filter(|&t| t < DEPTH)?;
-            let e = s.frames[top].get();
-            if e.id != id || e.t0 != 0 {
-                return None;
+            // Wraps for an empty stack; at least `DEPTH` in a timed tree.
+            let top = s.len.get().wrapping_sub(1);
+            if top >= DEPTH {
+                return false;
+            }
+            let f = s.frames[top].get();
+            if f.id != id || bytes_now() != f.bytes0 {
+                return false;
             }
             s.len.set(top);
-            Some((e.callsite, e.bytes0, e.blocks0))
+            true
         })
-        .ok()
-        .flatten()
+        .unwrap_or(false)
 }
 
 /// Pops the entry of span `id` (normally the top; spans exited out of order are found
-/// below it and removed); gives the innermost remaining span the popped span's time as
-/// child time. `None` if `id` is not recorded here.
+/// below it and removed); in a timed tree, gives the innermost remaining span the popped
+/// span's time as child time. `None` if `id` is not recorded here.
 #[inline]
 pub(crate) fn pop(id: u64, elapsed: impl FnOnce(&Entered) -> u64) -> Option<(Entered, u64)> {
     STACK
         .try_with(|s| {
             let n = s.len.get();
-            if n == 0 {
+            let timed = n & TIMED_TREE != 0;
+            let depth = n & !TIMED_TREE;
+            if depth == 0 {
                 return None;
             }
-            if n > DEPTH {
+            // The stack emptied: the timed tree, if any, is over.
+            let next = if depth == 1 { 0 } else { n - 1 };
+            if depth > DEPTH {
                 // Not recorded (too deep); only the count moves.
-                s.len.set(n - 1);
+                s.len.set(next);
                 return None;
             }
-            let mut i = n - 1;
+            let mut i = depth - 1;
             while s.frames[i].get().id != id {
                 // Spans exited out of order: search below the top.
                 if i == 0 {
@@ -290,17 +391,21 @@ pub(crate) fn pop(id: u64, elapsed: impl FnOnce(&Entered) -> u64) -> Option<(Ent
                 }
                 i -= 1;
             }
-            let mut e = s.frames[i].get();
-            if e.t0 != 0 {
+            let mut e = entered(s, i, timed);
+            if timed {
                 e.path = path_upto(s, i);
             }
-            for j in i..n - 1 {
-                s.frames[j].set(s.frames[j + 1].get());
+            for j in i..depth - 1 {
+                // The spans above move down a level: their paths change.
+                let mut f = s.frames[j + 1].get();
+                f.site &= 0xFFFF_FFFF;
+                s.frames[j].set(f);
+                s.timing[j].set(s.timing[j + 1].get());
             }
-            s.len.set(n - 1);
+            s.len.set(next);
             let dt = elapsed(&e);
-            if i > 0 && dt != 0 {
-                let p = &s.frames[i - 1];
+            if timed && i > 0 && dt != 0 {
+                let p = &s.timing[i - 1];
                 let mut parent = p.get();
                 parent.child_ns = parent.child_ns.wrapping_add(dt);
                 p.set(parent);
@@ -319,7 +424,7 @@ fn path_upto(s: &Stack, i: usize) -> u32 {
     let mut k = last + 1;
     let mut path = 0;
     while k > 0 {
-        let p = s.frames[k - 1].get().path;
+        let p = (s.frames[k - 1].get().site >> 32) as u32;
         if p != 0 {
             path = p;
             break;
@@ -329,11 +434,11 @@ fn path_upto(s: &Stack, i: usize) -> u32 {
     for j in k..=last {
         let c = &s.frames[j];
         let mut f = c.get();
-        path = child_path(path, f.callsite);
+        path = child_path(path, f.site as u32 & CALLSITE_MASK);
         if path == 0 {
             return 0;
         }
-        f.path = path;
+        f.site = (f.site & 0xFFFF_FFFF) | (u64::from(path) << 32);
         c.set(f);
     }
     path
@@ -346,7 +451,7 @@ fn path_upto(s: &Stack, i: usize) -> u32 {
 pub(crate) fn current_path() -> u32 {
     STACK
         .try_with(|s| {
-            let n = s.len.get().min(DEPTH);
+            let n = recorded(s);
             if n == 0 {
                 0
             } else {
@@ -484,7 +589,16 @@ mod tests {
 
     #[test]
     fn stack_pops_in_and_out_of_order() {
-        let e = |id| Entered { id, ..NONE };
+        // A timed tree (`t0` set): child times are kept.
+        let e = |id| Entered {
+            id,
+            callsite: 0,
+            path: 0,
+            t0: 1,
+            bytes0: 0,
+            blocks0: 0,
+            child_ns: 0,
+        };
         push(e(1));
         push(e(2));
         push(e(3));
@@ -501,5 +615,87 @@ mod tests {
         );
         pop(1, |_| 20).unwrap();
         assert!(top().is_none());
+    }
+
+    fn len() -> usize {
+        STACK.with(|s| s.len.get())
+    }
+
+    /// Exits `id` as the layer does: the fast path, else `pop` (untimed: no clock).
+    fn exit(id: u64, bytes: u64) -> Option<Entered> {
+        if exit_fast(id, || bytes) {
+            return None;
+        }
+        pop(id, |e| if e.t0 == 0 { 0 } else { 3 }).map(|(e, _)| e)
+    }
+
+    #[test]
+    fn fast_paths_time_one_root_tree_in_busy_every() {
+        STACK.with(|s| s.busy_countdown.set(1));
+        // The countdown picks this root: a timed tree, off the fast paths.
+        enter(10, 5 | CREATED_HERE, || (100, 1));
+        enter(11, 6, || (100, 1));
+        assert_eq!(len(), TIMED_TREE | 2);
+        let inner = exit(11, 100).expect("a timed exit takes the slow path");
+        assert_ne!(inner.t0, 0);
+        assert_eq!(inner.callsite, 6);
+        assert_ne!(inner.path, 0, "timed entries get their span path");
+        assert_eq!(
+            callsites_of(inner.path),
+            vec![5, 6],
+            "flags are not a callsite"
+        );
+        let outer = exit(10, 100).unwrap();
+        assert_ne!(outer.t0, 0);
+        assert_eq!(len(), 0, "the tree is over");
+        // The next BUSY_EVERY - 1 root trees are not timed: the fast exit pops them
+        // unless something was allocated.
+        for i in 1..BUSY_EVERY {
+            enter(20, 7, || (200, 2));
+            enter(21, 8, || (200, 2));
+            assert_eq!(len(), 2, "root {i}");
+            assert!(exit(21, 200).is_none(), "nothing allocated: the fast path");
+            let e = exit(20, 250).expect("allocated: the slow path");
+            assert_eq!((e.t0, e.bytes0, e.blocks0, e.callsite), (0, 200, 2, 7));
+        }
+        assert_eq!(len(), 0);
+        enter(30, 9, || (300, 3));
+        assert_eq!(len(), TIMED_TREE | 1, "the next root tree is timed again");
+        exit(30, 300).unwrap();
+        assert_eq!(len(), 0);
+    }
+
+    #[test]
+    fn deep_and_unknown_entries() {
+        STACK.with(|s| s.busy_countdown.set(BUSY_EVERY));
+        for id in 1..=DEPTH as u64 + 2 {
+            enter(id, 1, || (u64::MAX, 0));
+        }
+        assert_eq!(len(), DEPTH + 2);
+        // The two beyond DEPTH are only counted.
+        assert!(exit(DEPTH as u64 + 2, u64::MAX).is_none());
+        assert!(exit(DEPTH as u64 + 1, u64::MAX).is_none());
+        assert_eq!(len(), DEPTH);
+        // Unknown counters at enter and exit: the fast path.
+        for id in (1..=DEPTH as u64).rev() {
+            assert!(exit_fast(id, || u64::MAX), "{id}");
+        }
+        assert_eq!(len(), 0);
+        assert!(exit(99, 0).is_none(), "an exit of nothing entered");
+        assert_eq!(len(), 0);
+    }
+
+    #[test]
+    fn own_allocations_shift_the_snapshots() {
+        STACK.with(|s| s.busy_countdown.set(BUSY_EVERY));
+        enter(40, 1, || (1000, 10));
+        enter(41, 1, || (u64::MAX, 0));
+        exclude_own(64, 1);
+        // 64 bytes in 1 block of the layer's own: not the span's.
+        assert!(exit_fast(41, || u64::MAX));
+        assert!(
+            exit_fast(40, || 1064),
+            "the layer's own allocation is left out"
+        );
     }
 }

@@ -97,6 +97,12 @@ impl Snapshot {
         self.max = self.max.max(other.max);
     }
 
+    /// Adds one value (an open span's age, beside the closed ones' lifetimes).
+    pub(crate) fn record(&mut self, v: u64) {
+        self.counts[bucket(v)] += 1;
+        self.max = self.max.max(v);
+    }
+
     /// What was recorded after `earlier` (a snapshot of the same histogram).
     pub(crate) fn since(&self, earlier: &Snapshot) -> Snapshot {
         Snapshot {

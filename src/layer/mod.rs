@@ -24,10 +24,10 @@ use tracing_core::{Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-pub(crate) use stats::{lifetime_of, path_names, path_self_times, span_frames};
+pub(crate) use stats::{lifetime_of, open_ages, path_names, path_self_times, span_frames};
 pub use stats::{span_stats, task_stats, SpanStats, TaskStats};
 
-use crate::alloc::thread::{own_allocated, ProfilerGuard};
+use crate::alloc::thread::{own_allocated, own_counters, ProfilerGuard};
 
 /// leakscope's [`tracing_subscriber::Layer`]: per span callsite, counts, time entered
 /// and lifetime percentiles, and the exact bytes and blocks allocated while entered;
@@ -80,7 +80,13 @@ struct SpanData {
 /// entered spans' snapshots instead (`current::exclude_own`).
 #[inline]
 fn allocated() -> (u64, u64) {
-    own_allocated().unwrap_or((u64::MAX, 0))
+    own_counters().allocated()
+}
+
+/// The calling thread's allocated bytes (`u64::MAX` when unknown), see [`allocated`].
+#[inline]
+fn allocated_bytes() -> u64 {
+    own_counters().allocated_bytes()
 }
 
 /// Adds what the thread allocated between the counters at enter (`before`) and at exit
@@ -122,14 +128,15 @@ where
         return;
     };
     current::cache_callsite(key, cs);
-    let (bytes0, blocks0) = allocated();
-    current::enter(key, cs, bytes0, blocks0);
+    current::enter(key, cs, allocated);
 }
 
-/// Exit of a timed entry, of one exited out of order, or of an unrecorded one.
+/// Exit of a timed entry, of one exited out of order, of one while which the thread
+/// allocated, or of an unrecorded one.
 #[inline(never)]
-fn exit_slow(key: u64, after: (u64, u64)) {
+fn exit_slow(key: u64) {
     use std::sync::atomic::Ordering::Relaxed;
+    let after = allocated();
     let Some((e, dt)) = current::pop(key, |e| {
         if e.t0 == 0 {
             0
@@ -177,7 +184,7 @@ where
         // callsite cache or their metadata, a timed one's creation time is in the
         // lifetimes table. A task keeps its data in the span's extensions.
         if !is_task {
-            let timed = timed && lifetimes::insert(key, creation_clock());
+            let timed = timed && lifetimes::insert(key, cs, creation_clock());
             current::cache_created(key, cs, true, timed);
             return;
         }
@@ -218,13 +225,9 @@ where
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        let (bytes1, blocks1) = allocated();
         let key = id.into_u64();
-        match current::pop_untimed(key) {
-            Some((cs, bytes0, blocks0)) => {
-                add_allocated(cs, (bytes0, blocks0), (bytes1, blocks1));
-            }
-            None => exit_slow(key, (bytes1, blocks1)),
+        if !current::exit_fast(key, allocated_bytes) {
+            exit_slow(key);
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{callsites, current, tasks};
+use super::{callsites, current, lifetimes, tasks};
 use crate::alloc::thread::ProfilerGuard;
 
 /// The figures of one span callsite, from [`span_stats`].
@@ -208,6 +208,25 @@ pub(crate) fn lifetime_of(name: &str) -> super::hist::Snapshot {
     for (_, s) in callsites::all() {
         if s.meta.name() == name {
             out.add(&s.lifetime.snapshot());
+        }
+    }
+    out
+}
+
+/// Ages (ns) of the timed spans open now, for each name of `names` (all callsites of a
+/// name merged): the spans a `span_latency` bound counts before they close.
+pub(crate) fn open_ages(names: &[&str]) -> Vec<Vec<u64>> {
+    let mut out = vec![Vec::new(); names.len()];
+    let of: HashMap<u32, usize> = callsites::all()
+        .filter_map(|(i, s)| Some((i, names.iter().position(|n| *n == s.meta.name())?)))
+        .collect();
+    if of.is_empty() {
+        return out;
+    }
+    let now = super::now_ns();
+    for (cs, created) in lifetimes::open() {
+        if let Some(&k) = of.get(&cs) {
+            out[k].push(now.saturating_sub(created));
         }
     }
     out

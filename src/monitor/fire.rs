@@ -99,12 +99,8 @@ impl Fire {
             if let Some(l) = &f.spans.latency {
                 let svg = write::path(&self.dir, seq, &format!("{}-spans", f.kind), "svg");
                 let sub = format!(
-                    "{}: p99 lifetime {:.1} ms > {:.1} ms over {:.0} s ({} timed spans); self time by span stack, estimated from 1 in {} entries",
-                    l.name,
-                    l.p99.as_secs_f64() * 1e3,
-                    l.bound.as_secs_f64() * 1e3,
-                    l.window_secs,
-                    l.spans,
+                    "{}; self time by span stack, estimated from 1 in {} entries",
+                    l.describe(),
                     crate::layer::current::BUSY_EVERY,
                 );
                 match write::write_atomic(&svg, |w| {
@@ -351,14 +347,7 @@ fn task_message(f: &Finding) -> String {
             )
         }
         _ => match &f.spans.latency {
-            Some(l) => format!(
-                "span {} p99 lifetime {:.1} ms exceeds {:.1} ms over the last {:.0} s ({} timed spans)",
-                l.name,
-                l.p99.as_secs_f64() * 1e3,
-                l.bound.as_secs_f64() * 1e3,
-                l.window_secs,
-                l.spans
-            ),
+            Some(l) => l.describe(),
             None => "span latency above its bound".to_string(),
         },
     }

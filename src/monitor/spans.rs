@@ -1,7 +1,10 @@
 //! The monitor's view of the tracing layer: live tasks per spawn site over the window
 //! (`task_leak`, with the same verdicts as the heap), total live tasks (`task_limit`),
 //! and windowed p99 lifetimes of the spans named in `LEAKSCOPE_SPAN_LATENCY`
-//! (`span_latency`, with the span flamegraph of the window). Memory: spawn sites × the
+//! (`span_latency`, with the span flamegraph of the window). A timed span still open
+//! for longer than its bound (a hung request) counts too, as a lifetime of its age so
+//! far: at each tick the window's population is the spans closed in it plus those open
+//! now, so a span is never counted twice in one verdict. Memory: spawn sites × the
 //! window's readings (at most 64 each), and at most [`SNAPS`] histogram copies per bound.
 
 use std::collections::{HashMap, VecDeque};
@@ -38,11 +41,90 @@ pub(crate) struct LatencyBreach {
     pub(crate) name: String,
     pub(crate) bound: Duration,
     pub(crate) p99: Duration,
-    /// Timed spans closed in the window.
+    /// Timed spans judged: closed in the window, plus [`open`](Self::open).
     pub(crate) spans: u64,
+    /// Timed spans still open for longer than the bound, counted at their age so far.
+    pub(crate) open: u64,
+    /// The oldest open one's age.
+    pub(crate) oldest_open: Duration,
+    /// p99 of the closed spans alone (0 when there were too few to judge).
+    pub(crate) closed_p99: Duration,
     pub(crate) window_secs: f64,
     /// Folded lines of self time (ns) by span stack over the window.
     pub(crate) folded: Vec<String>,
+}
+
+impl LatencyBreach {
+    /// What crossed the bound, in a line: says when spans still open are part of the
+    /// evidence, and what the closed ones alone show.
+    pub(crate) fn describe(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        // Short windows (tests, demos) keep a decimal.
+        let digits = usize::from(self.window_secs < 10.0);
+        let mut s = format!(
+            "span {} p99 lifetime {:.1} ms exceeds {:.1} ms over the last {:.*} s ({} timed spans",
+            self.name,
+            ms(self.p99),
+            ms(self.bound),
+            digits,
+            self.window_secs,
+            self.spans
+        );
+        if self.open > 0 {
+            let closed = self.spans - self.open;
+            s += &format!(
+                ", {} of them still open and counted at their age so far, the oldest {:.1} ms; the {closed} closed ones alone: {}",
+                self.open,
+                ms(self.oldest_open),
+                if closed >= LATENCY_MIN_SPANS {
+                    format!("p99 {:.1} ms", ms(self.closed_p99))
+                } else {
+                    "too few to judge".to_string()
+                }
+            );
+        }
+        s + ")"
+    }
+}
+
+/// A window's verdict for one bound (see [`judge`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Judged {
+    p99: Duration,
+    spans: u64,
+    open: u64,
+    oldest_open: Duration,
+    closed_p99: Duration,
+}
+
+/// Judges the p99 lifetime over a window against `bound`: `closed` holds the lifetimes
+/// of the timed spans closed in the window, `open_ages` the ages (ns) of the timed spans
+/// open now. An open span older than the bound counts as a lifetime of its age (its
+/// lifetime is at least that); a younger one is left for later (it may yet close in
+/// time). `Some` when at least [`LATENCY_MIN_SPANS`] spans are judged and their p99 is
+/// above the bound.
+fn judge(closed: &Snapshot, open_ages: &[u64], bound: Duration) -> Option<Judged> {
+    let b = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+    let mut all = closed.clone();
+    let (mut open, mut oldest) = (0, 0);
+    for &age in open_ages.iter().filter(|&&a| a > b) {
+        all.record(age);
+        open += 1;
+        oldest = oldest.max(age);
+    }
+    let spans = all.count();
+    let p99 = Duration::from_nanos(all.quantile(0.99));
+    (spans >= LATENCY_MIN_SPANS && p99 > bound).then(|| Judged {
+        p99,
+        spans,
+        open,
+        oldest_open: Duration::from_nanos(oldest),
+        closed_p99: if closed.count() >= LATENCY_MIN_SPANS {
+            Duration::from_nanos(closed.quantile(0.99))
+        } else {
+            Duration::ZERO
+        },
+    })
 }
 
 struct Snap {
@@ -166,15 +248,21 @@ impl SpanWatch {
                 .rev()
                 .find(|s| s.t <= t - self.window + self.interval / 2.0);
             if let Some(base) = base {
+                // Read after the histograms: a span closing in between is in neither
+                // (it counts at the next tick), never in both.
+                let names: Vec<&str> = self.latency.iter().map(|(n, _)| n.as_str()).collect();
+                let open = crate::layer::open_ages(&names);
                 for (i, (name, bound)) in self.latency.iter().enumerate() {
                     let w = now.lifetimes[i].since(&base.lifetimes[i]);
-                    let p99 = Duration::from_nanos(w.quantile(0.99));
-                    if w.count() >= LATENCY_MIN_SPANS && p99 > *bound {
+                    if let Some(j) = judge(&w, &open[i], *bound) {
                         f.latency.push(LatencyBreach {
                             name: name.clone(),
                             bound: *bound,
-                            p99,
-                            spans: w.count(),
+                            p99: j.p99,
+                            spans: j.spans,
+                            open: j.open,
+                            oldest_open: j.oldest_open,
+                            closed_p99: j.closed_p99,
                             window_secs: t - base.t,
                             folded: folded_since(&now.paths, &base.paths),
                         });
@@ -206,4 +294,99 @@ fn folded_since(now: &HashMap<u32, u64>, base: &HashMap<u32, u64>) -> Vec<String
         .collect();
     lines.sort();
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::hist::Histogram;
+
+    const MS: u64 = 1_000_000;
+
+    fn lifetimes(ms: &[u64]) -> Snapshot {
+        let h = Histogram::new();
+        for &v in ms {
+            h.record(v * MS);
+        }
+        h.snapshot()
+    }
+
+    #[test]
+    fn closed_spans_alone() {
+        let bound = Duration::from_millis(200);
+        assert_eq!(judge(&lifetimes(&[1; 50]), &[], bound), None);
+        let slow = judge(&lifetimes(&[300; 10]), &[], bound).expect("slow spans");
+        assert_eq!((slow.spans, slow.open), (10, 0));
+        assert!(slow.p99 > bound);
+        assert_eq!(slow.closed_p99, slow.p99);
+        assert_eq!(
+            judge(&lifetimes(&[300; 4]), &[], bound),
+            None,
+            "too few to judge"
+        );
+    }
+
+    #[test]
+    fn a_span_open_past_its_bound_counts_at_its_age() {
+        let bound = Duration::from_millis(200);
+        let fast = lifetimes(&[1; 10]);
+        // A hung span, open for 5 s: the p99 of 11 spans is the largest.
+        let j = judge(&fast, &[5_000 * MS], bound).expect("the hung span counts");
+        assert_eq!((j.spans, j.open), (11, 1));
+        assert_eq!(j.oldest_open, Duration::from_secs(5));
+        assert!(j.p99 > bound && j.p99 <= Duration::from_secs(5), "{j:?}");
+        assert!(
+            j.closed_p99 < bound,
+            "the closed ones alone are fast: {j:?}"
+        );
+        // Open for less than the bound: it may yet close in time, not counted.
+        assert_eq!(judge(&fast, &[150 * MS, 199 * MS], bound), None);
+        // Open spans count towards the least number of spans to judge.
+        let j = judge(&lifetimes(&[1; 3]), &[900 * MS, 800 * MS], bound).expect("3 + 2");
+        assert_eq!((j.spans, j.open), (5, 2));
+        assert_eq!(j.closed_p99, Duration::ZERO, "3 closed: too few alone");
+        assert_eq!(judge(&lifetimes(&[1; 3]), &[900 * MS], bound), None);
+        // Among many fast spans one hung span is above the 99th percentile, not at it.
+        assert_eq!(judge(&lifetimes(&[1; 300]), &[5_000 * MS], bound), None);
+    }
+
+    #[test]
+    fn a_span_counts_once_open_then_once_closed() {
+        let bound = Duration::from_millis(200);
+        // Tick 1: open for 600 ms. Tick 2: closed at 700 ms, in the window's histogram
+        // and no longer open. Each verdict counts it once.
+        let before = judge(&lifetimes(&[1; 9]), &[600 * MS], bound).unwrap();
+        let mut closed = lifetimes(&[1; 9]);
+        closed.record(700 * MS);
+        let after = judge(&closed, &[], bound).unwrap();
+        assert_eq!((before.spans, before.open), (10, 1));
+        assert_eq!((after.spans, after.open), (10, 0));
+    }
+
+    #[test]
+    fn the_line_says_when_open_spans_are_the_evidence() {
+        let breach = |open, closed_p99| LatencyBreach {
+            name: "request".into(),
+            bound: Duration::from_millis(200),
+            p99: Duration::from_secs(5),
+            spans: 11,
+            open,
+            oldest_open: Duration::from_secs(5),
+            closed_p99,
+            window_secs: 60.0,
+            folded: Vec::new(),
+        };
+        let closed = breach(0, Duration::from_secs(5)).describe();
+        assert!(!closed.contains("open"), "{closed}");
+        assert!(closed.contains("(11 timed spans)"), "{closed}");
+        let open = breach(1, Duration::from_millis(1)).describe();
+        assert!(
+            open.contains("1 of them still open") && open.contains("the oldest 5000.0 ms"),
+            "{open}"
+        );
+        assert!(
+            open.contains("the 10 closed ones alone: p99 1.0 ms"),
+            "{open}"
+        );
+    }
 }
