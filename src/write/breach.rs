@@ -19,6 +19,8 @@ use crate::profile::HeapProfile;
 pub(crate) struct GrowthLines {
     lines: Vec<String>,
     grown: i64,
+    /// Sampled live bytes now, over all lines.
+    now: u64,
     window_secs: f64,
 }
 
@@ -29,18 +31,20 @@ impl GrowthLines {
         rows: impl IntoIterator<Item = (&'a str, u64, u64)>,
         window_secs: f64,
     ) -> GrowthLines {
-        let mut grown = 0i64;
+        let (mut grown, mut now) = (0i64, 0u64);
         let lines = rows
             .into_iter()
             .filter(|&(_, b, a)| b > 0 || a > 0)
             .map(|(k, b, a)| {
                 grown += a as i64 - b as i64;
+                now += a;
                 format!("{k} {b} {a}")
             })
             .collect();
         GrowthLines {
             lines,
             grown,
+            now,
             window_secs,
         }
     }
@@ -52,7 +56,9 @@ impl GrowthLines {
 /// `inferno::differential` would write them).
 pub(crate) fn write_growth_flamegraph<W: Write>(g: &GrowthLines, w: W) -> io::Result<()> {
     let mut lines: Vec<&str> = g.lines.iter().map(String::as_str).collect();
-    if lines.is_empty() {
+    // Widths are the live bytes now: with none (everything freed, or no samples) inferno
+    // has nothing to draw and refuses, so give it one frame that says so.
+    if g.now == 0 {
         lines.push("[no sampled live allocations] 0 1");
     }
     let mut opts = super::flamegraph::options(
@@ -105,9 +111,12 @@ pub(crate) fn write_alert_files(
         (heap, grown)
     });
     let mut files = heap?;
-    if let Some(g) = grown {
-        g?;
-        files.push(svg);
+    // A growth flamegraph that cannot be written is reported; the report and the other
+    // files are written all the same.
+    match grown {
+        Some(Ok(())) => files.push(svg),
+        Some(Err(e)) => super::report_once(&e),
+        None => {}
     }
     if formats.contains(&Format::Json) {
         let json = super::path(dir, seq, label, "json");
@@ -153,5 +162,12 @@ mod tests {
             .unwrap()
             .trim_end()
             .ends_with("</svg>"));
+        // Everything that was live at the start has been freed: nothing is live now.
+        let freed = GrowthLines::new([("main;serve;cache_insert", 1000, 0)], 60.0);
+        let mut svg = Vec::new();
+        write_growth_flamegraph(&freed, &mut svg).unwrap();
+        let svg = String::from_utf8(svg).unwrap();
+        assert!(svg.contains("no sampled live allocations"), "{svg}");
+        assert!(svg.contains("-1000 B"), "subtitle: {svg}");
     }
 }
