@@ -30,12 +30,12 @@ pub(crate) const PATH_DEPTH: u32 = 8;
 /// sampled; each timed entry stands for the interval in force when it was picked.
 pub(crate) const BUSY_EVERY_MAX: u32 = 1024;
 /// Timed root trees closer together than this (ns, start to start, on one thread) double
-/// the interval: a timed tree's clock reads (two per span, ~30–60 ns each here) then
-/// cost at most ~0.1% of the thread's time per span in the tree.
+/// the interval: a timed tree's clock reads (two per span, ~30–60 ns each here) and
+/// bookkeeping then cost about 0.2% of the thread's time per span in the tree.
 pub(crate) const TIMED_GAP_MIN_NS: u64 = 100_000;
 /// Timed root trees further apart than this lower the interval (down to 1: every root
 /// entry timed), to where they would have come this far apart: spans this rare cost the
-/// clock ≤ 0.01% of the thread's time and get every entry timed.
+/// clock ~0.02% of the thread's time or less and get every entry timed.
 pub(crate) const TIMED_GAP_MAX_NS: u64 = 1_000_000;
 /// One span in this many (per creating thread) has its lifetime timed.
 pub(crate) const LIFE_EVERY: u32 = 8;
