@@ -346,7 +346,7 @@ fn task_and_span_profiles_and_metrics() {
     let addr = session.http_addr().expect("the server runs");
     let base = format!("http://{addr}");
     // Five named tasks that stay alive until their senders go; spans entered enough
-    // times that some entries are timed (one in 32 per thread).
+    // times that some entries are timed (the first root entry on a thread always is).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -178,20 +178,16 @@ fn layer_families() -> Vec<Family<'static>> {
         ] {
             busy.push((format!("{{{base},quantile=\"{q}\"}}"), d.as_secs_f64()));
         }
-        // `_sum` and `_count` over the same population: the timed entries. `busy_total`
-        // is their sum scaled up to all entries, so `_sum` is scaled back down.
-        let every = f64::from(crate::layer::current::BUSY_EVERY);
-        busy.push((
-            format!("_sum{{{base}}}"),
-            s.busy_total.as_secs_f64() / every,
-        ));
+        // `_sum` and `_count` over the same population: all entries, estimated from the
+        // timed ones weighted by their sampling interval (`busy_total`, `entries`).
+        busy.push((format!("_sum{{{base}}}"), s.busy_total.as_secs_f64()));
         busy.push((format!("_count{{{base}}}"), s.entries as f64));
     }
     if !busy.is_empty() {
         out.push(Family {
             name: "leakscope_span_busy_seconds",
             kind: "summary",
-            help: "Time per span entry (enter to exit; a tokio task's poll), from the timed entries only (a fixed fraction of all entries, see the crate docs).",
+            help: "Time per span entry (enter to exit; a tokio task's poll), estimated from the timed entries weighted by their sampling interval (see the crate docs).",
             samples: busy,
         });
     }

@@ -6,9 +6,11 @@
 //! The stack is built for the common enter and exit: an enter stores four words (span
 //! id, allocated bytes and blocks, callsite) and the depth; an exit compares the top
 //! entry's id and allocated bytes and stores the depth. Timing is decided per entry
-//! *tree*: one root entry in [`BUSY_EVERY`] is timed with every span entered inside it;
-//! while such a tree is open a flag in the depth word sends enters and exits down the
-//! slow paths, which keep the clock readings in a separate array.
+//! *tree*: one root entry in an adaptive per-thread interval (1 to [`BUSY_EVERY_MAX`],
+//! see [`next_interval`]) is timed with every span entered inside it, and each of its
+//! entries stands for that many; while such a tree is open a flag in the depth word
+//! sends enters and exits down the slow paths, which keep the clock readings in a
+//! separate array and adapt the interval.
 //!
 //! Span paths are nodes of a trie in a fixed lock-free table: a path is (parent path,
 //! callsite), inserted with one compare-and-swap. Each node also sums the *self* time of
@@ -22,10 +24,19 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub(crate) const DEPTH: usize = 32;
 /// Spans in a path; deeper spans share their ancestor's path.
 pub(crate) const PATH_DEPTH: u32 = 8;
-/// One root entry in this many is timed, with every span entered inside it: the clock
-/// costs more than a bare registry's whole enter+exit here, so busy times are sampled;
-/// each timed entry stands for this many.
-pub(crate) const BUSY_EVERY: u32 = 32;
+/// Most root entries one timed root tree stands for. One root entry in an interval
+/// (per thread, 1 to this) is timed, with every span entered inside it: the clock costs
+/// more than a bare registry's whole enter+exit here, so busy times of busy spans are
+/// sampled; each timed entry stands for the interval in force when it was picked.
+pub(crate) const BUSY_EVERY_MAX: u32 = 1024;
+/// Timed root trees closer together than this (ns, start to start, on one thread) double
+/// the interval: a timed tree's clock reads (two per span, ~30–60 ns each here) and
+/// bookkeeping then cost about 0.2% of the thread's time per span in the tree.
+pub(crate) const TIMED_GAP_MIN_NS: u64 = 100_000;
+/// Timed root trees further apart than this lower the interval (down to 1: every root
+/// entry timed), to where they would have come this far apart: spans this rare cost the
+/// clock ~0.02% of the thread's time or less and get every entry timed.
+pub(crate) const TIMED_GAP_MAX_NS: u64 = 1_000_000;
 /// One span in this many (per creating thread) has its lifetime timed.
 pub(crate) const LIFE_EVERY: u32 = 8;
 /// Entries of the per-thread span id -> callsite cache.
@@ -51,6 +62,9 @@ pub(crate) struct Entered {
     pub(crate) blocks0: u64,
     /// Time spent in spans entered inside this one, ns (timed entries).
     pub(crate) child_ns: u64,
+    /// Entries this one stands for (the sampling interval of its timed tree; 0 = not
+    /// timed).
+    pub(crate) weight: u64,
 }
 
 /// One entered span on the stack: what every enter writes.
@@ -88,9 +102,17 @@ struct Stack {
     /// Spans entered (may exceed `DEPTH`: those beyond are not recorded), plus
     /// [`TIMED_TREE`].
     len: Cell<usize>,
-    /// Root entries before the next timed one, which comes when this reaches 0 (see
-    /// [`BUSY_EVERY`]; it starts at 1, so the first root entry is timed).
+    /// Root entries before the next timed one, which comes when this reaches 0 (it
+    /// starts at 1, so the first root entry is timed; a timed root sets it to
+    /// `busy_every`).
     busy_countdown: Cell<u32>,
+    /// The sampling interval in force: root entries the next timed tree stands for
+    /// (1 to [`BUSY_EVERY_MAX`], see [`next_interval`]).
+    busy_every: Cell<u32>,
+    /// Clock at the last timed root entry (0: none yet).
+    last_timed: Cell<u64>,
+    /// Root entries the open (or last) timed tree stands for: its entries' weight.
+    tree_weight: Cell<u32>,
     /// Spans created left before the next timed one (see [`LIFE_EVERY`]).
     life_countdown: Cell<u32>,
     /// Span id -> callsite, direct-mapped (saves a registry lookup per enter).
@@ -105,6 +127,9 @@ thread_local! {
         Stack {
             len: Cell::new(0),
             busy_countdown: Cell::new(1),
+            busy_every: Cell::new(1),
+            last_timed: Cell::new(0),
+            tree_weight: Cell::new(1),
             life_countdown: Cell::new(0),
             ids: [const { Cell::new((0, 0)) }; ID_CACHE],
             frames: [const { Cell::new(EMPTY) }; DEPTH],
@@ -143,6 +168,11 @@ fn entered(s: &Stack, i: usize, timed: bool) -> Entered {
         bytes0: f.bytes0,
         blocks0: f.blocks0,
         child_ns: t.child_ns,
+        weight: if timed {
+            u64::from(s.tree_weight.get())
+        } else {
+            0
+        },
     }
 }
 
@@ -159,17 +189,51 @@ fn every(c: &Cell<u32>, every: u32) -> bool {
     }
 }
 
-/// Counts a root entry down: false when it is the one in [`BUSY_EVERY`] to time (the
-/// count then starts again).
+/// Counts a root entry down: false when it is the one to time (the timed root's slow
+/// path, [`open_timed_tree`], starts the count again).
 #[inline(always)]
 fn root_untimed(c: &Cell<u32>) -> bool {
     let n = c.get().wrapping_sub(1);
     if n == 0 {
-        c.set(BUSY_EVERY);
         return false;
     }
     c.set(n);
     true
+}
+
+/// The sampling interval after a timed root tree that came `gap_ns` after the previous
+/// one on its thread, with interval `every` in force (so the gap spanned `every` root
+/// entries). Closer than [`TIMED_GAP_MIN_NS`]: doubled (up to [`BUSY_EVERY_MAX`]), one
+/// step per timed tree, so a short burst of a rare span cannot leave its thread
+/// untimed for long. Further than [`TIMED_GAP_MAX_NS`]: lowered at once, halving until
+/// the gap it would give at the same rate is within it (down to 1), so a span that goes
+/// quiet gets its entries timed again from its next timed tree on. In between: kept.
+pub(crate) fn next_interval(every: u32, gap_ns: u64) -> u32 {
+    if gap_ns < TIMED_GAP_MIN_NS {
+        return every.saturating_mul(2).min(BUSY_EVERY_MAX);
+    }
+    let (mut every, mut gap) = (every, gap_ns);
+    while gap > TIMED_GAP_MAX_NS && every > 1 {
+        every /= 2;
+        gap /= 2;
+    }
+    every.max(1)
+}
+
+/// A root entry picked for timing, at clock `t0`: its tree stands for the interval in
+/// force, and the interval adapts to the time since the last timed root (see
+/// [`next_interval`]); the countdown to the next timed root starts again.
+fn open_timed_tree(s: &Stack, t0: u64) {
+    let every = s.busy_every.get();
+    s.tree_weight.set(every);
+    let last = s.last_timed.replace(t0);
+    let next = if last == 0 {
+        every
+    } else {
+        next_interval(every, t0.saturating_sub(last))
+    };
+    s.busy_every.set(next);
+    s.busy_countdown.set(next);
 }
 
 /// Whether this new span's lifetime is timed.
@@ -266,9 +330,9 @@ pub(crate) fn enter_cached(id: u64, allocated: impl FnOnce() -> (u64, u64)) -> b
 }
 
 /// Records that this thread entered span `id` (of `callsite`, flag bits ignored), with its allocation
-/// counters at enter. A root entry is timed one time in [`BUSY_EVERY`], and every entry
-/// inside a timed one is timed: every entry then has the same chance to be timed, and
-/// self times add up within a timed tree.
+/// counters at enter. A root entry is timed one time in the thread's interval (see
+/// [`next_interval`]), and every entry inside a timed one is timed, standing for as many:
+/// self times add up within a timed tree, and weighted sums estimate all entries.
 #[inline]
 pub(crate) fn enter(id: u64, callsite: u32, allocated: impl FnOnce() -> (u64, u64)) {
     let _ = STACK.try_with(|s| push_entry(s, id, callsite, allocated));
@@ -310,10 +374,11 @@ fn push_timed_or_deep(s: &Stack, id: u64, callsite: u32, bytes0: u64, blocks0: u
         blocks0,
         site: u64::from(callsite),
     });
-    s.timing[depth].set(Timing {
-        t0: super::now_ns().max(1),
-        child_ns: 0,
-    });
+    let t0 = super::now_ns().max(1);
+    if n == 0 {
+        open_timed_tree(s, t0);
+    }
+    s.timing[depth].set(Timing { t0, child_ns: 0 });
 }
 
 /// Pushes an entered span (timed if `e.t0` is not 0, which opens a timed tree).
@@ -335,6 +400,9 @@ fn push(e: Entered) {
             });
         }
         let flag = if e.t0 != 0 { TIMED_TREE } else { 0 };
+        if n == 0 && e.t0 != 0 {
+            s.tree_weight.set(e.weight.max(1) as u32);
+        }
         s.len.set((n + 1) | flag);
     });
 }
@@ -598,6 +666,7 @@ mod tests {
             bytes0: 0,
             blocks0: 0,
             child_ns: 0,
+            weight: 1,
         };
         push(e(1));
         push(e(2));
@@ -630,8 +699,14 @@ mod tests {
     }
 
     #[test]
-    fn fast_paths_time_one_root_tree_in_busy_every() {
-        STACK.with(|s| s.busy_countdown.set(1));
+    fn fast_paths_time_one_root_tree_per_interval() {
+        const EVERY: u32 = 32;
+        STACK.with(|s| {
+            s.busy_countdown.set(1);
+            s.busy_every.set(EVERY);
+            // No timed root before: the interval is kept (no gap to adapt to).
+            s.last_timed.set(0);
+        });
         // The countdown picks this root: a timed tree, off the fast paths.
         enter(10, 5 | CREATED_HERE, || (100, 1));
         enter(11, 6, || (100, 1));
@@ -645,18 +720,21 @@ mod tests {
             vec![5, 6],
             "flags are not a callsite"
         );
+        assert_eq!(inner.weight, u64::from(EVERY), "stands for the interval");
         let outer = exit(10, 100).unwrap();
         assert_ne!(outer.t0, 0);
+        assert_eq!(outer.weight, u64::from(EVERY));
         assert_eq!(len(), 0, "the tree is over");
-        // The next BUSY_EVERY - 1 root trees are not timed: the fast exit pops them
-        // unless something was allocated.
-        for i in 1..BUSY_EVERY {
+        // The next EVERY - 1 root trees are not timed: the fast exit pops them unless
+        // something was allocated.
+        for i in 1..EVERY {
             enter(20, 7, || (200, 2));
             enter(21, 8, || (200, 2));
             assert_eq!(len(), 2, "root {i}");
             assert!(exit(21, 200).is_none(), "nothing allocated: the fast path");
             let e = exit(20, 250).expect("allocated: the slow path");
             assert_eq!((e.t0, e.bytes0, e.blocks0, e.callsite), (0, 200, 2, 7));
+            assert_eq!(e.weight, 0, "untimed");
         }
         assert_eq!(len(), 0);
         enter(30, 9, || (300, 3));
@@ -666,8 +744,100 @@ mod tests {
     }
 
     #[test]
+    fn interval_rule() {
+        let us = 1_000;
+        // Close together: doubled, one step at a time, up to the cap.
+        assert_eq!(next_interval(1, 10 * us), 2);
+        assert_eq!(next_interval(512, 0), BUSY_EVERY_MAX);
+        assert_eq!(next_interval(BUSY_EVERY_MAX, 10 * us), BUSY_EVERY_MAX);
+        // Within the band: kept.
+        assert_eq!(next_interval(64, 100 * us), 64);
+        assert_eq!(next_interval(64, 1_000 * us), 64);
+        // Far apart: lowered at once to where the gap would be within the band.
+        assert_eq!(next_interval(1024, 4_000 * us), 256);
+        assert_eq!(next_interval(1024, 1_001 * us), 512);
+        assert_eq!(next_interval(1024, 10_000_000 * us), 1);
+        assert_eq!(next_interval(1, 10_000_000 * us), 1);
+    }
+
+    #[test]
+    fn interval_adapts_to_timed_tree_gaps() {
+        // Driven with injected clock readings: the slow path of a timed root entry.
+        let state = || {
+            STACK.with(|s| {
+                (
+                    s.busy_every.get(),
+                    s.busy_countdown.get(),
+                    s.tree_weight.get(),
+                )
+            })
+        };
+        STACK.with(|s| {
+            s.busy_every.set(1);
+            s.last_timed.set(0);
+        });
+        let mut t = 1_000_000_000;
+        STACK.with(|s| open_timed_tree(s, t));
+        assert_eq!(
+            state(),
+            (1, 1, 1),
+            "the first timed tree: nothing to adapt to"
+        );
+        // A burst: timed trees 10 µs apart double the interval up to the cap; each tree
+        // stands for the interval in force when it was picked.
+        let mut want = 1;
+        for _ in 0..12 {
+            t += 10_000;
+            STACK.with(|s| open_timed_tree(s, t));
+            let weight = want;
+            want = (want * 2).min(BUSY_EVERY_MAX);
+            assert_eq!(state(), (want, want, weight));
+        }
+        assert_eq!(want, BUSY_EVERY_MAX);
+        // Steady at 500 µs apart: kept.
+        t += 500_000;
+        STACK.with(|s| open_timed_tree(s, t));
+        assert_eq!(state(), (BUSY_EVERY_MAX, BUSY_EVERY_MAX, BUSY_EVERY_MAX));
+        // Quiet: the next timed tree comes 5 s later; every root entry timed again.
+        t += 5_000_000_000;
+        STACK.with(|s| open_timed_tree(s, t));
+        assert_eq!(state(), (1, 1, BUSY_EVERY_MAX));
+        t += 2_000_000;
+        STACK.with(|s| open_timed_tree(s, t));
+        assert_eq!(state(), (1, 1, 1));
+    }
+
+    #[test]
+    fn timed_roots_through_enter_take_the_interval() {
+        // Two timed roots in quick succession through the real enter: the second
+        // doubles the interval and stands for the first interval.
+        STACK.with(|s| {
+            s.busy_countdown.set(1);
+            s.busy_every.set(4);
+            s.last_timed.set(super::super::now_ns().max(1));
+        });
+        enter(50, 1, || (0, 0));
+        let e = exit(50, 0).expect("timed");
+        assert_eq!(e.weight, 4);
+        let (every, countdown) = STACK.with(|s| (s.busy_every.get(), s.busy_countdown.get()));
+        assert!(
+            every == 8 || every <= 4,
+            "doubled unless the machine stalled"
+        );
+        assert_eq!(countdown, every);
+        for _ in 1..every {
+            enter(51, 1, || (0, 0));
+            assert_eq!(len(), 1, "untimed");
+            assert!(exit(51, 0).is_none());
+        }
+        enter(52, 1, || (0, 0));
+        assert_eq!(len(), TIMED_TREE | 1);
+        assert_eq!(exit(52, 0).unwrap().weight, u64::from(every));
+    }
+
+    #[test]
     fn deep_and_unknown_entries() {
-        STACK.with(|s| s.busy_countdown.set(BUSY_EVERY));
+        STACK.with(|s| s.busy_countdown.set(BUSY_EVERY_MAX));
         for id in 1..=DEPTH as u64 + 2 {
             enter(id, 1, || (u64::MAX, 0));
         }
@@ -687,7 +857,7 @@ mod tests {
 
     #[test]
     fn own_allocations_shift_the_snapshots() {
-        STACK.with(|s| s.busy_countdown.set(BUSY_EVERY));
+        STACK.with(|s| s.busy_countdown.set(BUSY_EVERY_MAX));
         enter(40, 1, || (1000, 10));
         enter(41, 1, || (u64::MAX, 0));
         exclude_own(64, 1);

@@ -50,7 +50,13 @@ impl Histogram {
 
     #[inline]
     pub(crate) fn record(&self, v: u64) {
-        self.counts[bucket(v)].fetch_add(1, Relaxed);
+        self.record_weighted(v, 1);
+    }
+
+    /// Records `v` as `weight` values (a sampled value standing for that many).
+    #[inline]
+    pub(crate) fn record_weighted(&self, v: u64, weight: u64) {
+        self.counts[bucket(v)].fetch_add(weight, Relaxed);
         if v > self.max.load(Relaxed) {
             self.max.fetch_max(v, Relaxed);
         }
@@ -172,6 +178,24 @@ mod tests {
         }
         assert_eq!(s.quantile(1.0), 1_000_000, "the maximum is exact");
         assert_eq!(Snapshot::default().quantile(0.5), 0);
+    }
+
+    #[test]
+    fn weighted_values_count_as_many() {
+        let h = Histogram::new();
+        // 10 values of 1 µs each standing for 100, 50 of 1 ms standing for 1: the
+        // median is 1 µs (1,000 of 1,050), not 1 ms (50 of 60 unweighted).
+        for _ in 0..10 {
+            h.record_weighted(1_000, 100);
+        }
+        for _ in 0..50 {
+            h.record(1_000_000);
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count(), 1_050);
+        assert!(s.quantile(0.5) < 1_100, "{}", s.quantile(0.5));
+        assert!(s.quantile(0.99) > 900_000);
+        assert_eq!(s.max, 1_000_000);
     }
 
     #[test]

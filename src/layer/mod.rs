@@ -148,11 +148,17 @@ fn exit_slow(key: u64) {
     };
     add_allocated(e.callsite, (e.bytes0, e.blocks0), after);
     if e.t0 != 0 {
+        // A timed entry stands for `e.weight` entries (its tree's sampling interval):
+        // the histogram, busy total and self time are weighted, so they estimate all
+        // entries however the interval moved.
         if let Some(s) = callsites::get(e.callsite) {
-            s.busy.record(dt);
-            s.busy_total.fetch_add(dt, Relaxed);
+            s.busy.record_weighted(dt, e.weight);
+            s.busy_total.fetch_add(dt.saturating_mul(e.weight), Relaxed);
         }
-        current::add_self_time(e.path, dt.saturating_sub(e.child_ns));
+        current::add_self_time(
+            e.path,
+            dt.saturating_sub(e.child_ns).saturating_mul(e.weight),
+        );
     }
 }
 

@@ -99,9 +99,9 @@ impl Fire {
             if let Some(l) = &f.spans.latency {
                 let svg = write::path(&self.dir, seq, &format!("{}-spans", f.kind), "svg");
                 let sub = format!(
-                    "{}; self time by span stack, estimated from 1 in {} entries",
+                    "{}; self time by span stack, estimated from the timed entries (1 in 1 to 1 in {}, by rate)",
                     l.describe(),
-                    crate::layer::current::BUSY_EVERY,
+                    crate::layer::current::BUSY_EVERY_MAX,
                 );
                 match write::write_atomic(&svg, |w| {
                     crate::write::spans::write_span_flamegraph(&l.folded, &sub, w)

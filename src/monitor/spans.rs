@@ -280,16 +280,15 @@ impl SpanWatch {
     }
 }
 
-/// Folded lines `outer;inner ns` of the self time added since `base` (scaled by the
-/// sampling of timed entries).
+/// Folded lines `outer;inner ns` of the self time added since `base` (estimates: each
+/// timed entry was weighted by its sampling interval when recorded).
 fn folded_since(now: &HashMap<u32, u64>, base: &HashMap<u32, u64>) -> Vec<String> {
-    let scale = u64::from(crate::layer::current::BUSY_EVERY);
     let mut lines: Vec<String> = now
         .iter()
         .filter_map(|(&path, &ns)| {
             let d = ns.saturating_sub(base.get(&path).copied().unwrap_or(0));
             let names = crate::layer::path_names(path);
-            (d > 0 && !names.is_empty()).then(|| format!("{} {}", names.join(";"), d * scale))
+            (d > 0 && !names.is_empty()).then(|| format!("{} {}", names.join(";"), d))
         })
         .collect();
     lines.sort();

@@ -5,8 +5,8 @@
 //!   type `goroutine/count`, which `go tool pprof` treats as one); one sample per spawn
 //!   site with live tasks, its one frame named `task <name> at <file:line>`;
 //! * the **span profile**: time by span stack, sample type `busy/nanoseconds` (self time
-//!   of each span path, outermost span at the root; estimated from the timed entries, one
-//!   in [`BUSY_EVERY`](crate::layer::current::BUSY_EVERY)).
+//!   of each span path, outermost span at the root; estimated from the timed entries,
+//!   each weighted by its sampling interval when recorded).
 //!
 //! No addresses: each frame is a location with one line (function = the name above,
 //! file and line of the spawn or the span's callsite) and no mapping. Same rules as the
@@ -150,21 +150,19 @@ pub(crate) fn task_profile(tasks: &[TaskStats], time_nanos: i64) -> Profile {
 }
 
 /// The span profile of `paths`: `(frames innermost first, self ns)` per span path, the
-/// self times as recorded (the timed entries only; scaled here).
+/// self times as recorded (already estimates: each timed entry weighted by its sampling
+/// interval).
 pub(crate) fn span_profile(paths: &[(Vec<LayerFrame>, u64)], time_nanos: i64) -> Profile {
-    let scale = u64::from(crate::layer::current::BUSY_EVERY);
     let rows: Vec<Row> = paths
         .iter()
         .filter(|(frames, ns)| *ns > 0 && !frames.is_empty())
         .map(|(frames, ns)| Row {
             frames: frames.clone(),
-            values: vec![to_i64(ns.saturating_mul(scale))],
+            values: vec![to_i64(*ns)],
         })
         .collect();
-    let comment = format!(
-        "leakscope span profile: self time by span stack since the layer was installed, estimated from 1 in {scale} entries"
-    );
-    build(&[("busy", "nanoseconds")], &rows, &comment, time_nanos)
+    let comment = "leakscope span profile: self time by span stack since the layer was installed, estimated from the timed entries (each weighted by its sampling interval, 1 to 1024)";
+    build(&[("busy", "nanoseconds")], &rows, comment, time_nanos)
 }
 
 fn now_nanos() -> i64 {
@@ -273,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn span_profile_scales_self_times_and_shares_frames() {
+    fn span_profile_keeps_self_times_and_shares_frames() {
         let outer = frame("request", 5);
         let p = span_profile(
             &[
@@ -284,9 +282,12 @@ mod tests {
             7,
         );
         check_ids(&p);
-        let scale = i64::from(crate::layer::current::BUSY_EVERY);
         assert_eq!(p.sample.len(), 2);
-        assert_eq!(p.sample[0].value, vec![100 * scale]);
+        assert_eq!(
+            p.sample[0].value,
+            vec![100],
+            "already weighted when recorded"
+        );
         assert_eq!(p.sample[0].location_id, vec![1, 2]);
         assert_eq!(p.sample[1].location_id, vec![2], "one location per frame");
         assert_eq!(p.location.len(), 2);
