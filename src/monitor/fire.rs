@@ -89,7 +89,6 @@ impl Fire {
         if self.dumps < self.max_dumps {
             self.dumps += 1;
             let (p, by_stack) = profile_by_stack();
-            let growth = growth_lines(det, &p, &by_stack);
             let seq = write::next_seq();
             // A CPU profile for kinds configured to capture one (`cpu_limit` and
             // `span_latency` always): it runs in the background and its files appear when it
@@ -127,7 +126,7 @@ impl Fire {
                 seq,
                 f.kind.as_str(),
                 &p,
-                Some(&growth),
+                Some(|| growth_lines(det, &p, &by_stack)),
                 |files| Report {
                     kind: f.kind.as_str(),
                     severity: Some(alert.severity.as_str()),

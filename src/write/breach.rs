@@ -82,7 +82,7 @@ pub(crate) fn write_alert_files(
     seq: u64,
     label: &str,
     profile: &HeapProfile,
-    growth: Option<&GrowthLines>,
+    growth: Option<impl FnOnce() -> GrowthLines + Send>,
     report: impl FnOnce(&[PathBuf]) -> Report,
 ) -> io::Result<Vec<PathBuf>> {
     let formats = super::formats_now();
@@ -90,24 +90,33 @@ pub(crate) fn write_alert_files(
     // (leakscope's own work, like the monitor's) while this one writes the heap files; if
     // no thread can be had, one after the other.
     let svg = super::path(dir, seq, &format!("{label}-growth"), "svg");
-    let render = |g: &GrowthLines| super::write_atomic(&svg, |w| write_growth_flamegraph(g, w));
+    // The growth lines are made on that thread too: the heap files need only the profile.
+    let growth = std::sync::Mutex::new(growth.filter(|_| formats.contains(&Format::Svg)));
+    let want = growth.lock().is_ok_and(|g| g.is_some());
+    let render = || {
+        let lines = growth.lock().ok().and_then(|mut g| g.take())?;
+        Some(super::write_atomic(&svg, |w| {
+            write_growth_flamegraph(&lines(), w)
+        }))
+    };
     let (heap, grown) = std::thread::scope(|scope| {
-        let spawned = growth.filter(|_| formats.contains(&Format::Svg)).map(|g| {
+        let spawned = want.then(|| {
             std::thread::Builder::new()
                 .name("leakscope-growth".into())
-                .spawn_scoped(scope, move || {
+                .spawn_scoped(scope, || {
                     let _own = ProfilerGuard::new();
-                    render(g)
+                    render()
                 })
-                .map_err(|_| g)
         });
         let heap = super::heap_files(dir, seq, label, profile, &formats);
-        let grown = spawned.map(|s| match s {
-            Ok(h) => h
+        let grown = match spawned {
+            Some(Ok(h)) => h
                 .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the growth flamegraph panicked"))),
-            Err(g) => render(g),
-        });
+                .unwrap_or_else(|_| Some(Err(io::Error::other("the growth flamegraph panicked")))),
+            // No thread to be had: here, after the heap files.
+            Some(Err(_)) => render(),
+            None => None,
+        };
         (heap, grown)
     });
     let mut files = heap?;
