@@ -256,24 +256,37 @@ fn kinds() -> Vec<AlertKind> {
     alerts().lock().unwrap().iter().map(|a| a.kind).collect()
 }
 
-#[test]
-fn task_verdicts_with_a_real_runtime() {
+/// The layer installed, the session lock held, alerts collected into [`alerts`], and a
+/// session with a 40 ms interval, a `window_ms` window, no CPU captures and `more`
+/// settings, writing into a fresh directory.
+fn alert_session(
+    tag: &str,
+    window_ms: u64,
+    more: impl FnOnce(Config) -> Config,
+) -> (impl Drop, TempDir, leakscope::Session) {
     install();
-    let _lock = session_lock();
-    let dir = TempDir::new("tasks");
+    let lock = session_lock();
+    let dir = TempDir::new(tag);
     alerts().lock().unwrap().clear();
     leakscope::on_alert(|a| alerts().lock().unwrap().push(a.clone()));
-    let session = leakscope::init_with(
+    let session = leakscope::init_with(more(
         Config::new()
             .dir(dir.path())
             .interval(Duration::from_millis(40))
-            .leak_window(Duration::from_millis(1000))
+            .leak_window(Duration::from_millis(window_ms))
             .cooldown(Duration::from_secs(60))
-            .task_limit(Some(150))
-            .span_latency("slow_request", Duration::from_millis(6))
             .cpu_seconds(0),
-    );
+    ));
     assert!(session.is_active());
+    (lock, dir, session)
+}
+
+#[test]
+fn task_verdicts_with_a_real_runtime() {
+    let (_lock, _dir, session) = alert_session("tasks", 1000, |c| {
+        c.task_limit(Some(150))
+            .span_latency("slow_request", Duration::from_millis(6))
+    });
     let rt = runtime();
     let stop = Arc::new(tokio::sync::Notify::new());
 
@@ -423,21 +436,9 @@ fn task_verdicts_with_a_real_runtime() {
 /// the alert says the evidence is a span still open.
 #[test]
 fn a_span_open_past_its_bound_raises_span_latency() {
-    install();
-    let _lock = session_lock();
-    let dir = TempDir::new("open_span");
-    alerts().lock().unwrap().clear();
-    leakscope::on_alert(|a| alerts().lock().unwrap().push(a.clone()));
-    let session = leakscope::init_with(
-        Config::new()
-            .dir(dir.path())
-            .interval(Duration::from_millis(40))
-            .leak_window(Duration::from_millis(400))
-            .cooldown(Duration::from_secs(60))
-            .span_latency("stuck_request", Duration::from_millis(50))
-            .cpu_seconds(0),
-    );
-    assert!(session.is_active());
+    let (_lock, _dir, session) = alert_session("open_span", 400, |c| {
+        c.span_latency("stuck_request", Duration::from_millis(50))
+    });
     // The first span a thread creates has its lifetime timed: this one hangs.
     let (release, wait) = std::sync::mpsc::channel::<()>();
     let hung = std::thread::spawn(move || {
