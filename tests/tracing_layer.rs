@@ -96,7 +96,13 @@ fn nested_round() {
 fn exact_allocations_while_entered_with_nested_spans() {
     install();
     let _lock = session_lock();
-    let session = leakscope::init_with(Config::new().monitor(false).sample_bytes(1 << 20));
+    let dir = TempDir::new("nested");
+    let session = leakscope::init_with(
+        Config::new()
+            .monitor(false)
+            .sample_bytes(1 << 20)
+            .dir(dir.path()),
+    );
     assert!(session.is_active());
     nested_round(); // warm up: the registry's own first-use allocations
     let (o0, i0) = (span("alloc_outer"), span("alloc_inner"));
@@ -171,7 +177,9 @@ fn keep_inside_spans(keep: &mut Vec<Vec<u8>>) {
 fn heap_samples_carry_the_span_stack() {
     install();
     let _lock = session_lock();
-    let session = leakscope::init_with(Config::new().monitor(false).sample_bytes(1));
+    let dir = TempDir::new("span_stack");
+    let session =
+        leakscope::init_with(Config::new().monitor(false).sample_bytes(1).dir(dir.path()));
     let mut keep = Vec::new();
     keep_inside_spans(&mut keep);
     let p = leakscope::profile();
@@ -483,7 +491,13 @@ fn a_span_open_past_its_bound_raises_span_latency() {
 fn task_span_names_from_the_configuration() {
     install();
     let _lock = session_lock();
-    let session = leakscope::init_with(Config::new().monitor(false).task_span("job_task"));
+    let dir = TempDir::new("task_span");
+    let session = leakscope::init_with(
+        Config::new()
+            .monitor(false)
+            .task_span("job_task")
+            .dir(dir.path()),
+    );
     assert!(session.is_active());
     let jobs: Vec<tracing::Span> = (0..5).map(|_| tracing::info_span!("job_task")).collect();
     // No `loc.*` fields: the site is the span's callsite.
