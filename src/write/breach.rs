@@ -82,7 +82,7 @@ pub(crate) fn write_alert_files(
     seq: u64,
     label: &str,
     profile: &HeapProfile,
-    growth: Option<impl FnOnce() -> GrowthLines + Send>,
+    growth: Option<impl Fn() -> GrowthLines + Sync>,
     report: impl FnOnce(&[PathBuf]) -> Report,
 ) -> io::Result<Vec<PathBuf>> {
     let formats = super::formats_now();
@@ -91,30 +91,27 @@ pub(crate) fn write_alert_files(
     // no thread can be had, one after the other.
     let svg = super::path(dir, seq, &format!("{label}-growth"), "svg");
     // The growth lines are made on that thread too: the heap files need only the profile.
-    let growth = std::sync::Mutex::new(growth.filter(|_| formats.contains(&Format::Svg)));
-    let want = growth.lock().is_ok_and(|g| g.is_some());
-    let render = || {
-        let lines = growth.lock().ok().and_then(|mut g| g.take())?;
-        Some(super::write_atomic(&svg, |w| {
-            write_growth_flamegraph(&lines(), w)
-        }))
+    let growth = growth.filter(|_| formats.contains(&Format::Svg));
+    let render = |g: &dyn Fn() -> GrowthLines| {
+        super::write_atomic(&svg, |w| write_growth_flamegraph(&g(), w))
     };
     let (heap, grown) = std::thread::scope(|scope| {
-        let spawned = want.then(|| {
+        let spawned = growth.as_ref().map(|g| {
             std::thread::Builder::new()
                 .name("leakscope-growth".into())
                 .spawn_scoped(scope, || {
                     let _own = ProfilerGuard::new();
-                    render()
+                    render(g)
                 })
         });
         let heap = super::heap_files(dir, seq, label, profile, &formats);
         let grown = match spawned {
-            Some(Ok(h)) => h
-                .join()
-                .unwrap_or_else(|_| Some(Err(io::Error::other("the growth flamegraph panicked")))),
+            Some(Ok(h)) => Some(
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the growth flamegraph panicked"))),
+            ),
             // No thread to be had: here, after the heap files.
-            Some(Err(_)) => render(),
+            Some(Err(_)) => growth.as_ref().map(|g| render(g)),
             None => None,
         };
         (heap, grown)
