@@ -66,9 +66,6 @@ pub struct HeapProfile {
     pub(crate) dropped_samples: u64,
     /// The same data by address, for the writers that need addresses (pprof, DHAT).
     pub(crate) raw: Arc<RawProfile>,
-    /// Each site's folded-stack key, made once for all the files written from this
-    /// profile (see `write::folded::stack_key`).
-    pub(crate) keys: std::sync::OnceLock<Vec<String>>,
 }
 
 /// One return address of a trimmed stack: `addr`, of whose resolved (inlined) frames the
@@ -128,16 +125,6 @@ pub(crate) struct RawStack {
 }
 
 impl HeapProfile {
-    /// The folded-stack key of every site, in `sites` order.
-    pub(crate) fn stack_keys(&self) -> &[String] {
-        self.keys.get_or_init(|| {
-            self.sites
-                .iter()
-                .map(crate::write::folded::stack_key)
-                .collect()
-        })
-    }
-
     /// Sites, largest estimated live bytes first.
     pub fn sites(&self) -> &[Site] {
         &self.sites
@@ -190,6 +177,7 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     let stats = stats();
     let raw = stacks::snapshot();
     let mut syms: AHashMap<usize, Arc<Resolved>> = AHashMap::new();
+    let mut c_runtime: AHashMap<usize, bool> = AHashMap::new();
     // Raw stacks merged by trimmed address stack, then those merged by frames into sites.
     let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> = AHashMap::new();
     let mut stacks_: Vec<(Vec<Pc>, bool, u32, Sums)> = Vec::new();
@@ -197,11 +185,20 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     for s in raw {
         // A sample taken inside tracing spans carries their path at the root end.
         let (addrs, span_path) = crate::layer::current::split_span_path(&s.frames);
-        let pcs = trim_stack(addrs, s.truncated, |a| {
-            syms.entry(a)
-                .or_insert_with(|| symbolize::resolve(a))
-                .clone()
-        });
+        let pcs = trim_stack(
+            addrs,
+            s.truncated,
+            |a| {
+                syms.entry(a)
+                    .or_insert_with(|| symbolize::resolve(a))
+                    .clone()
+            },
+            |a| {
+                *c_runtime
+                    .entry(a)
+                    .or_insert_with(|| symbolize::in_c_runtime(a))
+            },
+        );
         let sums = Sums([
             s.alloc_bytes,
             s.alloc_count,
@@ -308,7 +305,6 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
                 stacks: raw_stacks,
                 syms,
             }),
-            keys: std::sync::OnceLock::new(),
         },
         by_stack,
     )
@@ -326,7 +322,12 @@ pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
 pub(crate) fn symbolize_stack(addrs: &[usize], truncated: bool) -> Vec<Frame> {
     // A sample taken inside tracing spans carries their path at the root end.
     let (addrs, span_path) = crate::layer::current::split_span_path(addrs);
-    let pcs = trim_stack(addrs, truncated, symbolize::resolve);
+    let pcs = trim_stack(
+        addrs,
+        truncated,
+        symbolize::resolve,
+        symbolize::in_c_runtime,
+    );
     let mut frames = frames_of(&pcs, symbolize::resolve);
     if span_path != 0 {
         frames.extend(crate::layer::span_frames(span_path));
@@ -340,11 +341,49 @@ pub(crate) fn symbolize_stack(addrs: &[usize], truncated: bool) -> Vec<Frame> {
 /// frames past it (`Pc::skip`). Root-side addresses 0 (the end of a thread's stack) go,
 /// and, unless the stack is `truncated`, the process or thread start-up frames rootward
 /// of the program's first frame (`Pc::root_skip`); a stack of nothing else keeps them.
+///
+/// Root-end addresses in the C runtime (`in_c_runtime`: libc's `clone3`, `start_thread`,
+/// `__libc_start_main`) are start-up wherever they sit among the root's start-up frames,
+/// so they are left out without being resolved: resolving them would read the C library's debug info, where
+/// the system has it (a separate file of tens of MiB, compressed), for frames no output
+/// shows. Only a stack with no program frame at all resolves them.
 pub(crate) fn trim_stack(
     addrs: &[usize],
     truncated: bool,
     mut resolve: impl FnMut(usize) -> Arc<Resolved>,
+    mut in_c_runtime: impl FnMut(usize) -> bool,
 ) -> Vec<Pc> {
+    if !truncated {
+        // The root end's run of start-up addresses: C runtime ones unresolved, the
+        // program's own (`_start`, `main`) resolved, as they are cheap to.
+        let mut end = addrs.len();
+        while end > 0 {
+            let a = addrs[end - 1];
+            let startup = a == 0 || in_c_runtime(a) || {
+                let r = resolve(a);
+                r.startup == r.frames.len()
+            };
+            if !startup {
+                break;
+            }
+            end -= 1;
+        }
+        if end < addrs.len() {
+            if let (pcs, true) = trim_resolved(&addrs[..end], false, &mut resolve) {
+                return pcs;
+            }
+        }
+    }
+    trim_resolved(addrs, truncated, &mut resolve).0
+}
+
+/// [`trim_stack`] with every address resolved; also says whether a program frame was
+/// found (the start-up frames rootward of it were then left out).
+fn trim_resolved(
+    addrs: &[usize],
+    truncated: bool,
+    resolve: &mut impl FnMut(usize) -> Arc<Resolved>,
+) -> (Vec<Pc>, bool) {
     let resolved: Vec<Arc<Resolved>> = addrs.iter().map(|&a| resolve(a)).collect();
     // The outermost allocator entry (decided per address when it was resolved): the cut
     // starts just past it.
@@ -392,9 +431,10 @@ pub(crate) fn trim_stack(
         if let Some((k, startup)) = program {
             pcs.truncate(k + 1);
             pcs[k].root_skip = u16::try_from(startup).unwrap_or(u16::MAX);
+            return (pcs, true);
         }
     }
-    pcs
+    (pcs, false)
 }
 
 /// The frames of a trimmed stack, innermost first; `[unknown]` when it is empty.
@@ -465,7 +505,7 @@ mod tests {
             4 => syms(&["app::main"]),
             _ => syms(&["0x0"]),
         };
-        let pcs = trim_stack(&[1, 2, 3, 4, 0], false, resolve);
+        let pcs = trim_stack(&[1, 2, 3, 4, 0], false, resolve, |_| false);
         let pc = |addr, skip| Pc {
             addr,
             skip,
@@ -482,10 +522,10 @@ mod tests {
         );
         // Nothing but machinery: no address is left, and the frames say `[unknown]`.
         assert_eq!(
-            &*frames_of(&trim_stack(&[1, 2], false, resolve), resolve)[0].function,
+            &*frames_of(&trim_stack(&[1, 2], false, resolve, |_| false), resolve)[0].function,
             UNKNOWN
         );
-        assert!(trim_stack(&[1, 2], false, resolve).is_empty());
+        assert!(trim_stack(&[1, 2], false, resolve, |_| false).is_empty());
     }
 
     #[test]
@@ -514,7 +554,7 @@ mod tests {
             9 => syms(&["std::rt::lang_start::{closure#0}"]),
             _ => syms(&["0x0"]),
         };
-        let pcs = trim_stack(&[1, 2, 3, 4, 5, 6, 7, 8, 0], false, resolve);
+        let pcs = trim_stack(&[1, 2, 3, 4, 5, 6, 7, 8, 0], false, resolve, |_| false);
         assert_eq!(
             names(&pcs, &resolve),
             [
@@ -526,10 +566,10 @@ mod tests {
         );
         assert_eq!(pcs.last().map(|p| p.root_skip), Some(2));
         // A truncated stack's rootmost frames are not its root: all stay.
-        let truncated = trim_stack(&[1, 2, 3, 4, 5, 6, 7, 8, 0], true, resolve);
+        let truncated = trim_stack(&[1, 2, 3, 4, 5, 6, 7, 8, 0], true, resolve, |_| false);
         assert_eq!(names(&truncated, &resolve).len(), 10);
         // A stack of nothing but start-up keeps it.
-        let only = trim_stack(&[1, 9, 5, 7], false, resolve);
+        let only = trim_stack(&[1, 9, 5, 7], false, resolve, |_| false);
         assert_eq!(
             names(&only, &resolve),
             [
@@ -538,5 +578,47 @@ mod tests {
                 "start_thread"
             ]
         );
+    }
+
+    #[test]
+    fn c_runtime_at_the_root_is_left_out_unresolved() {
+        use std::cell::RefCell;
+        let asked = RefCell::new(Vec::new());
+        let resolve = |a: usize| {
+            asked.borrow_mut().push(a);
+            match a {
+                1 => syms(&["__rust_alloc"]),
+                2 => syms(&["app::leaf"]),
+                3 => syms(&["app::main"]),
+                4 => syms(&["std::rt::lang_start::{closure#0}"]),
+                // 7 and 8: the C library's thread entry.
+                7 => syms(&["start_thread"]),
+                8 => syms(&["__libc_start_main"]),
+                // The program's own entry, rootward of the C library's.
+                9 => syms(&["_start"]),
+                _ => syms(&["0x0"]),
+            }
+        };
+        let c_runtime = |a: usize| a == 7 || a == 8;
+        let pcs = trim_stack(&[1, 2, 3, 4, 7, 8, 9], false, resolve, c_runtime);
+        assert_eq!(pcs.iter().map(|p| p.addr).collect::<Vec<_>>(), [2, 3]);
+        assert!(
+            !asked.borrow().iter().any(|a| [7, 8, 0].contains(a)),
+            "{asked:?}"
+        );
+        // The same frames are left out when resolved (no C runtime test).
+        let by_name = trim_stack(&[1, 2, 3, 4, 7, 8, 9], false, resolve, |_| false);
+        assert_eq!(pcs, by_name);
+        // C runtime in the middle of a stack stays (a C library calling back).
+        let middle = trim_stack(&[1, 2, 7, 3, 8], false, resolve, c_runtime);
+        assert_eq!(middle.iter().map(|p| p.addr).collect::<Vec<_>>(), [2, 7, 3]);
+        // A stack of nothing but start-up and C runtime keeps (and resolves) it all.
+        asked.borrow_mut().clear();
+        let only = trim_stack(&[1, 4, 7, 8], false, resolve, c_runtime);
+        assert_eq!(only.iter().map(|p| p.addr).collect::<Vec<_>>(), [4, 7, 8]);
+        assert!(asked.borrow().contains(&8));
+        // A truncated stack keeps its root end.
+        let truncated = trim_stack(&[1, 2, 3, 7, 8], true, resolve, c_runtime);
+        assert_eq!(truncated.len(), 4);
     }
 }

@@ -127,6 +127,43 @@ pub(crate) fn resolve(addr: usize) -> Arc<Resolved> {
         .resolve(addr)
 }
 
+/// True if `addr` lies in the C library or the dynamic loader (`libc.so`, `libpthread`,
+/// `ld-linux`, musl's `ld-musl`), by the object the dynamic linker says holds it. Such
+/// frames at the root of a stack are the C runtime's process and thread entry. A
+/// statically linked C runtime is part of the program: false.
+pub(crate) fn in_c_runtime(addr: usize) -> bool {
+    if addr == 0 {
+        return false;
+    }
+    // SAFETY: `Dl_info` is plain data (pointers and integers), valid all zeros.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: `dladdr` only reads the loader's tables for the address (the call
+    // instruction just before the return address); it never dereferences it, and it
+    // writes `info`, which outlives the call. Cold side (it takes the loader's lock).
+    let found = unsafe { libc::dladdr((addr - 1) as *const libc::c_void, &mut info) };
+    if found == 0 || info.dli_fname.is_null() {
+        return false;
+    }
+    // SAFETY: `dli_fname` is a NUL-terminated path owned by the loader, valid while the
+    // object stays loaded; it is read here and not kept.
+    let path = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    is_c_runtime_file(name)
+}
+
+/// The file names of the C runtime's shared objects (glibc's and musl's).
+fn is_c_runtime_file(name: &[u8]) -> bool {
+    const PREFIXES: &[&[u8]] = &[
+        b"libc.so",
+        b"libc-",
+        b"libpthread",
+        b"ld-linux",
+        b"ld-musl",
+        b"libc.musl",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// A frame's identity for hashing and comparing: interned strings compare by pointer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct FrameKey(usize, usize, u32);
@@ -291,6 +328,25 @@ mod tests {
             "tokio::runtime::blocking::pool::Inner::run",
             Some("/home/u/.cargo/registry/src/tokio-1.0/src/runtime/blocking/pool.rs")
         ));
+    }
+
+    #[test]
+    fn the_c_runtime_is_told_by_its_object() {
+        assert!(is_c_runtime_file(b"libc.so.6"));
+        assert!(is_c_runtime_file(b"libc-2.31.so"));
+        assert!(is_c_runtime_file(b"libpthread.so.0"));
+        assert!(is_c_runtime_file(b"ld-linux-x86-64.so.2"));
+        assert!(is_c_runtime_file(b"ld-musl-x86_64.so.1"));
+        assert!(!is_c_runtime_file(b"libcrypto.so.3"));
+        assert!(!is_c_runtime_file(b"myservice"));
+        // `free` is the C library's (unless it is linked statically); this test is not.
+        let free = libc::free as usize + 1;
+        let here = the_c_runtime_is_told_by_its_object as usize + 1;
+        assert!(!in_c_runtime(here));
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert!(in_c_runtime(free));
+        }
+        assert!(!in_c_runtime(0));
     }
 
     #[test]
