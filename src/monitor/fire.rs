@@ -247,13 +247,8 @@ fn growth_lines(det: &Detector, p: &HeapProfile, by_stack: &AHashMap<u32, usize>
             e.1 += after;
         }
     }
-    let keys = p.stack_keys();
-    GrowthLines::new(
-        merged
-            .into_iter()
-            .map(|(i, (b, a))| (keys[i].as_str(), b, a)),
-        det.baseline_secs(),
-    )
+    let rows: Vec<_> = merged.into_iter().map(|(i, (b, a))| (i, b, a)).collect();
+    GrowthLines::new(p.sites(), &rows, det.baseline_secs())
 }
 
 fn function_of(site: &Site) -> String {

@@ -7,14 +7,17 @@ use std::path::{Path, PathBuf};
 
 use inferno::flamegraph::{color::BasicPalette, from_lines};
 
+use super::flame_lines::{drawable_lines, Row};
+use super::flamegraph::MIN_WIDTH_PCT;
 use super::human_bytes;
 use super::report::Report;
 use crate::alloc::thread::ProfilerGuard;
 use crate::formats::Format;
-use crate::profile::HeapProfile;
+use crate::profile::{HeapProfile, Site};
 
 /// Folded stacks with two counts, `stack before after`: sampled live bytes at the
-/// window's start and now, the input of inferno's differential flamegraphs.
+/// window's start and now, the input of inferno's differential flamegraphs, merged at
+/// the frames it draws (see `flame_lines`).
 #[derive(Debug, Default)]
 pub(crate) struct GrowthLines {
     lines: Vec<String>,
@@ -25,24 +28,16 @@ pub(crate) struct GrowthLines {
 }
 
 impl GrowthLines {
-    /// Lines of `(stack, before, after)` rows over `window_secs`; stacks with neither
-    /// count are left out.
-    pub(crate) fn new<'a>(
-        rows: impl IntoIterator<Item = (&'a str, u64, u64)>,
-        window_secs: f64,
-    ) -> GrowthLines {
+    /// Lines of `(site, before, after)` rows over `window_secs`; rows with neither count
+    /// are left out.
+    pub(crate) fn new(sites: &[Site], rows: &[Row], window_secs: f64) -> GrowthLines {
         let (mut grown, mut now) = (0i64, 0u64);
-        let lines = rows
-            .into_iter()
-            .filter(|&(_, b, a)| b > 0 || a > 0)
-            .map(|(k, b, a)| {
-                grown += a as i64 - b as i64;
-                now += a;
-                format!("{k} {b} {a}")
-            })
-            .collect();
+        for &(_, b, a) in rows {
+            grown += a as i64 - b as i64;
+            now += a;
+        }
         GrowthLines {
-            lines,
+            lines: drawable_lines(sites, rows, true, MIN_WIDTH_PCT),
             grown,
             now,
             window_secs,
@@ -86,37 +81,49 @@ pub(crate) fn write_alert_files(
     report: impl FnOnce(&[PathBuf]) -> Report,
 ) -> io::Result<Vec<PathBuf>> {
     let formats = super::formats_now();
-    // The two flamegraphs are independent: render the growth one on a second thread
-    // (leakscope's own work, like the monitor's) while this one writes the heap files; if
-    // no thread can be had, one after the other.
+    // The growth flamegraph and the `.folded` file are independent of the other heap
+    // files: they are written on a second thread (leakscope's own work, like the
+    // monitor's) while this one writes the rest, which halves the time to the report on
+    // two cores; if no thread can be had, one after the other.
     let svg = super::path(dir, seq, &format!("{label}-growth"), "svg");
     // The growth lines are made on that thread too: the heap files need only the profile.
     let growth = growth.filter(|_| formats.contains(&Format::Svg));
-    let render = |g: &dyn Fn() -> GrowthLines| {
-        super::write_atomic(&svg, |w| write_growth_flamegraph(&g(), w))
+    let (side, here): (Vec<Format>, Vec<Format>) =
+        formats.iter().partition(|&&f| f == Format::Folded);
+    let side_work = || {
+        let grown = growth
+            .as_ref()
+            .map(|g| super::write_atomic(&svg, |w| write_growth_flamegraph(&g(), w)));
+        (super::heap_files(dir, seq, label, profile, &side), grown)
     };
-    let (heap, grown) = std::thread::scope(|scope| {
-        let spawned = growth.as_ref().map(|g| {
-            std::thread::Builder::new()
-                .name("leakscope-growth".into())
-                .spawn_scoped(scope, || {
-                    let _own = ProfilerGuard::new();
-                    render(g)
-                })
-        });
-        let heap = super::heap_files(dir, seq, label, profile, &formats);
-        let grown = match spawned {
-            Some(Ok(h)) => Some(
-                h.join()
-                    .unwrap_or_else(|_| Err(io::Error::other("the growth flamegraph panicked"))),
-            ),
+    let (heap, side_heap, grown) = std::thread::scope(|scope| {
+        let spawned = std::thread::Builder::new()
+            .name("leakscope-alert".into())
+            .spawn_scoped(scope, || {
+                let _own = ProfilerGuard::new();
+                side_work()
+            });
+        let heap = super::heap_files(dir, seq, label, profile, &here);
+        let (side_heap, grown) = match spawned {
+            Ok(h) => h.join().unwrap_or_else(|_| {
+                let e = || io::Error::other("leakscope's second alert thread panicked");
+                (Err(e()), Some(Err(e())))
+            }),
             // No thread to be had: here, after the heap files.
-            Some(Err(_)) => growth.as_ref().map(|g| render(g)),
-            None => None,
+            Err(_) => side_work(),
         };
-        (heap, grown)
+        (heap, side_heap, grown)
     });
-    let mut files = heap?;
+    let mut heap = heap?;
+    heap.extend(side_heap?);
+    // Files in the formats' order, as the exit report lists them.
+    heap.sort_by_key(|p| {
+        let name = p.to_string_lossy();
+        Format::ALL
+            .iter()
+            .position(|f| name.ends_with(&format!(".{}", f.extension())))
+    });
+    let mut files = heap;
     // A growth flamegraph that cannot be written is reported; the report and the other
     // files are written all the same.
     match grown {
@@ -137,16 +144,20 @@ pub(crate) fn write_alert_files(
 mod tests {
     use super::*;
 
+    fn site(names: &[&str]) -> Site {
+        let mut s = crate::write::flame_lines::tests::site(names);
+        s.live_bytes = 1;
+        s
+    }
+
     #[test]
     fn growth_flamegraph_marks_what_grew() {
-        let g = GrowthLines::new(
-            [
-                ("main;serve;cache_insert", 1000, 9000),
-                ("main;render", 5000, 4000),
-                ("main;gone", 0, 0),
-            ],
-            60.0,
-        );
+        let sites = [
+            site(&["main", "serve", "cache_insert"]),
+            site(&["main", "render"]),
+            site(&["main", "gone"]),
+        ];
+        let g = GrowthLines::new(&sites, &[(0, 1000, 9000), (1, 5000, 4000), (2, 0, 0)], 60.0);
         let mut svg = Vec::new();
         write_growth_flamegraph(&g, &mut svg).unwrap();
         let svg = String::from_utf8(svg).unwrap();
@@ -160,6 +171,7 @@ mod tests {
             svg.contains("render (4,000 bytes, 30.77%; -7.69%)"),
             "{svg}"
         );
+        assert!(!svg.contains("gone"), "{svg}");
         assert!(svg.contains("+6.8 KiB"), "subtitle");
         // An empty profile still renders.
         let mut empty = Vec::new();
@@ -169,7 +181,7 @@ mod tests {
             .trim_end()
             .ends_with("</svg>"));
         // Everything that was live at the start has been freed: nothing is live now.
-        let freed = GrowthLines::new([("main;serve;cache_insert", 1000, 0)], 60.0);
+        let freed = GrowthLines::new(&sites, &[(0, 1000, 0)], 60.0);
         let mut svg = Vec::new();
         write_growth_flamegraph(&freed, &mut svg).unwrap();
         let svg = String::from_utf8(svg).unwrap();

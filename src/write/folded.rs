@@ -12,7 +12,12 @@ pub(crate) fn frame_name(function: &str) -> String {
     out
 }
 
-fn push_frame_name(out: &mut String, function: &str) {
+/// Appends `function` made safe for the folded format to `out`.
+pub(crate) fn push_frame_name(out: &mut String, function: &str) {
+    if !function.contains([';', '\n', '\r']) {
+        out.push_str(function);
+        return;
+    }
     out.extend(function.chars().map(|c| match c {
         ';' => ',',
         '\n' | '\r' => ' ',
@@ -21,11 +26,18 @@ fn push_frame_name(out: &mut String, function: &str) {
 }
 
 /// The folded line's stack part for a site, root first, frame names made safe for the
-/// format (`;` separates frames: a `;` in a name becomes `,`, line breaks spaces). Built
-/// in one string (this runs for every site of every flamegraph).
+/// format (`;` separates frames: a `;` in a name becomes `,`, line breaks spaces).
+#[cfg(test)]
 pub(crate) fn stack_key(site: &Site) -> String {
+    let mut out = String::new();
+    push_stack_key(&mut out, site);
+    out
+}
+
+/// [`stack_key`], appended to `out`.
+pub(crate) fn push_stack_key(out: &mut String, site: &Site) {
     let len: usize = site.frames.iter().map(|f| f.function.len() + 1).sum();
-    let mut out = String::with_capacity(len + 12);
+    out.reserve(len + 12);
     let mut first = true;
     if site.truncated {
         out.push_str("[truncated]");
@@ -36,27 +48,19 @@ pub(crate) fn stack_key(site: &Site) -> String {
             out.push(';');
         }
         first = false;
-        push_frame_name(&mut out, &f.function);
+        push_frame_name(out, &f.function);
     }
-    out
-}
-
-/// One line per site with live bytes: `stack value`.
-pub(crate) fn live_lines(profile: &HeapProfile) -> Vec<String> {
-    profile
-        .sites()
-        .iter()
-        .zip(profile.stack_keys())
-        .filter(|(s, _)| s.live_bytes > 0)
-        .map(|(s, k)| format!("{k} {}", s.live_bytes))
-        .collect()
 }
 
 impl HeapProfile {
-    /// Writes estimated live bytes by allocation stack as folded stacks.
+    /// Writes estimated live bytes by allocation stack as folded stacks, one line per
+    /// site with live bytes.
     pub fn write_folded<W: Write>(&self, mut w: W) -> io::Result<()> {
-        for line in live_lines(self) {
-            writeln!(w, "{line}")?;
+        let mut line = String::new();
+        for s in self.sites().iter().filter(|s| s.live_bytes > 0) {
+            line.clear();
+            push_stack_key(&mut line, s);
+            writeln!(w, "{line} {}", s.live_bytes)?;
         }
         w.flush()
     }

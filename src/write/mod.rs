@@ -3,6 +3,7 @@
 pub(crate) mod breach;
 pub(crate) mod cpu;
 pub(crate) mod dhat;
+pub(crate) mod flame_lines;
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
 pub(crate) mod gzip;

@@ -348,7 +348,6 @@ mod tests {
             sample_bytes: 4096,
             dropped_samples: 0,
             raw: Arc::new(raw),
-            keys: std::sync::OnceLock::new(),
         };
         let maps = [ProcMapping {
             start: 0x1000,
