@@ -13,8 +13,6 @@
 
 use std::sync::Arc;
 
-use ahash::AHashMap;
-
 use super::folded::push_frame_name;
 use crate::profile::Site;
 
@@ -22,106 +20,106 @@ use crate::profile::Site;
 /// flamegraphs only) and its count now, which is the frame width.
 pub(crate) type Row = (usize, u64, u64);
 
-/// A trie node: one frame under one parent (the root frames under `NONE`).
-struct Node {
-    parent: u32,
-    name: Arc<str>,
-    /// Width count of every row through this node.
-    width: u64,
-}
-
-const NONE: u32 = u32::MAX;
-
 /// Folded lines (`root;…;leaf after` or, with `two_counts`, `… before after`) of `rows`
 /// over `sites`, for a flamegraph that leaves out frames narrower than `min_width_pct`
 /// percent of the total width (inferno's `min_width`). Rows with neither count are left
 /// out.
+///
+/// The frames of a flamegraph are the distinct stack prefixes. Rows sorted by their
+/// stacks (root first, frames compared by their interned names' addresses) put each
+/// prefix's rows next to each other, so one pass finds every frame and its width with
+/// no hashing, and a second pass cuts each row after its last frame that is drawn.
 pub(crate) fn drawable_lines(
     sites: &[Site],
     rows: &[Row],
     two_counts: bool,
     min_width_pct: f64,
 ) -> Vec<String> {
-    let truncated: Arc<str> = Arc::from("[truncated]");
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut index: AHashMap<(u32, usize), u32> = AHashMap::new();
-    // Each row's path of nodes, root first, one after another.
-    let mut paths: Vec<u32> = Vec::new();
-    let mut ends: Vec<usize> = Vec::with_capacity(rows.len());
+    let truncated = crate::symbolize::intern("[truncated]");
+    let id = |name: &Arc<str>| Arc::as_ptr(name) as *const u8 as usize;
+    // Each row's stack, root first, as name addresses, one after another.
+    let mut keys: Vec<usize> = Vec::new();
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
     let mut total: u64 = 0;
     for &(i, _, width) in rows {
         let site = &sites[i];
         total += width;
-        let mut parent = NONE;
-        let root = site.truncated.then_some(&truncated);
-        for name in root
-            .into_iter()
-            .chain(site.frames.iter().rev().map(|f| &f.function))
-        {
-            let key = (parent, Arc::as_ptr(name) as *const u8 as usize);
-            let id = *index.entry(key).or_insert_with(|| {
-                nodes.push(Node {
-                    parent,
-                    name: Arc::clone(name),
-                    width: 0,
-                });
-                (nodes.len() - 1) as u32
-            });
-            nodes[id as usize].width += width;
-            paths.push(id);
-            parent = id;
+        let start = keys.len();
+        if site.truncated {
+            keys.push(id(&truncated));
         }
-        ends.push(paths.len());
+        keys.extend(site.frames.iter().rev().map(|f| id(&f.function)));
+        spans.push((start, keys.len()));
     }
-    drop(index);
+    let stack = |r: usize| &keys[spans[r].0..spans[r].1];
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_unstable_by(|&a, &b| stack(a).cmp(stack(b)));
+    // Frames are numbered as they open, in sorted order; a row shares the frames of its
+    // common prefix with the row before and opens the rest.
+    let shared: Vec<usize> = order
+        .iter()
+        .scan(&[][..], |prev, &r| {
+            let s = stack(r);
+            let l = prev.iter().zip(s).take_while(|(a, b)| a == b).count();
+            *prev = s;
+            Some(l)
+        })
+        .collect();
+    let mut width: Vec<u64> = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    for (&r, &l) in order.iter().zip(&shared) {
+        open.truncate(l);
+        for _ in l..stack(r).len() {
+            open.push(width.len());
+            width.push(0);
+        }
+        for &f in &open {
+            width[f] += rows[r].2;
+        }
+    }
     // As inferno decides: a frame is drawn unless its width is below this.
     let min_width = min_width_pct / (100.0 / total as f64);
-    let mut cut: AHashMap<u32, (u64, u64)> = AHashMap::new();
-    let mut order: Vec<u32> = Vec::new();
-    let mut start = 0;
-    for (&(_, before, after), &end) in rows.iter().zip(&ends) {
-        let path = &paths[start..end];
-        start = end;
-        if before == 0 && after == 0 {
+    // Per frame: the counts of the rows cut there, and a row and depth to name it by.
+    let mut cut: Vec<Option<(u64, u64, usize, usize)>> = vec![None; width.len()];
+    let mut cuts: Vec<usize> = Vec::new();
+    let mut next = 0;
+    open.clear();
+    for (&r, &l) in order.iter().zip(&shared) {
+        let depth = stack(r).len();
+        open.truncate(l);
+        open.extend(next..next + (depth - l));
+        next += depth - l;
+        let (_, before, after) = rows[r];
+        if (before == 0 && after == 0) || depth == 0 {
             continue;
         }
-        let Some(&last) = path.last() else { continue };
         // The row's last frame that is drawn (the root frame if none is): frames
         // leafward of it are too narrow, as widths only shrink leafward.
-        let at = match path
-            .iter()
-            .position(|&n| (nodes[n as usize].width as f64) < min_width)
-        {
-            Some(0) => path[0],
-            Some(k) => path[k - 1],
-            None => last,
+        let at = match open.iter().position(|&f| (width[f] as f64) < min_width) {
+            Some(0) => 0,
+            Some(k) => k - 1,
+            None => depth - 1,
         };
-        let e = cut.entry(at).or_insert_with(|| {
-            order.push(at);
-            (0, 0)
+        let e = cut[open[at]].get_or_insert_with(|| {
+            cuts.push(open[at]);
+            (0, 0, r, at)
         });
         e.0 += before;
         e.1 += after;
     }
-    let mut names: Vec<&str> = Vec::new();
-    order
-        .into_iter()
-        .map(|at| {
-            names.clear();
-            let mut n = at;
-            while n != NONE {
-                names.push(&nodes[n as usize].name);
-                n = nodes[n as usize].parent;
-            }
-            let mut line =
-                String::with_capacity(names.iter().map(|s| s.len() + 1).sum::<usize>() + 24);
-            for (k, name) in names.iter().rev().enumerate() {
+    cuts.into_iter()
+        .filter_map(|f| cut[f])
+        .map(|(before, after, r, at)| {
+            let site = &sites[rows[r].0];
+            let names = site.truncated.then_some(&truncated).into_iter();
+            let names = names.chain(site.frames.iter().rev().map(|f| &f.function));
+            let mut line = String::new();
+            for (k, name) in names.take(at + 1).enumerate() {
                 if k > 0 {
                     line.push(';');
                 }
                 push_frame_name(&mut line, name);
             }
-            let (before, after) = cut[&at];
             if two_counts {
                 line.push_str(&format!(" {before} {after}"));
             } else {
@@ -273,7 +271,17 @@ pub(crate) mod tests {
         let mut t = site(&["deep", "leaf"]);
         t.truncated = true;
         let sites = vec![t, site(&["main", "a"]), site(&["main", "b"])];
-        let lines = drawable_lines(&sites, &[(0, 0, 5), (1, 0, 0), (2, 3, 7)], true, 0.0);
+        // Lines come in no particular order (inferno sorts them).
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        let lines = sorted(drawable_lines(
+            &sites,
+            &[(0, 0, 5), (1, 0, 0), (2, 3, 7)],
+            true,
+            0.0,
+        ));
         assert_eq!(lines, ["[truncated];deep;leaf 0 5", "main;b 3 7"]);
         // Callees too narrow: the caller keeps their total.
         let lines = drawable_lines(&sites, &[(1, 0, 1), (2, 0, 1)], false, 60.0);
@@ -283,7 +291,7 @@ pub(crate) mod tests {
         assert_eq!(lines, ["main 4 2"]);
         // Root frames too narrow: each is a line of its own, not drawn either.
         let sites = vec![site(&["x", "a"]), site(&["y", "b"])];
-        let lines = drawable_lines(&sites, &[(0, 0, 1), (1, 0, 1)], false, 60.0);
+        let lines = sorted(drawable_lines(&sites, &[(0, 0, 1), (1, 0, 1)], false, 60.0));
         assert_eq!(lines, ["x 1", "y 1"]);
     }
 }
