@@ -340,8 +340,8 @@ mod tests {
         assert!(!is_c_runtime_file(b"libcrypto.so.3"));
         assert!(!is_c_runtime_file(b"myservice"));
         // `free` is the C library's (unless it is linked statically); this test is not.
-        let free = libc::free as usize + 1;
-        let here = the_c_runtime_is_told_by_its_object as usize + 1;
+        let free = libc::free as *const () as usize + 1;
+        let here = the_c_runtime_is_told_by_its_object as *const () as usize + 1;
         assert!(!in_c_runtime(here));
         if cfg!(all(target_os = "linux", target_env = "gnu")) {
             assert!(in_c_runtime(free));
