@@ -14,8 +14,9 @@ use crate::cpu::usage::CpuTime;
 use crate::detect::verdict::{self, Trend};
 use crate::stats::{stats, HeapStats};
 
-/// Most whole-heap readings kept at full resolution (the window is covered by taking
-/// every `heap_stride`-th tick when it would need more).
+/// Most whole-heap readings kept at full resolution: the window and the
+/// `verdict::LOOKBACK_WINDOWS` before it (covered by taking every `heap_stride`-th tick
+/// when they would need more).
 const HEAP_POINTS: usize = 1024;
 /// Older, downsampled readings kept.
 const OLD_POINTS: usize = 512;
@@ -91,7 +92,8 @@ impl Detector {
         // At least 8 intervals, so a verdict has its minimum of points.
         let window = config.leak_window.as_secs_f64().max(8.0 * interval);
         let ticks = (window / interval).ceil() as u64 + 1;
-        let heap_stride = ticks.div_ceil(HEAP_POINTS as u64 - 2).max(1);
+        let covered = ticks * (verdict::LOOKBACK_WINDOWS as u64 + 1);
+        let heap_stride = covered.div_ceil(HEAP_POINTS as u64 - 2).max(1);
         let site_stride = ticks.div_ceil(SITE_POINTS as u64 - 1).max(1);
         Detector {
             window,
@@ -134,18 +136,25 @@ impl Detector {
             .history
             .oldest_recent()
             .is_some_and(|p| p.t <= t - self.window + self.interval / 2.0);
-        let heap_points: Vec<(f64, f64)> = if full {
-            self.history
-                .since(t - self.window - self.interval / 2.0)
-                .map(|p| (p.t, p.live_bytes as f64))
-                .collect()
+        let start = t - self.window - self.interval / 2.0;
+        let (heap_before, heap_points): (Vec<f64>, Vec<(f64, f64)>) = if full {
+            let earliest = start - verdict::LOOKBACK_WINDOWS as f64 * self.window;
+            let before = self.history.since(earliest).take_while(|p| p.t < start);
+            (
+                before.map(|p| p.live_bytes as f64).collect(),
+                self.history
+                    .since(start)
+                    .map(|p| (p.t, p.live_bytes as f64))
+                    .collect(),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let min = self.min_bytes.unwrap_or_else(|| {
             verdict::default_min_growth(heap_points.first().map_or(0, |p| p.1 as u64))
         });
-        let heap_trend = full.then(|| verdict::assess(&heap_points, min as f64));
+        let heap_trend =
+            full.then(|| verdict::assess_after(&heap_before, &heap_points, min as f64));
         let site_trends = if full {
             self.site_trends(min as f64 / 4.0)
         } else {
