@@ -178,9 +178,10 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     let raw = stacks::snapshot();
     let mut syms: AHashMap<usize, Arc<Resolved>> = AHashMap::new();
     let mut c_runtime: AHashMap<usize, bool> = AHashMap::new();
-    // Raw stacks merged by trimmed address stack, then those merged by frames into sites.
-    let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> = AHashMap::new();
-    let mut stacks_: Vec<(Vec<Pc>, bool, u32, Sums)> = Vec::new();
+    // Raw stacks merged by trimmed address stack (each key kept once, in the map, until
+    // all are merged), then those merged by frames into sites.
+    let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> = AHashMap::with_capacity(raw.len());
+    let mut stack_sums: Vec<Sums> = Vec::with_capacity(raw.len());
     let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(raw.len());
     for s in raw {
         // A sample taken inside tracing spans carries their path at the root end.
@@ -205,25 +206,26 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
             s.alloc_bytes.saturating_sub(s.free_bytes),
             s.alloc_count.saturating_sub(s.free_count),
         ]);
-        let key = (pcs, s.truncated, span_path);
-        let i = match by_pcs.get(&key) {
-            Some(&i) => i,
-            None => {
-                stacks_.push((key.0.clone(), key.1, key.2, Sums::default()));
-                by_pcs.insert(key, stacks_.len() - 1);
-                stacks_.len() - 1
-            }
-        };
-        stacks_[i].3.add(sums);
+        let next = stack_sums.len();
+        let i = *by_pcs.entry((pcs, s.truncated, span_path)).or_insert(next);
+        if i == next {
+            stack_sums.push(Sums::default());
+        }
+        stack_sums[i].add(sums);
         of_stack.push((s.id, i));
     }
-    drop(by_pcs);
-    // The debug info parsed for symbolization is large (tens of MiB); the names we need
-    // are cached, so give that memory back.
-    backtrace::clear_symbol_cache();
+    let mut keys: Vec<Option<(Vec<Pc>, bool, u32)>> = vec![None; stack_sums.len()];
+    for (key, i) in by_pcs {
+        keys[i] = Some(key);
+    }
+    let stacks_: Vec<(Vec<Pc>, bool, u32, Sums)> = keys
+        .into_iter()
+        .zip(stack_sums)
+        .filter_map(|(k, sums)| k.map(|(pcs, t, p)| (pcs, t, p, sums)))
+        .collect();
     // Interned frames: sites merge by pointer keys, not by string contents.
-    let mut index: AHashMap<(Vec<FrameKey>, bool), usize> = AHashMap::new();
-    let mut site_sums: Vec<(Vec<Frame>, bool, Sums)> = Vec::new();
+    let mut index: AHashMap<(Vec<FrameKey>, bool), usize> = AHashMap::with_capacity(stacks_.len());
+    let mut site_sums: Vec<(Vec<Frame>, bool, Sums)> = Vec::with_capacity(stacks_.len());
     let mut site_of: Vec<usize> = Vec::with_capacity(stacks_.len());
     let mut span_frames: AHashMap<u32, Vec<Frame>> = AHashMap::new();
     for (pcs, truncated, span_path, sums) in &stacks_ {

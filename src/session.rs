@@ -125,6 +125,8 @@ impl Session {
         };
         switch::stop();
         *ACTIVE.lock() = None;
+        // The exit report was the session's last use of the debug-info index.
+        crate::symbolize::release_index_if_idle(Duration::ZERO);
         result
     }
 }

@@ -1,6 +1,8 @@
 //! Turns return addresses into function names, files and lines, with inlined frames
 //! expanded where debug info has them. Cold side only: it allocates and takes
-//! `backtrace`'s lock, and caches every address it has resolved.
+//! `backtrace`'s lock, and caches every address it has resolved. `backtrace`'s own index
+//! of the binary's debug info is given back once unused for [`KEEP_INDEX`] (the monitor
+//! checks every tick, and a session's end gives it back).
 //!
 //! Names and files are interned: equal strings are one `Arc<str>`, so frames clone for a
 //! reference count and compare and hash by pointer (see [`FrameKey`]). Each address also
@@ -8,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -108,11 +111,43 @@ impl Cache {
             .collect();
         let r = Arc::new(Resolved::new(frames, system_names));
         self.by_addr.insert(addr, Arc::clone(&r));
+        index_used();
         r
     }
 }
 
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+
+/// When `backtrace`'s debug-info index (the binary's DWARF, parsed: ~20 MiB of heap and
+/// the mapped file for a binary of tens of MiB) was last used; `None` once released.
+static INDEX_USED: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// How long the debug-info index is kept after its last use. Building it again costs
+/// tens of ms of CPU; keeping it, its memory. Profiles taken more often than this (an
+/// HTTP scraper pulling `/debug/pprof/heap` every 10–60 s, alerts of several kinds in
+/// a row) reuse it; one alert, then quiet, gives it back two minutes later.
+pub(crate) const KEEP_INDEX: Duration = Duration::from_secs(120);
+
+/// Notes that the debug-info index was just used (it is kept [`KEEP_INDEX`] from now).
+pub(crate) fn index_used() {
+    *INDEX_USED.lock() = Some(Instant::now());
+}
+
+/// Gives back the debug-info index if it has not been used for `idle` (the resolved
+/// names stay cached). Returns whether it did.
+pub(crate) fn release_index_if_idle(idle: Duration) -> bool {
+    {
+        let mut used = INDEX_USED.lock();
+        if !is_idle(*used, Instant::now(), idle) {
+            return false;
+        }
+        *used = None;
+    }
+    // Not under `INDEX_USED`: this takes `backtrace`'s lock, under which a resolution
+    // in progress may be (it notes its use after).
+    backtrace::clear_symbol_cache();
+    true
+}
 
 /// `s` as the one shared `Arc<str>` of its text (frames compare names by pointer).
 pub(crate) fn intern(s: &str) -> Arc<str> {
@@ -162,6 +197,12 @@ fn is_c_runtime_file(name: &[u8]) -> bool {
         b"libc.musl",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// True if an index last used at `used` (`None`: not loaded) has been unused for `idle`
+/// at `now`.
+fn is_idle(used: Option<Instant>, now: Instant, idle: Duration) -> bool {
+    used.is_some_and(|t| now.saturating_duration_since(t) >= idle)
 }
 
 /// A frame's identity for hashing and comparing: interned strings compare by pointer.
@@ -328,6 +369,20 @@ mod tests {
             "tokio::runtime::blocking::pool::Inner::run",
             Some("/home/u/.cargo/registry/src/tokio-1.0/src/runtime/blocking/pool.rs")
         ));
+    }
+
+    #[test]
+    fn the_index_is_given_back_once_idle() {
+        let t = Instant::now();
+        let later = t + KEEP_INDEX;
+        assert!(!is_idle(None, later, KEEP_INDEX), "nothing loaded");
+        assert!(!is_idle(Some(t), t + Duration::from_secs(1), KEEP_INDEX));
+        assert!(is_idle(Some(t), later, KEEP_INDEX));
+        assert!(is_idle(Some(t), t, Duration::ZERO));
+        // Used, so not idle for an hour: kept (whatever other tests do meanwhile, the
+        // answer is no: either still in use or already given back).
+        resolve(the_index_is_given_back_once_idle as *const () as usize + 1);
+        assert!(!release_index_if_idle(Duration::from_secs(3600)));
     }
 
     #[test]

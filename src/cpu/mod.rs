@@ -157,9 +157,9 @@ fn sample(
         .map_err(|e| io::Error::other(format!("cannot read the CPU samples: {e}")));
     let wall = started.elapsed();
     drop(guard);
-    // The debug info parsed to symbolize the samples is large and the names are in the
-    // report now: give that memory back (as heap profiles do).
-    backtrace::clear_symbol_cache();
+    // The report resolved its frames with `backtrace`'s debug-info index, which is kept
+    // a while for the next profile and then given back (as heap profiles do).
+    crate::symbolize::index_used();
     Ok((report?, wall))
 }
 
