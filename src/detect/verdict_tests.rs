@@ -641,7 +641,7 @@ fn correlated_swings_table() {
     for (name, from, make) in &patterns {
         let mut row = format!("  {name:36}");
         for lookback in [false, true] {
-            let mut firsts: Vec<usize> = (0..20)
+            let firsts: Vec<usize> = (0..20)
                 .filter_map(|seed| {
                     let f = make();
                     let v = series(seed, |t, rng| f(t, rng));
@@ -649,11 +649,7 @@ fn correlated_swings_table() {
                     fired.into_iter().find(|&t| t > *from).map(|t| t - from)
                 })
                 .collect();
-            firsts.sort_unstable();
-            let late = 20 - firsts.iter().filter(|&&t| t <= 2 * WINDOW).count();
-            let median = firsts.get(firsts.len() / 2).copied().unwrap_or(0);
-            let max = firsts.last().copied().unwrap_or(0);
-            row += &format!("  {median:4} / {max:4} / {late:2}");
+            row += &detection_summary(firsts, 2 * WINDOW);
             if !lookback {
                 row += "  ->";
             }
@@ -663,7 +659,7 @@ fn correlated_swings_table() {
     // The small leak at 5 ticks a second, 300-tick window, 128 KiB minimum growth.
     let mut row = format!("  {:36}", "4 KiB/s under 128 KiB noise, 5/s");
     for lookback in [false, true] {
-        let mut firsts: Vec<usize> = (0..20)
+        let firsts: Vec<usize> = (0..20)
             .filter_map(|seed| {
                 let mut rng = Rng(seed + 77);
                 let v: Vec<f64> = (0..1200)
@@ -674,14 +670,20 @@ fn correlated_swings_table() {
                     .copied()
             })
             .collect();
-        firsts.sort_unstable();
-        let late = 20 - firsts.iter().filter(|&&t| t <= 600).count();
-        let median = firsts.get(firsts.len() / 2).copied().unwrap_or(0);
-        let max = firsts.last().copied().unwrap_or(0);
-        row += &format!("  {median:4} / {max:4} / {late:2}");
+        row += &detection_summary(firsts, 600);
         if !lookback {
             row += "  ->";
         }
     }
     println!("{row}");
+}
+
+/// `median / max / late` of the ticks at which 20 runs first fired (`firsts`, the runs
+/// that fired at all), late meaning not fired by `limit`.
+fn detection_summary(mut firsts: Vec<usize>, limit: usize) -> String {
+    firsts.sort_unstable();
+    let late = 20 - firsts.iter().filter(|&&t| t <= limit).count();
+    let median = firsts.get(firsts.len() / 2).copied().unwrap_or(0);
+    let max = firsts.last().copied().unwrap_or(0);
+    format!("  {median:4} / {max:4} / {late:2}")
 }
