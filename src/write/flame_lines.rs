@@ -45,10 +45,7 @@ pub(crate) fn drawable_lines(
         let site = &sites[i];
         total += width;
         let start = keys.len();
-        if site.truncated {
-            keys.push(id(&truncated));
-        }
-        keys.extend(site.frames.iter().rev().map(|f| id(&f.function)));
+        keys.extend(frame_names(site, &truncated).map(id));
         spans.push((start, keys.len()));
     }
     let stack = |r: usize| &keys[spans[r].0..spans[r].1];
@@ -110,11 +107,11 @@ pub(crate) fn drawable_lines(
     cuts.into_iter()
         .filter_map(|f| cut[f])
         .map(|(before, after, r, at)| {
-            let site = &sites[rows[r].0];
-            let names = site.truncated.then_some(&truncated).into_iter();
-            let names = names.chain(site.frames.iter().rev().map(|f| &f.function));
             let mut line = String::new();
-            for (k, name) in names.take(at + 1).enumerate() {
+            for (k, name) in frame_names(&sites[rows[r].0], &truncated)
+                .take(at + 1)
+                .enumerate()
+            {
                 if k > 0 {
                     line.push(';');
                 }
@@ -128,6 +125,12 @@ pub(crate) fn drawable_lines(
             line
         })
         .collect()
+}
+
+/// A site's frame names, root first, `truncated` first where the stack lost its root.
+fn frame_names<'a>(site: &'a Site, truncated: &'a Arc<str>) -> impl Iterator<Item = &'a Arc<str>> {
+    let root = site.truncated.then_some(truncated).into_iter();
+    root.chain(site.frames.iter().rev().map(|f| &f.function))
 }
 
 #[cfg(test)]
