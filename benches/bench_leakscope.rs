@@ -10,7 +10,10 @@ fn main() {
     let session = leakscope::init();
     workload::main_with("bench_leakscope");
     if std::env::var_os("LEAKSCOPE_BENCH_WALKS").is_some() {
-        eprintln!("system-unwinder walks: {}", leakscope::__slow_stack_walks());
+        eprintln!(
+            "system-unwinder walks: {}",
+            leakscope::__private::slow_stack_walks()
+        );
     }
     // The exit files are written after the timed part; the driver points LEAKSCOPE_DIR
     // at a temporary directory.

@@ -63,8 +63,8 @@ fn main() {
     }
     // The first alert symbolizes every address (reading the binary's debug info); the
     // second finds them cached, as every later alert of a process does.
-    let (mut ticks, write, files) = leakscope::__bench_monitor(41, &dir);
-    let (_, warm, _) = leakscope::__bench_monitor(41, &dir);
+    let (mut ticks, write, files) = leakscope::__private::bench_monitor(41, &dir);
+    let (_, warm, _) = leakscope::__private::bench_monitor(41, &dir);
     let sites = leakscope::profile().sites().len();
     // The first tick sizes the site series; report it apart. Ticks from the 21st judge
     // the heap and the 32 sites that grew most.

@@ -44,10 +44,10 @@ fn main() {
         Ok(c) => {
             let short = |var: &str| std::env::var_os(var).is_none();
             let mut c = c;
-            if short(leakscope::ENV_INTERVAL) {
+            if short(leakscope::env::ENV_INTERVAL) {
                 c = c.interval(Duration::from_millis(100));
             }
-            if short(leakscope::ENV_LEAK_WINDOW) {
+            if short(leakscope::env::ENV_LEAK_WINDOW) {
                 c = c.leak_window(Duration::from_secs(3));
             }
             c

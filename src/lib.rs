@@ -30,9 +30,9 @@
 //! | `LEAKSCOPE_DIR` | `flamegraphs` | output directory (created if missing) |
 //! | `LEAKSCOPE_SAMPLE_BYTES` | `512KiB` | mean bytes between samples (units B, KiB, MiB, GiB); `1` = every allocation |
 //! | `LEAKSCOPE_CPU_HZ` | `99` | CPU profiles: samples per second of CPU time, 1 to 10000 |
-//! | `LEAKSCOPE_CPU_SECONDS` | `10` | length of an automatic CPU profile on a breach, whole seconds; `0` = none |
-//! | `LEAKSCOPE_CPU_LIMIT` | `off` | `cpu_limit` breach above this CPU use, percent of one core over the window |
-//! | `LEAKSCOPE_CPU_ON` | `none` | breach kinds that also capture a CPU profile, comma-separated |
+//! | `LEAKSCOPE_CPU_SECONDS` | `10` | length of an automatic CPU profile on an alert, whole seconds; `0` = none |
+//! | `LEAKSCOPE_CPU_LIMIT` | `off` | `cpu_limit` alert above this CPU use, percent of one core over the window |
+//! | `LEAKSCOPE_CPU_ON` | `none` | alert kinds that also capture a CPU profile, comma-separated |
 //! | `LEAKSCOPE_INTERVAL` | `1s` | period of the monitor thread (units ms, s, m, h); `off` = no monitor, no alerts |
 //! | `LEAKSCOPE_LEAK_WINDOW` | `60s` | growth must persist over this window to be a `memory_leak` (at least 8 intervals) |
 //! | `LEAKSCOPE_LEAK_MIN_BYTES` | `auto` | least growth over the window for a `memory_leak`; `auto` = 1 MiB or 2% of the live heap, whichever is more |
@@ -47,6 +47,7 @@
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
+//! The names and defaults are constants in [`env`].
 //!
 //! ## What you get
 //!
@@ -95,38 +96,60 @@
 //! per-site figures are unbiased estimates. `1` records every allocation exactly.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod alert;
+// The hot side: the allocator's hooks, stack capture and the fixed tables.
+#[allow(unsafe_code)]
 mod alloc;
 mod config;
+mod context;
 mod cpu;
 mod detect;
-mod formats;
+mod diag;
+pub mod env;
 #[cfg(feature = "http")]
 mod http;
 mod layer;
 mod monitor;
+mod proc_status;
 mod profile;
+mod readings;
 mod session;
 mod stats;
 mod symbolize;
+mod sys;
 pub mod testing;
 mod write;
 
 pub use alert::{on_alert, Alert, AlertKind, Growth, Severity, Suspect};
 pub use alloc::LeakScope;
-pub use config::{
-    Config, ConfigError, BREACH_KINDS, CPU_BREACH_KINDS, DEFAULT_COOLDOWN, DEFAULT_CPU_HZ,
-    DEFAULT_CPU_SECONDS, DEFAULT_DIR, DEFAULT_INTERVAL, DEFAULT_LEAK_WINDOW, DEFAULT_MAX_DUMPS,
-    DEFAULT_SAMPLE_BYTES, ENV_COOLDOWN, ENV_CPU_HZ, ENV_CPU_LIMIT, ENV_CPU_ON, ENV_CPU_SECONDS,
-    ENV_DIR, ENV_ENABLE, ENV_FORMATS, ENV_HEAP_LIMIT, ENV_HTTP, ENV_INTERVAL, ENV_LEAK_MIN_BYTES,
-    ENV_LEAK_WINDOW, ENV_MAX_DUMPS, ENV_SAMPLE_BYTES, ENV_SPAN_LATENCY, ENV_TASK_LIMIT,
-    ENV_TASK_SPANS, ENV_VARS, MAX_CPU_HZ,
-};
+pub use config::{Config, ConfigError};
 pub use cpu::cpu_profile;
-pub use formats::{Format, DEFAULT_FORMATS};
 pub use layer::{layer, span_stats, task_stats, SpanLayer, SpanStats, TaskStats};
-pub use monitor::__bench_monitor;
-pub use profile::{__slow_stack_walks, profile, Frame, HeapProfile, Site};
+pub use profile::{profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};
 pub use stats::{stats, HeapStats};
+pub use write::Format;
+
+/// Hooks for this crate's own benchmarks and tests: not part of the API, no stability
+/// promise.
+#[doc(hidden)]
+pub mod __private {
+    /// Times the monitor's ticks and one alert's files on the running session's tables
+    /// (`benches/monitor.rs`): the tick durations, (wall, CPU) time of the alert's files,
+    /// and the paths written into `dir`.
+    pub fn bench_monitor(
+        ticks: u32,
+        dir: &std::path::Path,
+    ) -> (
+        Vec<std::time::Duration>,
+        (std::time::Duration, std::time::Duration),
+        Vec<std::path::PathBuf>,
+    ) {
+        crate::monitor::bench_monitor(ticks, dir)
+    }
+
+    pub use crate::profile::__slow_stack_walks as slow_stack_walks;
+}

@@ -5,27 +5,28 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::alloc::thread::ProfilerGuard;
 use crate::alloc::{counters, switch};
 use crate::config::Config;
-use crate::formats::Format;
+use crate::context::Context;
+use crate::diag;
 use crate::monitor::Monitor;
 use crate::profile::profile;
-use crate::write::{self, report::Report};
+use crate::write::{self, report::Report, Format};
 
 /// Live-sample table size when sampling (enough for a heap of ~100 GiB at 512 KiB).
 const SAMPLE_SLOTS: usize = 1 << 18;
 /// Live-sample table size when every allocation is recorded (`sample_bytes = 1`).
 const EXACT_SLOTS: usize = 1 << 22;
 
-/// The running session's settings.
-static ACTIVE: Mutex<Option<Config>> = Mutex::new(None);
-/// When the running (or last) session started.
-static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
+/// The running session's context: looked up by the public entry points ([`dump`],
+/// `cpu_profile`), which pass it down.
+static ACTIVE: Mutex<Option<Arc<Context>>> = Mutex::new(None);
 
 /// A profiling session. While it runs, a monitor thread watches the heap for leaks and
 /// limits. Dropping it stops and joins that thread, writes the final heap profile and
@@ -104,23 +105,9 @@ impl Session {
         if let Some(mut m) = self.monitor.take() {
             m.stop();
         }
-        let config = ACTIVE.lock().clone();
-        let result = match config {
-            Some(config) => {
-                let seq = write::next_seq();
-                let p = profile();
-                write::heap_files(&config.dir, seq, "exit", &p, &config.formats).and_then(
-                    |mut files| {
-                        if config.formats.contains(&Format::Json) {
-                            let json = write::path(&config.dir, seq, "exit", "json");
-                            let report = Report::new("exit", &p, &files);
-                            write::write_atomic(&json, |w| report.write(w))?;
-                            files.push(json);
-                        }
-                        Ok(files)
-                    },
-                )
-            }
+        let ctx = ACTIVE.lock().clone();
+        let result = match ctx {
+            Some(ctx) => exit_files(&ctx),
             None => Ok(Vec::new()),
         };
         switch::stop();
@@ -129,6 +116,21 @@ impl Session {
         crate::symbolize::release_index_if_idle(Duration::ZERO);
         result
     }
+}
+
+/// Writes the exit files of the session of `ctx`: the heap files and the report.
+fn exit_files(ctx: &Context) -> io::Result<Vec<PathBuf>> {
+    let out = ctx.output();
+    let seq = write::next_seq();
+    let p = profile();
+    let mut files = write::heap_files(&out, seq, "exit", &p)?;
+    if out.writes(Format::Json) {
+        let json = write::path(out.dir, seq, "exit", "json");
+        let report = Report::new("exit", &p, &files, crate::readings::moment());
+        write::write_atomic(&json, |w| report.write(w))?;
+        files.push(json);
+    }
+    Ok(files)
 }
 
 impl Drop for Session {
@@ -140,7 +142,7 @@ impl Drop for Session {
             Ok(files) if !files.is_empty() => {
                 let _guard = ProfilerGuard::new();
                 let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
-                eprintln!("leakscope: wrote {}", names.join(", "));
+                diag::say(format_args!("wrote {}", names.join(", ")));
             }
             Ok(_) => {}
             Err(e) => write::report_once(&e),
@@ -157,8 +159,7 @@ pub fn init() -> Session {
     match Config::from_env() {
         Ok(config) => init_with(config),
         Err(e) => {
-            let _guard = ProfilerGuard::new();
-            eprintln!("leakscope: {e}; profiling stays off");
+            diag::say(format_args!("{e}; profiling stays off"));
             Session::inert()
         }
     }
@@ -175,7 +176,9 @@ pub fn init_with(config: Config) -> Session {
     let _guard = ProfilerGuard::new();
     let mut active = ACTIVE.lock();
     if active.is_some() {
-        eprintln!("leakscope: a session is already running; this one stays inert");
+        diag::say(format_args!(
+            "a session is already running; this one stays inert"
+        ));
         return Session::inert();
     }
     let slots = if config.sample_bytes <= 1 {
@@ -185,55 +188,55 @@ pub fn init_with(config: Config) -> Session {
     };
     let seed = config.seed.unwrap_or_else(random_seed);
     if !crate::alloc::begin_session(slots, config.sample_bytes, seed) {
-        eprintln!("leakscope: cannot reserve the profiler's tables; profiling stays off");
+        diag::say(format_args!(
+            "cannot reserve the profiler's tables; profiling stays off"
+        ));
         return Session::inert();
     }
     crate::layer::tasks::set_task_names(&config.task_spans);
     switch::start();
     if !allocator_is_hooked() {
         switch::stop();
-        eprintln!(
-            "leakscope: profiling requested but leakscope::LeakScope is not the global allocator; \
+        diag::say(format_args!(
+            "profiling requested but leakscope::LeakScope is not the global allocator; \
              add `#[global_allocator] static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();`"
-        );
+        ));
         return Session::inert();
     }
-    #[cfg(not(feature = "http"))]
-    if let Some(addr) = config.http {
-        eprintln!(
-            "leakscope: LEAKSCOPE_HTTP={addr} asks for the HTTP server, but leakscope was built without its `http` cargo feature; no server"
-        );
-    }
-    let monitor = match config.monitor.then(|| Monitor::start(&config)) {
+    let ctx = Arc::new(Context::new(config));
+    let monitor = match ctx.config.monitor.then(|| Monitor::start(&ctx)) {
         None => None,
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => {
-            eprintln!("leakscope: cannot start the monitor thread ({e}); no leak alerts");
+            diag::say(format_args!(
+                "cannot start the monitor thread ({e}); no leak alerts"
+            ));
             None
         }
     };
-    *STARTED.lock() = Some(Instant::now());
-    let http_addr = config.http;
-    *active = Some(config);
+    *active = Some(Arc::clone(&ctx));
     drop(active);
     #[cfg(not(feature = "http"))]
-    if let Some(addr) = http_addr {
-        eprintln!(
-            "leakscope: LEAKSCOPE_HTTP={addr} is set, but leakscope was built without its `http` feature; no server"
-        );
+    if let Some(addr) = ctx.config.http {
+        diag::say(format_args!(
+            "LEAKSCOPE_HTTP={addr} is set, but leakscope was built without its `http` feature; no server"
+        ));
     }
     Session {
         active: true,
         pid: std::process::id(),
         monitor,
         #[cfg(feature = "http")]
-        http: http_addr.and_then(|addr| match crate::http::Server::start(addr) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("leakscope: cannot serve HTTP on {addr} ({e}); no server");
-                None
-            }
-        }),
+        http: ctx
+            .config
+            .http
+            .and_then(|addr| match crate::http::Server::start(addr, &ctx) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    diag::say(format_args!("cannot serve HTTP on {addr} ({e}); no server"));
+                    None
+                }
+            }),
     }
 }
 
@@ -242,28 +245,23 @@ pub fn init_with(config: Config) -> Session {
 /// the paths. An error if no session is running or the files cannot be written.
 pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
     let _guard = ProfilerGuard::new();
-    let Some(config) = ACTIVE.lock().clone() else {
+    let Some(ctx) = context() else {
         return Err(io::Error::other(
             "leakscope is not profiling: set LEAKSCOPE=1 and call leakscope::init(), or use init_with",
         ));
     };
     let p = profile();
     write::heap_files(
-        &config.dir,
+        &ctx.output(),
         write::next_seq(),
         &write::sanitize_label(label),
         &p,
-        &config.formats,
     )
 }
 
-/// Time since the running (or last) session started; zero if none ever did.
-pub(crate) fn elapsed() -> Duration {
-    STARTED.lock().map_or(Duration::ZERO, |t| t.elapsed())
-}
-
-/// The running session's settings, if a session is profiling.
-pub(crate) fn active_config() -> Option<Config> {
+/// The running session's context, if a session is profiling: for the public entry
+/// points, which look it up once and pass it down.
+pub(crate) fn context() -> Option<Arc<Context>> {
     let _guard = ProfilerGuard::new();
     ACTIVE.lock().clone()
 }

@@ -170,20 +170,12 @@ pub(crate) fn in_c_runtime(addr: usize) -> bool {
     if addr == 0 {
         return false;
     }
-    // SAFETY: `Dl_info` is plain data (pointers and integers), valid all zeros.
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: `dladdr` only reads the loader's tables for the address (the call
-    // instruction just before the return address); it never dereferences it, and it
-    // writes `info`, which outlives the call. Cold side (it takes the loader's lock).
-    let found = unsafe { libc::dladdr((addr - 1) as *const libc::c_void, &mut info) };
-    if found == 0 || info.dli_fname.is_null() {
-        return false;
-    }
-    // SAFETY: `dli_fname` is a NUL-terminated path owned by the loader, valid while the
-    // object stays loaded; it is read here and not kept.
-    let path = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_bytes();
-    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    is_c_runtime_file(name)
+    // The call instruction just before the return address.
+    crate::sys::object_path_of(addr - 1, |path| {
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        is_c_runtime_file(name)
+    })
+    .unwrap_or(false)
 }
 
 /// The file names of the C runtime's shared objects (glibc's and musl's).
@@ -409,13 +401,10 @@ mod tests {
         #[inline(never)]
         fn here() -> usize {
             let mut ip = 0;
-            // SAFETY: test-only stack walk; the callback writes a local.
-            unsafe {
-                backtrace::trace_unsynchronized(|f| {
-                    ip = f.ip() as usize;
-                    false
-                })
-            };
+            backtrace::trace(|f| {
+                ip = f.ip() as usize;
+                false
+            });
             ip
         }
         let frames = &resolve(here()).frames;

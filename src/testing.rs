@@ -254,10 +254,10 @@ fn open(process: bool) -> Open {
         let mut open = OPEN.lock();
         if *open == 0 {
             if !track::ensure() {
-                eprintln!(
-                    "leakscope: cannot reserve the tables of heap-measuring scopes; \
+                crate::diag::say(format_args!(
+                    "cannot reserve the tables of heap-measuring scopes; \
                      leaks will be counted but not located"
-                );
+                ));
             }
             switch::set_testing(true);
         }

@@ -13,7 +13,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::TempDir;
-use leakscope::{Config, HeapStats, ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES, ENV_VARS};
+use leakscope::env::{ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES, ENV_VARS};
+use leakscope::{Config, HeapStats};
 
 #[global_allocator]
 static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();

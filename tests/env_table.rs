@@ -1,5 +1,5 @@
 //! The tables of environment variables in README.md and in the crate docs (src/lib.rs)
-//! list exactly the variables the parser reads (`leakscope::ENV_VARS`), with the same
+//! list exactly the variables the parser reads (`leakscope::env::ENV_VARS`), with the same
 //! defaults.
 
 use std::collections::BTreeMap;
@@ -31,7 +31,7 @@ fn table_rows(text: &str, prefix: &str) -> Vec<(String, String)> {
 }
 
 fn expected() -> BTreeMap<String, String> {
-    leakscope::ENV_VARS
+    leakscope::env::ENV_VARS
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
@@ -52,7 +52,7 @@ fn check(file: &str, rows: Vec<(String, String)>) {
     assert_eq!(
         table,
         expected(),
-        "{file}'s table (left) differs from leakscope::ENV_VARS (right)"
+        "{file}'s table (left) differs from leakscope::env::ENV_VARS (right)"
     );
 }
 
@@ -73,23 +73,23 @@ fn crate_docs_table_matches_the_parser() {
 
 #[test]
 fn the_parser_list_is_consistent() {
-    let names: Vec<&str> = leakscope::ENV_VARS.iter().map(|(k, _)| *k).collect();
+    let names: Vec<&str> = leakscope::env::ENV_VARS.iter().map(|(k, _)| *k).collect();
     for var in [
-        leakscope::ENV_ENABLE,
-        leakscope::ENV_DIR,
-        leakscope::ENV_SAMPLE_BYTES,
-        leakscope::ENV_CPU_HZ,
-        leakscope::ENV_CPU_SECONDS,
-        leakscope::ENV_CPU_LIMIT,
-        leakscope::ENV_CPU_ON,
+        leakscope::env::ENV_ENABLE,
+        leakscope::env::ENV_DIR,
+        leakscope::env::ENV_SAMPLE_BYTES,
+        leakscope::env::ENV_CPU_HZ,
+        leakscope::env::ENV_CPU_SECONDS,
+        leakscope::env::ENV_CPU_LIMIT,
+        leakscope::env::ENV_CPU_ON,
     ] {
         assert!(names.contains(&var), "{var} missing from ENV_VARS");
     }
-    let dir_default = leakscope::ENV_VARS
+    let dir_default = leakscope::env::ENV_VARS
         .iter()
-        .find(|(k, _)| *k == leakscope::ENV_DIR)
+        .find(|(k, _)| *k == leakscope::env::ENV_DIR)
         .map(|(_, v)| *v);
-    assert_eq!(dir_default, Some(leakscope::DEFAULT_DIR));
+    assert_eq!(dir_default, Some(leakscope::env::DEFAULT_DIR));
 }
 
 #[test]

@@ -35,12 +35,12 @@ fn repeated_captures_use_the_cached_walk_and_attribute_exactly() {
     // Warm up the call paths once, then measure.
     keep_small_block(&mut keep);
     through_two_frames(&mut keep);
-    let before = leakscope::__slow_stack_walks();
+    let before = leakscope::__private::slow_stack_walks();
     for _ in 0..10_000 {
         keep_small_block(&mut keep);
         through_two_frames(&mut keep);
     }
-    let slow = leakscope::__slow_stack_walks() - before;
+    let slow = leakscope::__private::slow_stack_walks() - before;
     let profile = leakscope::profile();
     let a: u64 = sites_of(&profile, "keep_small_block")
         .map(|s| s.live_blocks)

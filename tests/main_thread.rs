@@ -18,11 +18,11 @@ fn main() {
     assert!(session.is_active());
     let mut keep = Vec::with_capacity(20_001);
     keep_one(&mut keep);
-    let before = leakscope::__slow_stack_walks();
+    let before = leakscope::__private::slow_stack_walks();
     for _ in 0..10_000 {
         keep_one(&mut keep);
     }
-    let slow = leakscope::__slow_stack_walks() - before;
+    let slow = leakscope::__private::slow_stack_walks() - before;
     let p = leakscope::profile();
     let blocks: u64 = p
         .sites()

@@ -3,7 +3,7 @@
 //!
 //! One CPU profile runs at a time per process (pprof's sampler is one process-wide
 //! `setitimer(ITIMER_PROF)` and one signal handler); [`Gate`] enforces it. Profiles are
-//! taken on demand ([`cpu_profile`]) or, for a breach, on a background thread
+//! taken on demand ([`cpu_profile`]) or, for an alert, on a background thread
 //! ([`start_background_cpu_profile`]) that the end of the session stops early and joins.
 //!
 //! Signal safety: pprof's handler does not allocate (fixed-size `SmallVec`s and a
@@ -17,15 +17,16 @@ pub(crate) mod usage;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use pprof::protos::Message;
 
+use crate::alert::AlertKind;
 use crate::alloc::thread::ProfilerGuard;
-use crate::config::Config;
-use crate::write;
+use crate::context::Context;
+use crate::write::{self, cpu::CpuTitle};
 
 /// Libraries whose code the sampler never unwinds from (pprof's recommendation): a
 /// sample that lands in them is dropped, so the handler never runs the unwinder on top
@@ -90,19 +91,19 @@ pub fn cpu_profile(duration: Duration) -> io::Result<Vec<PathBuf>> {
             "a CPU profile needs a duration above zero",
         ));
     }
-    let config = crate::session::active_config().ok_or_else(|| {
+    let ctx = crate::session::context().ok_or_else(|| {
         io::Error::other(
             "leakscope is not profiling, so it cannot take a CPU profile: set LEAKSCOPE=1 and call leakscope::init(), or use init_with",
         )
     })?;
     let gate = Gate::acquire()?;
     let seq = write::next_seq();
-    capture(&config, seq, "cpu", &gate, thread::sleep, duration)
+    capture(&ctx, seq, "cpu", &gate, thread::sleep, duration)
 }
 
 /// Runs the sampler for `duration` (waiting with `wait`) and writes the files.
 fn capture(
-    config: &Config,
+    ctx: &Context,
     seq: u64,
     label: &str,
     gate: &Gate,
@@ -110,18 +111,18 @@ fn capture(
     duration: Duration,
 ) -> io::Result<Vec<PathBuf>> {
     let _own = ProfilerGuard::new();
-    let (report, wall) = sample(config, gate, wait, duration)?;
+    let (report, wall) = sample(ctx, gate, wait, duration)?;
     let profile = report
         .pprof()
         .map_err(|e| io::Error::other(format!("cannot build the pprof profile: {e}")))?;
     let lines = folded_lines(&report);
     let title = CpuTitle {
-        hz: config.cpu_hz,
+        hz: ctx.config.cpu_hz,
         wall,
         samples: report.data.values().map(|&n| n.max(0) as u64).sum(),
     };
     write::cpu::cpu_files(
-        &config.dir,
+        ctx.output().dir,
         seq,
         label,
         &lines,
@@ -133,13 +134,13 @@ fn capture(
 /// Runs the sampler for `duration` (waiting with `wait`) and returns the samples with
 /// the wall time sampled. Symbolized, the sampler's own frames removed.
 fn sample(
-    config: &Config,
+    ctx: &Context,
     _gate: &Gate,
     wait: impl FnOnce(Duration),
     duration: Duration,
 ) -> io::Result<(pprof::Report, Duration)> {
     let _own = ProfilerGuard::new();
-    let hz = i32::try_from(config.cpu_hz.max(1)).unwrap_or(i32::MAX);
+    let hz = i32::try_from(ctx.config.cpu_hz.max(1)).unwrap_or(i32::MAX);
     let started = Instant::now();
     let guard = pprof::ProfilerGuardBuilder::default()
         .frequency(hz)
@@ -163,36 +164,31 @@ fn sample(
     Ok((report?, wall))
 }
 
-/// Samples the CPU for `duration` (waiting with `wait`, which may return early) and
-/// returns the gzipped pprof protobuf, writing no file: what `/debug/pprof/profile`
-/// serves. Errors as [`cpu_profile`]'s (`ResourceBusy` while another profile runs).
+/// Samples the CPU for `duration` (waiting with `wait`, which may return early) at the
+/// rate of `ctx` and returns the gzipped pprof protobuf, writing no file: what
+/// `/debug/pprof/profile` serves. Errors as [`cpu_profile`]'s (`ResourceBusy` while
+/// another profile runs).
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn cpu_pprof_gz(wait: impl FnOnce(Duration), duration: Duration) -> io::Result<Vec<u8>> {
+pub(crate) fn cpu_pprof_gz(
+    ctx: &Context,
+    wait: impl FnOnce(Duration),
+    duration: Duration,
+) -> io::Result<Vec<u8>> {
     if duration.is_zero() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "a CPU profile needs a duration above zero",
         ));
     }
-    let config = crate::session::active_config()
-        .ok_or_else(|| io::Error::other("leakscope is not profiling"))?;
     let gate = Gate::acquire()?;
     let _own = ProfilerGuard::new();
-    let (report, _) = sample(&config, &gate, wait, duration)?;
+    let (report, _) = sample(ctx, &gate, wait, duration)?;
     let profile = report
         .pprof()
         .map_err(|e| io::Error::other(format!("cannot build the pprof profile: {e}")))?;
     let mut out = Vec::new();
     write::gzip::write_gzip(&profile.encode_to_vec(), &mut out)?;
     Ok(out)
-}
-
-/// What the flamegraph's title says about a CPU profile.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CpuTitle {
-    pub(crate) hz: u32,
-    pub(crate) wall: Duration,
-    pub(crate) samples: u64,
 }
 
 /// Drops the sampler's own frames (the unwinder called from the signal handler) from the
@@ -233,7 +229,7 @@ fn folded_lines(report: &pprof::Report) -> Vec<String> {
     lines
 }
 
-/// The background profile running for a breach, if any: its stop signal and thread.
+/// The background profile running for an alert, if any: its stop signal and thread.
 struct Background {
     stop: std::sync::Arc<(Mutex<bool>, Condvar)>,
     thread: JoinHandle<()>,
@@ -241,30 +237,35 @@ struct Background {
 
 static BACKGROUND: Mutex<Option<Background>> = Mutex::new(None);
 
-/// Starts a CPU profile of `LEAKSCOPE_CPU_SECONDS` on a background thread for a breach of
-/// `kind`, if the session's configuration asks for one ([`Config::captures_cpu_on`]),
-/// and returns at once with the paths the files will have:
-/// `leakscope-<pid>-<seq>-<kind>-cpu.{svg,folded,pb.gz}` (pass the breach's own `seq`, so
-/// its files sort together). Each file appears atomically when the profile ends; the
-/// end of the session stops a running profile early and waits for its files.
+/// Starts a CPU profile of `LEAKSCOPE_CPU_SECONDS` on a background thread for an alert
+/// of `kind`, if the session's configuration asks for one
+/// ([`Config::captures_cpu_on`](crate::Config::captures_cpu_on)), and returns at once
+/// with the paths the files will have: `leakscope-<pid>-<seq>-<kind>-cpu.{svg,folded,pb.gz}`
+/// (pass the alert's own `seq`, so its files sort together). Each file appears
+/// atomically when the profile ends; the end of the session stops a running profile
+/// early and waits for its files.
 ///
-/// `None`: no session, automatic CPU profiles off (`cpu_seconds == 0`), `kind` not
-/// configured to capture, or a CPU profile already running. Write errors of the
-/// background thread are reported once on stderr.
-pub(crate) fn start_background_cpu_profile(kind: &str, seq: u64) -> Option<Vec<PathBuf>> {
-    let config = crate::session::active_config()?;
-    if !config.captures_cpu_on(kind) {
+/// `None`: automatic CPU profiles off (`cpu_seconds == 0`), `kind` not configured to
+/// capture, or a CPU profile already running. Write errors of the background thread are
+/// reported once on stderr.
+pub(crate) fn start_background_cpu_profile(
+    ctx: &Arc<Context>,
+    kind: AlertKind,
+    seq: u64,
+) -> Option<Vec<PathBuf>> {
+    if !ctx.config.captures_cpu_on(kind) {
         return None;
     }
     let gate = Gate::acquire().ok()?;
     let _own = ProfilerGuard::new();
     let label = write::sanitize_label(&format!("{kind}-cpu"));
-    let paths = write::cpu::cpu_paths(&config.dir, seq, &label);
-    let duration = Duration::from_secs(config.cpu_seconds);
+    let paths = write::cpu::cpu_paths(ctx.output().dir, seq, &label);
+    let duration = Duration::from_secs(ctx.config.cpu_seconds);
+    let ctx = Arc::clone(ctx);
     let stop = std::sync::Arc::new((Mutex::new(false), Condvar::new()));
     let stop2 = std::sync::Arc::clone(&stop);
     let mut slot = BACKGROUND.lock().unwrap_or_else(|e| e.into_inner());
-    // A finished thread from an earlier breach: reap it.
+    // A finished thread from an earlier alert: reap it.
     if let Some(old) = slot.take() {
         let _ = old.thread.join();
     }
@@ -272,7 +273,7 @@ pub(crate) fn start_background_cpu_profile(kind: &str, seq: u64) -> Option<Vec<P
         .name("leakscope-cpu".to_string())
         .spawn(move || {
             let wait = |d: Duration| wait_or_stop(&stop2, d);
-            if let Err(e) = capture(&config, seq, &label, &gate, wait, duration) {
+            if let Err(e) = capture(&ctx, seq, &label, &gate, wait, duration) {
                 write::report_once(&e);
             }
         });
@@ -333,7 +334,23 @@ mod tests {
         assert!(e.to_string().contains("LEAKSCOPE=1"), "{e}");
         let e = cpu_profile(Duration::ZERO).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-        assert_eq!(start_background_cpu_profile("span_latency", 1), None);
+    }
+
+    #[test]
+    fn no_background_profile_unless_configured() {
+        let ctx = |c: crate::Config| Arc::new(Context::new(c.dir(std::env::temp_dir())));
+        // Automatic profiles off: not even for a kind that always captures one.
+        let off = ctx(crate::Config::new().cpu_seconds(0));
+        assert_eq!(
+            start_background_cpu_profile(&off, AlertKind::SpanLatency, 1),
+            None
+        );
+        // A kind not listed in `cpu_on`.
+        let on = ctx(crate::Config::new());
+        assert_eq!(
+            start_background_cpu_profile(&on, AlertKind::MemoryLeak, 1),
+            None
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Process CPU use from `/proc/self/stat`: user + system time of all threads (live and
-//! exited) over wall time, as a percentage of one core. Feeds the `cpu_limit` breach.
+//! exited) over wall time, as a percentage of one core. Feeds the `cpu_limit` alert.
 //!
 //! The monitor keeps one [`CpuTime`] per tick and compares the newest with the one taken
 //! a window earlier: `newest.percent_since(&oldest)`.
@@ -44,7 +44,7 @@ impl CpuTime {
     }
 
     /// True if the average since `earlier` is above `limit_percent` (the `cpu_limit`
-    /// breach condition).
+    /// alert's condition).
     pub(crate) fn exceeds(&self, earlier: &CpuTime, limit_percent: u32) -> bool {
         self.percent_since(earlier)
             .is_some_and(|p| p > f64::from(limit_percent))
@@ -71,14 +71,9 @@ fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     utime.checked_add(stime)
 }
 
+/// Clock ticks per second of `/proc`'s CPU times (100 where the C library does not say).
 fn clock_ticks_per_sec() -> u64 {
-    // SAFETY: sysconf only reads a constant of the C library; no pointers are involved.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if n > 0 {
-        n as u64
-    } else {
-        100
-    }
+    crate::sys::clock_ticks_per_sec().unwrap_or(100)
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@
 //!    --nocapture`: 200 MiB heap, default settings, 11 windows, 100 seeds), AR(1) swings
 //!    of 2 MiB standard deviation raised an alert in 2, 2 and 6 runs of 100 at lag-1
 //!    correlations 0.5, 0.8 and 0.9 (10, 55 and 75 without this test), of 4 MiB in 15,
-//!    13 and 26 (73, 92 and 90), of 1 MiB in none (0, 2, 5); most that remain fire in
+//!    13 and 26 (73, 92 and 90), of 1 MiB in none (0, 2, 5); most that remain alert in
 //!    the first two windows, before there is an earlier level to compare with. Leaks are
 //!    found as before (20 seeds, median / max seconds after their start: 100 KiB/s under
 //!    heavy churn from tick 300, 51 / 78; the same after a 30 MiB start-up peak freed just
@@ -264,5 +264,4 @@ pub(crate) fn naive_last_five(values: &[f64]) -> bool {
 }
 
 #[cfg(test)]
-#[path = "verdict_tests.rs"]
 mod tests;

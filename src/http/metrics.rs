@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use crate::alert::raised_counts;
 use crate::alloc::{samples, stacks};
+use crate::context::Context;
 use crate::stats::stats;
 
 /// The content type of the text format.
@@ -37,11 +38,11 @@ pub(crate) fn escape_label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The metrics now.
-pub(crate) fn render() -> String {
+/// The metrics of the session of `ctx` now.
+pub(crate) fn render(ctx: &Context) -> String {
     let s = stats();
-    let process = crate::monitor::probe::process();
-    let sample_bytes = crate::session::active_config().map_or(0, |c| c.sample_bytes);
+    let process = crate::proc_status::read();
+    let sample_bytes = ctx.config.sample_bytes;
     let mut families = vec![
         Family {
             name: "leakscope_heap_live_bytes",
@@ -90,8 +91,7 @@ pub(crate) fn render() -> String {
             kind: "counter",
             help: "Alerts raised in this process, by kind.",
             samples: raised_counts()
-                .iter()
-                .map(|(k, n)| (format!("{{kind=\"{}\"}}", k.as_str()), *n as f64))
+                .map(|(k, n)| (format!("{{kind=\"{}\"}}", k.as_str()), n as f64))
                 .collect(),
         },
         Family {
@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn every_family_has_help_type_and_a_sample() {
-        let text = render();
+        let text = render(&Context::new(crate::Config::new()));
         for name in [
             "leakscope_heap_live_bytes",
             "leakscope_heap_allocated_bytes_total",

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::alloc::thread::ProfilerGuard;
+use crate::context::Context;
+use crate::diag;
 
 /// Worker threads (one of them at most runs a CPU profile).
 pub(crate) const WORKERS: usize = 4;
@@ -73,14 +75,14 @@ impl fmt::Debug for Server {
 }
 
 impl Server {
-    /// Binds `addr` and starts the threads. Says so on stderr when `addr` is not a
-    /// loopback address.
-    pub(crate) fn start(addr: SocketAddr) -> io::Result<Server> {
+    /// Binds `addr` and starts the threads, which answer from the session of `ctx`.
+    /// Says so on stderr when `addr` is not a loopback address.
+    pub(crate) fn start(addr: SocketAddr, ctx: &Arc<Context>) -> io::Result<Server> {
         let _guard = ProfilerGuard::new();
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         if let Some(warning) = exposure_warning(addr) {
-            eprintln!("{warning}");
+            diag::say(format_args!("{warning}"));
         }
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -93,12 +95,12 @@ impl Server {
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::with_capacity(WORKERS + 1);
         for i in 0..WORKERS {
-            let (rx, s) = (Arc::clone(&rx), Arc::clone(&shared));
+            let (rx, s, ctx) = (Arc::clone(&rx), Arc::clone(&shared), Arc::clone(ctx));
             let spawned = thread::Builder::new()
                 .name(format!("leakscope-http-{i}"))
                 .spawn(move || {
                     let _guard = ProfilerGuard::new();
-                    worker(&rx, &s);
+                    worker(&rx, &s, &ctx);
                 });
             match spawned {
                 Ok(t) => threads.push(t),
@@ -156,7 +158,7 @@ impl Drop for Server {
 fn exposure_warning(addr: SocketAddr) -> Option<String> {
     (!addr.ip().is_loopback()).then(|| {
         format!(
-            "leakscope: serving profiles and metrics on {addr}, which is not a loopback address: \
+            "serving profiles and metrics on {addr}, which is not a loopback address: \
              whoever can reach it can read heap profiles and start CPU profiles"
         )
     })
@@ -214,7 +216,7 @@ fn accept(listener: &TcpListener, tx: &SyncSender<TcpStream>, shared: &Shared) {
 }
 
 /// A worker: serves one connection at a time until the queue closes.
-fn worker(rx: &Mutex<Receiver<TcpStream>>, shared: &Shared) {
+fn worker(rx: &Mutex<Receiver<TcpStream>>, shared: &Shared, ctx: &Context) {
     loop {
         let conn = {
             let rx = rx.lock();
@@ -233,17 +235,17 @@ fn worker(rx: &Mutex<Receiver<TcpStream>>, shared: &Shared) {
             shared.open.lock().remove(&id);
             return;
         }
-        serve(conn, shared);
+        serve(conn, shared, ctx);
         shared.open.lock().remove(&id);
     }
 }
 
 /// Reads one request, answers it, closes the connection.
-fn serve(mut conn: TcpStream, shared: &Shared) {
+fn serve(mut conn: TcpStream, shared: &Shared, ctx: &Context) {
     let _ = conn.set_nodelay(true);
     let response = match read_head(&mut conn) {
         Ok(head) => match Request::parse(&head) {
-            Ok(req) => routes::handle(&req, &|d| shared.wait_or_stop(d)),
+            Ok(req) => routes::handle(&req, &|d| shared.wait_or_stop(d), ctx),
             Err(msg) => Response::text(400, msg),
         },
         Err(HeadError::TooLarge) => {
@@ -476,7 +478,8 @@ mod tests {
     fn a_server_binds_serves_and_stops() {
         // The server's own threads, outside any session: the report answers, then stop
         // joins everything and the port is closed.
-        let mut s = Server::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let ctx = Arc::new(Context::new(crate::Config::new()));
+        let mut s = Server::start("127.0.0.1:0".parse().unwrap(), &ctx).unwrap();
         let addr = s.addr();
         let mut c = TcpStream::connect(addr).unwrap();
         c.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();

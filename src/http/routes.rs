@@ -4,8 +4,10 @@ use std::io;
 use std::time::Duration;
 
 use super::{metrics, Request, Response};
+use crate::context::Context;
 use crate::profile::profile;
-use crate::write::layer_pprof::{span_pprof_gz, task_pprof_gz};
+use crate::readings::unix_nanos;
+use crate::write::layer_pprof::{span_pprof_gz, task_pprof_gz, LayerFrame};
 use crate::write::pprof::{heap_pprof_gz, DefaultSample};
 use crate::write::report::Report;
 
@@ -26,9 +28,9 @@ const INDEX: &str =
 /metrics                       Prometheus text format
 /debug/leakscope/report        the JSON report, now";
 
-/// Answers `req`. `wait` sleeps for a CPU profile's duration (or less, when the server
-/// stops).
-pub(crate) fn handle(req: &Request, wait: &dyn Fn(Duration)) -> Response {
+/// Answers `req` from the session of `ctx`. `wait` sleeps for a CPU profile's duration
+/// (or less, when the server stops).
+pub(crate) fn handle(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> Response {
     let head_only = req.method == "HEAD";
     if req.method != "GET" && !head_only {
         let mut r = Response::text(
@@ -41,12 +43,12 @@ pub(crate) fn handle(req: &Request, wait: &dyn Fn(Duration)) -> Response {
         r.headers.push(("Allow", "GET, HEAD".to_string()));
         return r;
     }
-    let mut r = route(req, wait);
+    let mut r = route(req, wait, ctx);
     r.head_only = head_only;
     r
 }
 
-fn route(req: &Request, wait: &dyn Fn(Duration)) -> Response {
+fn route(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> Response {
     match req.path.as_str() {
         "/" | "/debug/pprof" | "/debug/pprof/" => match no_params(req, &[]) {
             Ok(()) => Response::text(200, INDEX),
@@ -54,11 +56,15 @@ fn route(req: &Request, wait: &dyn Fn(Duration)) -> Response {
         },
         "/debug/pprof/heap" => heap(req, DefaultSample::InuseSpace),
         "/debug/pprof/allocs" => heap(req, DefaultSample::AllocSpace),
-        "/debug/pprof/profile" => cpu(req, wait),
-        "/debug/pprof/goroutine" => layer_profile(req, "task", task_pprof_gz),
-        "/debug/pprof/spans" => layer_profile(req, "span", span_pprof_gz),
+        "/debug/pprof/profile" => cpu(req, wait, ctx),
+        "/debug/pprof/goroutine" => layer_profile(req, "task", || {
+            task_pprof_gz(&crate::layer::task_stats(), unix_nanos())
+        }),
+        "/debug/pprof/spans" => {
+            layer_profile(req, "span", || span_pprof_gz(&span_paths(), unix_nanos()))
+        }
         "/metrics" => match no_params(req, &[]) {
-            Ok(()) => Response::bytes(metrics::CONTENT_TYPE, metrics::render().into_bytes()),
+            Ok(()) => Response::bytes(metrics::CONTENT_TYPE, metrics::render(ctx).into_bytes()),
             Err(r) => r,
         },
         "/debug/leakscope/report" => match no_params(req, &[]) {
@@ -117,7 +123,7 @@ fn heap(req: &Request, default: DefaultSample) -> Response {
     }
 }
 
-fn cpu(req: &Request, wait: &dyn Fn(Duration)) -> Response {
+fn cpu(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> Response {
     if let Err(r) = no_params(req, &["seconds"]) {
         return r;
     }
@@ -135,7 +141,7 @@ fn cpu(req: &Request, wait: &dyn Fn(Duration)) -> Response {
             }
         },
     };
-    match crate::cpu::cpu_pprof_gz(wait, Duration::from_secs(seconds)) {
+    match crate::cpu::cpu_pprof_gz(ctx, wait, Duration::from_secs(seconds)) {
         Ok(gz) => Response::bytes(PPROF_TYPE, gz),
         Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
             let mut r = Response::text(503, e.to_string());
@@ -147,7 +153,7 @@ fn cpu(req: &Request, wait: &dyn Fn(Duration)) -> Response {
 }
 
 fn report() -> Response {
-    let r = Report::new("snapshot", &profile(), &[]);
+    let r = Report::new("snapshot", &profile(), &[], crate::readings::moment());
     let mut body = Vec::new();
     match r.write(&mut body) {
         Ok(()) => Response::bytes("application/json", body),
@@ -156,7 +162,7 @@ fn report() -> Response {
 }
 
 /// A profile of the tracing layer's figures (`what`: "task" or "span"); `debug=0` only.
-fn layer_profile(req: &Request, what: &str, gz: fn() -> io::Result<Vec<u8>>) -> Response {
+fn layer_profile(req: &Request, what: &str, gz: impl FnOnce() -> io::Result<Vec<u8>>) -> Response {
     if let Err(r) = no_params(req, &["debug"]) {
         return r;
     }
@@ -172,15 +178,38 @@ fn layer_profile(req: &Request, what: &str, gz: fn() -> io::Result<Vec<u8>>) -> 
     }
 }
 
+/// The tracing layer's span paths with their self times (ns), as frames, outermost
+/// first; paths with no time left out.
+fn span_paths() -> Vec<(Vec<LayerFrame>, u64)> {
+    crate::layer::path_self_times()
+        .into_iter()
+        .filter(|&(_, ns)| ns > 0)
+        .map(|(path, ns)| {
+            let frames = crate::layer::span_frames(path)
+                .into_iter()
+                .map(|f| LayerFrame {
+                    function: f.function.to_string(),
+                    file: f.file.as_deref().unwrap_or("").to_string(),
+                    line: f.line.map_or(0, i64::from),
+                })
+                .collect();
+            (frames, ns)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn get(target: &str) -> Response {
         let head = format!("GET {target} HTTP/1.1\r\n\r\n");
-        handle(&Request::parse(head.as_bytes()).unwrap(), &|_| {
-            panic!("no CPU profile should start")
-        })
+        let ctx = Context::new(crate::Config::new());
+        handle(
+            &Request::parse(head.as_bytes()).unwrap(),
+            &|_| panic!("no CPU profile should start"),
+            &ctx,
+        )
     }
 
     fn body(r: &Response) -> String {
@@ -224,7 +253,7 @@ mod tests {
         }
         assert_eq!(get("/").status, 200);
         let post = Request::parse(b"POST /debug/pprof/heap HTTP/1.1\r\n\r\n").unwrap();
-        let r = handle(&post, &|_| {});
+        let r = handle(&post, &|_| {}, &Context::new(crate::Config::new()));
         assert_eq!(r.status, 405);
         assert!(r
             .headers

@@ -5,14 +5,16 @@
 use std::collections::VecDeque;
 
 use super::history::{History, Point, SiteSeries};
-use super::probe;
-use crate::alert::AlertKind;
+use super::layer_watch::LayerWatch;
+use crate::alert::{AlertKind, Evidence, Finding, LayerPart, SiteTrend};
 use crate::alloc::sampler::COUNT_ONE;
-use crate::alloc::stacks::{self, StackCounts};
+use crate::alloc::stacks;
 use crate::config::Config;
 use crate::cpu::usage::CpuTime;
-use crate::detect::verdict::{self, Trend};
-use crate::stats::{stats, HeapStats};
+use crate::detect::verdict;
+use crate::proc_status;
+use crate::stats::stats;
+use crate::write::report::HistoryPoint;
 
 /// Most whole-heap readings kept at full resolution: the window and the
 /// `verdict::LOOKBACK_WINDOWS` before it (covered by taking every `heap_stride`-th tick
@@ -28,43 +30,6 @@ const SITE_CANDIDATES: usize = 32;
 pub(crate) const SUSPECTS: usize = 10;
 /// Mann–Kendall score for a site to be listed as a suspect of a heap-level leak.
 const SUSPECT_Z: f64 = 2.0;
-
-/// A site's verdict over the window.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SiteTrend {
-    pub(crate) id: u32,
-    pub(crate) trend: Trend,
-}
-
-/// A breach found at a tick.
-#[derive(Clone, Debug)]
-pub(crate) struct Finding {
-    pub(crate) kind: AlertKind,
-    pub(crate) heap: HeapStats,
-    pub(crate) rss_bytes: Option<u64>,
-    /// The heap's verdict (when the window is full).
-    pub(crate) heap_trend: Option<Trend>,
-    /// Growing sites, most likely first.
-    pub(crate) suspects: Vec<SiteTrend>,
-    /// The limit crossed (`heap_limit` in bytes, `cpu_limit` in percent of one core,
-    /// `task_limit` in tasks, `span_latency` in ns), or the minimum growth used
-    /// (`memory_leak`).
-    pub(crate) threshold: u64,
-    /// `cpu_limit`: the process's CPU use over the window, percent of one core.
-    pub(crate) cpu_percent: Option<f64>,
-    /// The tracing layer's part: growing spawn sites (`task_leak`), the busiest sites
-    /// and total live tasks (`task_limit`), the latency bound crossed (`span_latency`).
-    pub(crate) spans: SpanPart,
-}
-
-/// The tracing layer's part of a finding.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct SpanPart {
-    pub(crate) leaking: Vec<super::spans::TaskTrend>,
-    pub(crate) top_sites: Vec<(std::sync::Arc<crate::layer::tasks::Site>, u64)>,
-    pub(crate) live_tasks: u64,
-    pub(crate) latency: Option<super::spans::LatencyBreach>,
-}
 
 pub(crate) struct Detector {
     window: f64,
@@ -83,7 +48,7 @@ pub(crate) struct Detector {
     /// alert writes its files).
     counts: stacks::Counts,
     /// Tasks and span latencies (the tracing layer's figures).
-    spans: super::spans::SpanWatch,
+    layer: LayerWatch,
 }
 
 impl Detector {
@@ -108,14 +73,14 @@ impl Detector {
             site_stride,
             ticks: 0,
             counts: stacks::Counts::default(),
-            spans: super::spans::SpanWatch::new(config, window, interval),
+            layer: LayerWatch::new(config, window, interval),
         }
     }
 
     /// Reads and judges the heap at `t` seconds since the monitor started.
     pub(crate) fn tick(&mut self, t: f64) -> Vec<Finding> {
         let heap = stats();
-        let proc = probe::process();
+        let proc = proc_status::read();
         self.counts.refresh();
         if self.ticks % self.heap_stride == 0 {
             self.history.push(Point {
@@ -172,7 +137,7 @@ impl Detector {
                 suspects: rank(&site_trends),
                 threshold: min,
                 cpu_percent: None,
-                spans: SpanPart::default(),
+                layer: LayerPart::default(),
             });
         }
         if let Some(limit) = self.heap_limit {
@@ -185,7 +150,7 @@ impl Detector {
                     suspects: rank(&site_trends),
                     threshold: limit,
                     cpu_percent: None,
-                    spans: SpanPart::default(),
+                    layer: LayerPart::default(),
                 });
             }
         }
@@ -198,11 +163,11 @@ impl Detector {
                 suspects: Vec::new(),
                 threshold: u64::from(self.cpu_limit.unwrap_or(0)),
                 cpu_percent: Some(percent),
-                spans: SpanPart::default(),
+                layer: LayerPart::default(),
             });
         }
-        let sf = self.spans.tick(t);
-        let base = |kind, threshold, spans| Finding {
+        let sf = self.layer.tick(t);
+        let base = |kind, threshold, layer| Finding {
             kind,
             heap,
             rss_bytes: proc.rss_bytes,
@@ -210,14 +175,14 @@ impl Detector {
             suspects: Vec::new(),
             threshold,
             cpu_percent: None,
-            spans,
+            layer,
         };
         let live_tasks: u64 = sf.top_sites.iter().map(|s| s.1).sum();
         if !sf.leaking.is_empty() {
             out.push(base(
                 AlertKind::TaskLeak,
                 0,
-                SpanPart {
+                LayerPart {
                     leaking: sf.leaking.clone(),
                     top_sites: sf.top_sites.clone(),
                     live_tasks,
@@ -229,7 +194,7 @@ impl Detector {
             out.push(base(
                 AlertKind::TaskLimit,
                 limit,
-                SpanPart {
+                LayerPart {
                     leaking: sf.leaking.clone(),
                     top_sites: sf.top_sites.clone(),
                     live_tasks: total,
@@ -241,9 +206,9 @@ impl Detector {
             out.push(base(
                 AlertKind::SpanLatency,
                 l.bound.as_nanos() as u64,
-                SpanPart {
+                LayerPart {
                     latency: Some(l),
-                    ..SpanPart::default()
+                    ..LayerPart::default()
                 },
             ));
         }
@@ -303,40 +268,43 @@ impl Detector {
             .collect()
     }
 
-    /// The whole-process readings kept.
-    pub(crate) fn history(&self) -> &History {
-        &self.history
-    }
-
-    /// The last tick's counts of stack `id`.
-    pub(crate) fn counts(&self, id: u32) -> Option<&StackCounts> {
-        self.counts.get(id)
-    }
-
-    /// (stack id, live bytes at the window's start, live bytes now) of every site seen
-    /// over the window.
-    pub(crate) fn baseline(&self) -> Vec<(u32, u64, u64)> {
-        self.sites
-            .rows()
-            .filter_map(|(id, row)| Some((id, *row.front()?, *row.back()?)))
-            .collect()
-    }
-
-    /// Seconds the site baseline spans.
-    pub(crate) fn baseline_secs(&self) -> f64 {
-        let t = self.sites.times();
-        match (t.front(), t.back()) {
-            (Some(a), Some(b)) => b - a,
-            _ => 0.0,
+    /// The readings an alert for `f` is built from: its suspects' counts and, when it
+    /// writes files (`with_files`), the history and every site's live bytes at the
+    /// window's start and now.
+    pub(crate) fn evidence(&self, f: &Finding, with_files: bool) -> Evidence {
+        let sites = self.sites.times();
+        Evidence {
+            suspects: f
+                .suspects
+                .iter()
+                .filter_map(|st| {
+                    let counts = *self.counts.get(st.id)?;
+                    let blocks = counts.live_count().div_ceil(COUNT_ONE);
+                    Some((*st, counts, blocks))
+                })
+                .collect(),
+            history: self
+                .history
+                .all()
+                .filter(|_| with_files)
+                .map(|p| HistoryPoint {
+                    t_secs: (p.t * 1000.0).round() / 1000.0,
+                    live_bytes: p.live_bytes,
+                    rss_bytes: p.rss_bytes,
+                    threads: p.threads,
+                })
+                .collect(),
+            baseline: self
+                .sites
+                .rows()
+                .filter(|_| with_files)
+                .filter_map(|(id, row)| Some((id, *row.front()?, *row.back()?)))
+                .collect(),
+            baseline_secs: match (sites.front(), sites.back()) {
+                (Some(a), Some(b)) => b - a,
+                _ => 0.0,
+            },
         }
-    }
-
-    /// Estimated live blocks of stack `id` in the last copy.
-    pub(crate) fn live_blocks(&self, id: u32) -> u64 {
-        self.counts
-            .get(id)
-            .map_or(0, StackCounts::live_count)
-            .div_ceil(COUNT_ONE)
     }
 }
 

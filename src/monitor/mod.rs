@@ -1,17 +1,17 @@
 //! The monitor thread: started by `init` when profiling is on, it wakes every
-//! `LEAKSCOPE_INTERVAL`, reads the heap ([`detector`]), judges it, and on a breach
-//! writes the alert's files and calls the [`on_alert`](crate::on_alert) callback
-//! ([`fire`]). It stops and is joined when the session ends.
+//! `LEAKSCOPE_INTERVAL`, reads the heap and judges it ([`detector`]), and hands each
+//! finding the cooldown admits, with its evidence, to the alert step
+//! ([`alert::raise`](crate::alert::raise)), which writes the alert's files and calls
+//! the [`on_alert`](crate::on_alert) callback. It stops and is joined when the session
+//! ends.
 //!
 //! It is cold side: it allocates and takes leakscope's cold-side locks, always with the
 //! `ProfilerGuard` held (its allocations are counted, never sampled), and never a lock
 //! the allocation path could need (that path takes none).
 
 pub(crate) mod detector;
-pub(crate) mod fire;
 pub(crate) mod history;
-pub(crate) mod probe;
-pub(crate) mod spans;
+pub(crate) mod layer_watch;
 
 use std::fmt;
 use std::io;
@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::alert::{self, Raiser};
 use crate::alloc::thread::ProfilerGuard;
 use crate::config::Config;
+use crate::context::Context;
 
 struct Shared {
     stop: Mutex<bool>,
@@ -46,8 +48,8 @@ impl fmt::Debug for Monitor {
 }
 
 impl Monitor {
-    /// Starts the monitor thread for a session with `config`.
-    pub(crate) fn start(config: &Config) -> io::Result<Monitor> {
+    /// Starts the monitor thread for the session of `ctx`.
+    pub(crate) fn start(ctx: &Arc<Context>) -> io::Result<Monitor> {
         let _guard = ProfilerGuard::new();
         let shared = Arc::new(Shared {
             stop: Mutex::new(false),
@@ -55,13 +57,13 @@ impl Monitor {
             ready: Mutex::new(false),
             ready_cv: Condvar::new(),
         });
-        let config = config.clone();
+        let ctx = Arc::clone(ctx);
         let s = shared.clone();
         let thread = thread::Builder::new()
             .name("leakscope-monitor".to_string())
             .spawn(move || {
                 let _guard = ProfilerGuard::new();
-                run(&config, &s);
+                run(&ctx, &s);
             })?;
         // Wait until the thread has made its first allocations: threads join a session
         // (and get their sampler seed) in the order they first allocate, so with a fixed
@@ -100,10 +102,10 @@ impl Drop for Monitor {
 }
 
 /// The thread's loop: ticks at `start + k * interval`, skipping ticks it is late for.
-fn run(config: &Config, shared: &Shared) {
-    let interval = config.interval.max(Duration::from_millis(1));
-    let mut detector = detector::Detector::new(config);
-    let mut fire = fire::Fire::new(config);
+fn run(ctx: &Arc<Context>, shared: &Shared) {
+    let interval = ctx.config.interval.max(Duration::from_millis(1));
+    let mut detector = detector::Detector::new(&ctx.config);
+    let mut raiser = Raiser::new(&ctx.config);
     *shared.ready.lock() = true;
     shared.ready_cv.notify_all();
     let start = Instant::now();
@@ -120,7 +122,7 @@ fn run(config: &Config, shared: &Shared) {
         }
         let now = Instant::now();
         for finding in detector.tick(now.duration_since(start).as_secs_f64()) {
-            fire.fire(&detector, finding);
+            raise(ctx, &detector, &mut raiser, &finding);
         }
         // After the tick, not in it: giving the index back frees its ~20 MiB (a few ms).
         crate::symbolize::release_index_if_idle(crate::symbolize::KEEP_INDEX);
@@ -130,23 +132,39 @@ fn run(config: &Config, shared: &Shared) {
     }
 }
 
+/// Raises `finding` if the cooldown admits it, with the detector's evidence; returns
+/// the files written.
+fn raise(
+    ctx: &Arc<Context>,
+    detector: &detector::Detector,
+    raiser: &mut Raiser,
+    finding: &alert::Finding,
+) -> Vec<std::path::PathBuf> {
+    let Some(dump) = raiser.admit(finding.kind, Instant::now()) else {
+        return Vec::new();
+    };
+    let evidence = detector.evidence(finding, dump != alert::Dump::None);
+    alert::raise(ctx, finding, &evidence, dump)
+}
+
 /// Times the monitor's work on the running session's tables, for `benches/monitor.rs`:
 /// `ticks` ticks at a nominal 10 ms interval with a 200 ms window, so that every tick
-/// after the 20th judges the heap and the sites (the durations of each), then the writing of one alert's files into
-/// `dir` (its duration, and the paths written). Not part of the API.
-#[doc(hidden)]
-pub fn __bench_monitor(
+/// after the 20th judges the heap and the sites (the durations of each), then the
+/// writing of one alert's files into `dir` (its duration, and the paths written).
+pub(crate) fn bench_monitor(
     ticks: u32,
     dir: &std::path::Path,
 ) -> (Vec<Duration>, (Duration, Duration), Vec<std::path::PathBuf>) {
     let _guard = ProfilerGuard::new();
-    let config = Config::new()
-        .dir(dir)
-        .interval(Duration::from_millis(10))
-        .leak_window(Duration::from_millis(200))
-        .heap_limit(Some(1));
-    let mut detector = detector::Detector::new(&config);
-    let mut fire = fire::Fire::new(&config);
+    let ctx = Arc::new(Context::new(
+        Config::new()
+            .dir(dir)
+            .interval(Duration::from_millis(10))
+            .leak_window(Duration::from_millis(200))
+            .heap_limit(Some(1)),
+    ));
+    let mut detector = detector::Detector::new(&ctx.config);
+    let mut raiser = Raiser::new(&ctx.config);
     let mut times = Vec::new();
     let mut last = Vec::new();
     for i in 0..ticks {
@@ -156,33 +174,20 @@ pub fn __bench_monitor(
         times.push(t0.elapsed());
     }
     let t0 = Instant::now();
-    let c0 = thread_cpu_time();
+    let c0 = crate::sys::thread_cpu_time();
     let mut files = Vec::new();
     if let Some(f) = last
         .into_iter()
-        .find(|f| f.kind == crate::alert::AlertKind::HeapLimit)
+        .find(|f| f.kind == alert::AlertKind::HeapLimit)
     {
-        files = fire.fire(&detector, f);
+        files = raise(&ctx, &detector, &mut raiser, &f);
     }
     (
         times,
-        (t0.elapsed(), thread_cpu_time().saturating_sub(c0)),
+        (
+            t0.elapsed(),
+            crate::sys::thread_cpu_time().saturating_sub(c0),
+        ),
         files,
-    )
-}
-
-/// CPU time of the calling thread (what a piece of work costs on a busy machine, where
-/// wall time also counts the time other processes had the core).
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID is always available on
-    // Linux. On failure `ts` stays zero.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(
-        ts.tv_sec.max(0) as u64,
-        ts.tv_nsec.clamp(0, 999_999_999) as u32,
     )
 }

@@ -2,11 +2,19 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use inferno::flamegraph::{color::BasicPalette, from_lines};
 
 use super::{gzip, path, write_atomic};
-use crate::cpu::CpuTitle;
+
+/// What the flamegraph's title says about a CPU profile.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CpuTitle {
+    pub(crate) hz: u32,
+    pub(crate) wall: Duration,
+    pub(crate) samples: u64,
+}
 
 /// The three files of a CPU profile, in the order written: `.svg`, `.folded`, `.pb.gz`.
 pub(crate) fn cpu_paths(dir: &Path, seq: u64, label: &str) -> Vec<PathBuf> {

@@ -165,44 +165,24 @@ pub(crate) fn span_profile(paths: &[(Vec<LayerFrame>, u64)], time_nanos: i64) ->
     build(&[("busy", "nanoseconds")], &rows, comment, time_nanos)
 }
 
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 fn gz(p: &Profile) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     write_gzip(&p.encode_to_vec(), &mut out)?;
     Ok(out)
 }
 
-/// The gzipped task profile now.
-pub(crate) fn task_pprof_gz() -> io::Result<Vec<u8>> {
-    let _guard = crate::alloc::thread::ProfilerGuard::new();
-    gz(&task_profile(&crate::layer::task_stats(), now_nanos()))
+/// The gzipped task profile of `tasks` at `time_nanos` (since the Unix epoch).
+pub(crate) fn task_pprof_gz(tasks: &[TaskStats], time_nanos: i64) -> io::Result<Vec<u8>> {
+    gz(&task_profile(tasks, time_nanos))
 }
 
-/// The gzipped span profile now.
+/// The gzipped span profile of `paths` (frames, self time in ns) at `time_nanos`.
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn span_pprof_gz() -> io::Result<Vec<u8>> {
-    let _guard = crate::alloc::thread::ProfilerGuard::new();
-    let paths: Vec<(Vec<LayerFrame>, u64)> = crate::layer::path_self_times()
-        .into_iter()
-        .filter(|&(_, ns)| ns > 0)
-        .map(|(path, ns)| {
-            let frames = crate::layer::span_frames(path)
-                .into_iter()
-                .map(|f| LayerFrame {
-                    function: f.function.to_string(),
-                    file: f.file.as_deref().unwrap_or("").to_string(),
-                    line: f.line.map_or(0, i64::from),
-                })
-                .collect();
-            (frames, ns)
-        })
-        .collect();
-    gz(&span_profile(&paths, now_nanos()))
+pub(crate) fn span_pprof_gz(
+    paths: &[(Vec<LayerFrame>, u64)],
+    time_nanos: i64,
+) -> io::Result<Vec<u8>> {
+    gz(&span_profile(paths, time_nanos))
 }
 
 #[cfg(test)]

@@ -1,24 +1,31 @@
 //! Output files: names, atomic writes, and the heap files a dump consists of.
+//!
+//! Writers are functions of their data and a `W: io::Write` (or of a path their caller
+//! takes from the session's [`Output`]); they read no session state, no clock and no
+//! figures of their own.
 
-pub(crate) mod breach;
+pub(crate) mod alert_files;
 pub(crate) mod cpu;
 pub(crate) mod dhat;
 pub(crate) mod flame_lines;
 pub(crate) mod flamegraph;
 pub(crate) mod folded;
+pub(crate) mod formats;
 pub(crate) mod gzip;
 pub(crate) mod layer_pprof;
 pub(crate) mod mappings;
 pub(crate) mod pprof;
 pub(crate) mod report;
-pub(crate) mod spans;
+pub(crate) mod span_flamegraph;
+
+pub use formats::Format;
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::formats::{Format, DEFAULT_FORMATS};
+use crate::context::Output;
 use crate::profile::HeapProfile;
 
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -93,34 +100,41 @@ pub(crate) fn write_atomic(
 /// Reports a write failure on stderr, once per process.
 pub(crate) fn report_once(err: &io::Error) {
     if !WRITE_ERROR_REPORTED.swap(true, Ordering::Relaxed) {
-        eprintln!("leakscope: cannot write profile: {err}; further write errors are not reported");
+        crate::diag::say(format_args!(
+            "cannot write profile: {err}; further write errors are not reported"
+        ));
     }
 }
 
-/// The running session's [`Format`]s (the defaults when none runs).
-pub(crate) fn formats_now() -> Vec<Format> {
-    crate::session::active_config().map_or_else(|| DEFAULT_FORMATS.to_vec(), |c| c.formats)
-}
-
-/// Writes the heap files of `profile` among `formats`: flamegraph (`.svg`), folded
-/// stacks (`.folded`), pprof (`.pb.gz`), DHAT (`.dhat.json`), in that order. The report
-/// (`Format::Json`) is the caller's.
+/// Writes the heap files of `profile` among `out`'s formats into its directory:
+/// flamegraph (`.svg`), folded stacks (`.folded`), pprof (`.pb.gz`), DHAT
+/// (`.dhat.json`), in that order. The report (`Format::Json`) is the caller's.
 pub(crate) fn heap_files(
-    dir: &Path,
+    out: &Output<'_>,
     seq: u64,
     label: &str,
     profile: &HeapProfile,
+) -> io::Result<Vec<PathBuf>> {
+    heap_files_among(out, out.formats, seq, label, profile)
+}
+
+/// [`heap_files`] for the formats among `formats` only.
+pub(crate) fn heap_files_among(
+    out: &Output<'_>,
     formats: &[Format],
+    seq: u64,
+    label: &str,
+    profile: &HeapProfile,
 ) -> io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for &f in Format::ALL.iter().filter(|f| formats.contains(f)) {
-        let p = path(dir, seq, label, f.extension());
+        let p = path(out.dir, seq, label, f.extension());
         match f {
             Format::Svg => write_atomic(&p, |w| profile.write_flamegraph(w))?,
             Format::Folded => write_atomic(&p, |w| profile.write_folded(w))?,
             Format::Pprof => write_atomic(&p, |w| profile.write_pprof(w))?,
             Format::Dhat => {
-                let elapsed = crate::session::elapsed();
+                let elapsed = out.elapsed();
                 write_atomic(&p, |w| dhat::write_dhat(profile, elapsed, w))?
             }
             Format::Json => continue,

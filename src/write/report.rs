@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::layer::{SpanStats, TaskStats};
 use crate::profile::{HeapProfile, Site};
 use crate::stats::HeapStats;
 
@@ -39,9 +40,23 @@ pub(crate) struct Report {
     pub(crate) history: Vec<HistoryPoint>,
 }
 
+/// What a report says besides the heap profile, read by its caller when the report is
+/// made.
+#[derive(Debug)]
+pub(crate) struct Moment {
+    /// Milliseconds since the Unix epoch.
+    pub(crate) time_unix_ms: u64,
+    /// Resident set size, where the OS tells.
+    pub(crate) rss_bytes: Option<u64>,
+    /// The tracing layer's span callsites.
+    pub(crate) spans: Vec<SpanStats>,
+    /// The tracing layer's tasks by spawn site.
+    pub(crate) tasks: Vec<TaskStats>,
+}
+
 /// One reading of the monitor: seconds since it started, exact live heap, RSS, threads
 /// (0 = unknown).
-#[derive(Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub(crate) struct HistoryPoint {
     pub(crate) t_secs: f64,
     pub(crate) live_bytes: u64,
@@ -125,10 +140,10 @@ pub(crate) struct TaskRow {
     pub(crate) closed: u64,
 }
 
-/// The layer's span rows now.
-pub(crate) fn span_rows() -> Vec<SpanRow> {
+/// The report's rows of `spans`.
+pub(crate) fn span_rows(spans: Vec<SpanStats>) -> Vec<SpanRow> {
     let ns = |d: std::time::Duration| d.as_nanos() as u64;
-    crate::layer::span_stats()
+    spans
         .into_iter()
         .map(|s| SpanRow {
             busy_p50_ns: ns(s.busy_p50),
@@ -152,9 +167,9 @@ pub(crate) fn span_rows() -> Vec<SpanRow> {
         .collect()
 }
 
-/// The layer's task rows now.
-pub(crate) fn task_rows() -> Vec<TaskRow> {
-    crate::layer::task_stats()
+/// The report's rows of `tasks`.
+pub(crate) fn task_rows(tasks: Vec<TaskStats>) -> Vec<TaskRow> {
+    tasks
         .into_iter()
         .map(|t| TaskRow {
             site: t.site,
@@ -185,16 +200,15 @@ impl Suspect {
     }
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Report {
-    pub(crate) fn new(kind: &'static str, profile: &HeapProfile, files: &[PathBuf]) -> Report {
+    /// The report of `profile` (the exit report, or one served over HTTP): its largest
+    /// sites as suspects, the state of the program at `now`, the paths of `files`.
+    pub(crate) fn new(
+        kind: &'static str,
+        profile: &HeapProfile,
+        files: &[PathBuf],
+        now: Moment,
+    ) -> Report {
         let suspects = profile
             .sites()
             .iter()
@@ -206,11 +220,11 @@ impl Report {
             kind,
             severity: None,
             message: None,
-            time_unix_ms: unix_ms(),
+            time_unix_ms: now.time_unix_ms,
             pid: std::process::id(),
             heap: Heap {
                 stats: profile.stats(),
-                rss_bytes: crate::monitor::probe::process().rss_bytes,
+                rss_bytes: now.rss_bytes,
             },
             sampling: Sampling {
                 sample_bytes: profile.sample_bytes(),
@@ -218,8 +232,8 @@ impl Report {
             },
             growth: None,
             suspects,
-            spans: span_rows(),
-            tasks: task_rows(),
+            spans: span_rows(now.spans),
+            tasks: task_rows(now.tasks),
             files: files.iter().map(|p| p.display().to_string()).collect(),
             suggestions: Vec::new(),
             history: Vec::new(),

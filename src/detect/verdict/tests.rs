@@ -103,7 +103,7 @@ fn churn(rng: &mut Rng) -> f64 {
     2.0 * MIB * rng.normal() + burst
 }
 
-// ---- patterns that must not fire -------------------------------------------------
+// ---- patterns that must not alert ------------------------------------------------
 
 fn warm_up(t: usize, rng: &mut Rng) -> f64 {
     // 80 MiB of caches and pools filled with a 20 s time constant, then flat.
@@ -161,7 +161,7 @@ fn step(t: usize, rng: &mut Rng) -> f64 {
     BASE + 20.0 * MIB * (t / 150) as f64 + 256.0 * KIB * rng.normal()
 }
 
-// ---- patterns that must fire ----------------------------------------------------
+// ---- patterns that must alert ----------------------------------------------------
 
 fn leak_under_churn(t: usize, rng: &mut Rng) -> f64 {
     // 100 KiB/s under heavy churn.

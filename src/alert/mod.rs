@@ -1,17 +1,39 @@
-//! Alerts: what the monitor found ([`Alert`]) and how a program hears of it
+//! Alerts: what the monitor raises ([`Alert`]) and how a program hears of it
 //! ([`on_alert`]).
+//!
+//! The monitor's verdicts at a tick are [`Finding`]s. Each goes through these steps, each
+//! a function of what the one before returned, none calling back:
+//!
+//! 1. [`Raiser::admit`] (`raise.rs`): the cooldown of its kind and the cap on alerts
+//!    that write files decide whether it is raised, and whether it writes files;
+//! 2. `build.rs`: the [`Alert`]: suspects symbolized, severity, `message.rs`'s line;
+//! 3. `files.rs`: the dump request: the alert's files (heap, growth, report, and the
+//!    CPU, span and task profiles its kind asks for), written into the session's
+//!    output directory;
+//! 4. `deliver.rs`: the stderr line, the count for `/metrics`, the `on_alert` callback.
+
+mod build;
+mod deliver;
+mod files;
+mod finding;
+mod message;
+mod raise;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use parking_lot::Mutex;
 
 use crate::profile::Frame;
 use crate::stats::HeapStats;
 
-/// What kind of breach an alert reports.
+pub use deliver::on_alert;
+#[cfg_attr(not(feature = "http"), allow(unused_imports))]
+pub(crate) use deliver::raised_counts;
+pub(crate) use finding::{
+    Evidence, Finding, LatencyExceeded, LayerPart, SiteTrend, TaskTrend, LATENCY_MIN_SPANS,
+};
+pub(crate) use raise::{raise, Dump, Raiser};
+
+/// What kind of alert it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AlertKind {
@@ -32,6 +54,42 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    /// Every kind, in the order of declaration.
+    pub const ALL: &'static [AlertKind] = &[
+        AlertKind::MemoryLeak,
+        AlertKind::HeapLimit,
+        AlertKind::CpuLimit,
+        AlertKind::TaskLeak,
+        AlertKind::TaskLimit,
+        AlertKind::SpanLatency,
+    ];
+
+    /// The kinds that always capture a CPU profile (when `LEAKSCOPE_CPU_SECONDS` > 0):
+    /// `span_latency` and `cpu_limit`. Others do when listed in
+    /// [`Config::cpu_on`](crate::Config::cpu_on).
+    pub const ALWAYS_CPU: &'static [AlertKind] = &[AlertKind::SpanLatency, AlertKind::CpuLimit];
+
+    /// The kind named `name` (as [`as_str`](Self::as_str) writes it), if any.
+    pub(crate) fn from_name(name: &str) -> Option<AlertKind> {
+        AlertKind::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    /// Its position in [`ALL`](Self::ALL).
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// How urgent an alert of this kind is: a crossed limit is critical, growth a
+    /// warning.
+    pub(crate) fn severity(self) -> Severity {
+        match self {
+            AlertKind::HeapLimit | AlertKind::CpuLimit | AlertKind::TaskLimit => Severity::Critical,
+            AlertKind::MemoryLeak | AlertKind::TaskLeak | AlertKind::SpanLatency => {
+                Severity::Warning
+            }
+        }
+    }
+
     /// The name used in file names and reports: `memory_leak`, `heap_limit`,
     /// `cpu_limit`, `task_leak`, `task_limit`, `span_latency`.
     pub fn as_str(self) -> &'static str {
@@ -100,19 +158,19 @@ pub struct Suspect {
     pub confidence: f64,
 }
 
-/// A breach found by the monitor thread.
+/// An alert raised by the monitor thread.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Alert {
-    /// What was breached.
+    /// What kind of alert it is.
     pub kind: AlertKind,
     /// How urgent it is.
     pub severity: Severity,
     /// One line for a log.
     pub message: String,
-    /// Exact heap counters at the breach.
+    /// Exact heap counters when it was raised.
     pub heap: HeapStats,
-    /// Resident set size at the breach, where the OS tells.
+    /// Resident set size when it was raised, where the OS tells.
     pub rss_bytes: Option<u64>,
     /// Growth of the live heap over the window (when the window is full).
     pub growth: Option<Growth>,
@@ -121,72 +179,24 @@ pub struct Alert {
     /// `task_leak`: the growing spawn sites, fastest first; `task_limit`: the sites with
     /// the most live tasks. Empty for other kinds.
     pub tasks: Vec<crate::layer::TaskStats>,
-    /// `span_latency`: the figures of the span callsites of the breaching name.
+    /// `span_latency`: the figures of the span callsites of the name over its bound.
     pub spans: Vec<crate::layer::SpanStats>,
     /// Files written for this alert (empty past `LEAKSCOPE_MAX_DUMPS` or if writing
     /// failed).
     pub files: Vec<PathBuf>,
 }
 
-type Callback = Arc<dyn Fn(&Alert) + Send + Sync>;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-static CALLBACK: Mutex<Option<Callback>> = Mutex::new(None);
-
-/// Calls `callback` for every alert from now on (replacing any earlier callback), to
-/// log, count or page.
-///
-/// It runs on leakscope's monitor thread after the alert's files are written, while
-/// leakscope's own allocations are not sampled; it should return promptly (the next
-/// tick waits for it) and must not wait for the thread that ends the session (ending a
-/// session joins the monitor thread). A panic in it is caught and reported on stderr.
-pub fn on_alert(callback: impl Fn(&Alert) + Send + Sync + 'static) {
-    let _guard = crate::alloc::thread::ProfilerGuard::new();
-    *CALLBACK.lock() = Some(Arc::new(callback));
-}
-
-/// Alerts raised in this process by kind, in the order of [`AlertKind::ALL`], for
-/// `/metrics`.
-static RAISED: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
-
-impl AlertKind {
-    /// Every kind, in the order of [`raised_counts`].
-    pub(crate) const ALL: [AlertKind; 6] = [
-        AlertKind::MemoryLeak,
-        AlertKind::HeapLimit,
-        AlertKind::CpuLimit,
-        AlertKind::TaskLeak,
-        AlertKind::TaskLimit,
-        AlertKind::SpanLatency,
-    ];
-
-    fn index(self) -> usize {
-        match self {
-            AlertKind::MemoryLeak => 0,
-            AlertKind::HeapLimit => 1,
-            AlertKind::CpuLimit => 2,
-            AlertKind::TaskLeak => 3,
-            AlertKind::TaskLimit => 4,
-            AlertKind::SpanLatency => 5,
+    #[test]
+    fn kinds_are_listed_once_in_order_and_named_back() {
+        for (i, &k) in AlertKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i, "{k}");
+            assert_eq!(AlertKind::from_name(k.as_str()), Some(k));
         }
-    }
-}
-
-/// How many alerts of each kind this process raised (cooldown-suppressed findings are
-/// not alerts), in the order of [`AlertKind::ALL`].
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn raised_counts() -> [(AlertKind, u64); 6] {
-    AlertKind::ALL.map(|k| (k, RAISED[k.index()].load(Ordering::Relaxed)))
-}
-
-/// Counts the alert, then calls the registered callback, if any, outside the registry's
-/// lock.
-pub(crate) fn deliver(alert: &Alert) {
-    RAISED[alert.kind.index()].fetch_add(1, Ordering::Relaxed);
-    let cb = CALLBACK.lock().clone();
-    if let Some(cb) = cb {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(alert)));
-        if r.is_err() {
-            eprintln!("leakscope: the on_alert callback panicked; the monitor goes on");
-        }
+        assert_eq!(AlertKind::from_name("memory-leak"), None);
+        assert_eq!(AlertKind::from_name(""), None);
     }
 }

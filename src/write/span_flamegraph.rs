@@ -1,4 +1,4 @@
-//! The span flamegraph of a `span_latency` breach: time by span stack (self time of
+//! The span flamegraph of a `span_latency` alert: time by span stack (self time of
 //! each span path over the window), rendered by inferno.
 
 use std::io::{self, Write};

@@ -18,9 +18,6 @@ pub enum Format {
     Dhat,
 }
 
-/// What `LEAKSCOPE_FORMATS` means when unset.
-pub const DEFAULT_FORMATS: &[Format] = &[Format::Svg, Format::Folded, Format::Pprof, Format::Json];
-
 impl Format {
     /// Every format, in the order files are written.
     pub const ALL: &'static [Format] = &[
@@ -84,6 +81,7 @@ pub(crate) fn parse_formats(v: &str) -> Option<Vec<Format>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::DEFAULT_FORMATS;
 
     #[test]
     fn parses_lists_strictly() {

@@ -1,13 +1,15 @@
-//! Tests of the configuration parser (kept apart from `config.rs` for its size).
+//! Tests of the configuration parser.
+use super::parse::{from_lookup, parse_bytes, parse_duration, parse_kinds, ON_FORM};
 use super::*;
 use std::collections::HashMap;
+use std::ffi::OsString;
 
 fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let m: HashMap<String, OsString> = vars
         .iter()
         .map(|(k, v)| (k.to_string(), OsString::from(v)))
         .collect();
-    Config::from_lookup(|k| m.get(k).cloned())
+    from_lookup(|k| m.get(k).cloned())
 }
 
 #[test]
@@ -120,7 +122,7 @@ fn cpu_variables() {
     assert_eq!(c.cpu_hz, 250);
     assert_eq!(c.cpu_seconds, 0);
     assert_eq!(c.cpu_limit, Some(150));
-    assert_eq!(c.cpu_on, vec!["memory_leak", "heap_limit"]);
+    assert_eq!(c.cpu_on, vec![AlertKind::MemoryLeak, AlertKind::HeapLimit]);
     assert_eq!(parse(&[(ENV_CPU_LIMIT, "80")]).unwrap().cpu_limit, Some(80));
     assert_eq!(parse(&[(ENV_CPU_LIMIT, "OFF")]).unwrap().cpu_limit, None);
     assert!(parse(&[(ENV_CPU_ON, "none")]).unwrap().cpu_on.is_empty());
@@ -131,6 +133,8 @@ fn cpu_variables() {
         (ENV_CPU_HZ, "fast"),
         (ENV_CPU_SECONDS, "-1"),
         (ENV_CPU_SECONDS, "10s"),
+        (ENV_CPU_ON, "memory_leek"),
+        (ENV_CPU_ON, "memory_leak,"),
         (ENV_CPU_SECONDS, "86401"),
         (ENV_CPU_LIMIT, "0"),
         (ENV_CPU_LIMIT, "80.5"),
@@ -191,13 +195,41 @@ fn task_and_span_variables() {
 }
 
 #[test]
-fn which_breaches_capture_cpu() {
+fn which_alerts_capture_cpu() {
     let c = Config::new();
-    assert!(c.captures_cpu_on("span_latency") && c.captures_cpu_on("cpu_limit"));
-    assert!(!c.captures_cpu_on("memory_leak"));
-    let c = c.cpu_on("memory_leak");
-    assert!(c.captures_cpu_on("memory_leak"));
-    assert!(!c.cpu_seconds(0).captures_cpu_on("span_latency"));
+    assert!(c.captures_cpu_on(AlertKind::SpanLatency) && c.captures_cpu_on(AlertKind::CpuLimit));
+    assert!(!c.captures_cpu_on(AlertKind::MemoryLeak));
+    let c = c.cpu_on(AlertKind::MemoryLeak);
+    assert!(c.captures_cpu_on(AlertKind::MemoryLeak));
+    assert!(!c.cpu_seconds(0).captures_cpu_on(AlertKind::SpanLatency));
+}
+
+#[test]
+fn cpu_on_names_every_alert_kind_and_nothing_else() {
+    for &kind in AlertKind::ALL {
+        assert_eq!(parse_kinds(kind.as_str()), Some(vec![kind]));
+        assert!(
+            ON_FORM.contains(kind.as_str()),
+            "{kind} missing from the accepted form"
+        );
+    }
+    assert_eq!(
+        parse_kinds(" task_leak,span_latency ,task_leak"),
+        Some(vec![AlertKind::TaskLeak, AlertKind::SpanLatency])
+    );
+    for bad in [
+        "memory-leak",
+        "MemoryLeak",
+        "leak",
+        "memory_leak,,heap_limit",
+    ] {
+        assert_eq!(parse_kinds(bad), None, "{bad}");
+    }
+    let e = parse(&[(ENV_CPU_ON, "heap_limt")]).unwrap_err();
+    assert!(
+        e.to_string().contains("memory_leak, heap_limit, task_leak"),
+        "the error lists the kinds: {e}"
+    );
 }
 
 #[test]

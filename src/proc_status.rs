@@ -11,7 +11,7 @@ pub(crate) struct Process {
 }
 
 /// Reads the process's figures now. Allocates (a small string): cold side only.
-pub(crate) fn process() -> Process {
+pub(crate) fn read() -> Process {
     #[cfg(target_os = "linux")]
     {
         std::fs::read_to_string("/proc/self/status")
@@ -61,7 +61,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn this_process_has_a_resident_set_and_threads() {
-        let p = process();
+        let p = read();
         assert!(p.rss_bytes.is_some_and(|b| b > 0), "{p:?}");
         assert!(p.threads.is_some_and(|n| n >= 1), "{p:?}");
     }

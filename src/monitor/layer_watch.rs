@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::history::SiteSeries;
+use crate::alert::{LatencyExceeded, TaskTrend, LATENCY_MIN_SPANS};
 use crate::config::Config;
-use crate::detect::verdict::{self, Trend};
+use crate::detect::verdict;
 use crate::layer::hist::Snapshot;
 use crate::layer::tasks::{self, Site};
 
@@ -24,68 +25,6 @@ const SNAPS: usize = 17;
 /// Least growth of live tasks over the window for a `task_leak`: this many, or a tenth
 /// of the site's live tasks at the window's start, whichever is more.
 pub(crate) const TASK_MIN_GROWTH: f64 = 16.0;
-/// Least timed spans in the window for a p99 to be judged.
-const LATENCY_MIN_SPANS: u64 = 5;
-
-/// A spawn site's verdict.
-#[derive(Clone, Debug)]
-pub(crate) struct TaskTrend {
-    pub(crate) site: Arc<Site>,
-    pub(crate) live: u64,
-    pub(crate) trend: Trend,
-}
-
-/// A latency bound crossed.
-#[derive(Clone, Debug)]
-pub(crate) struct LatencyBreach {
-    pub(crate) name: String,
-    pub(crate) bound: Duration,
-    pub(crate) p99: Duration,
-    /// Timed spans judged: closed in the window, plus [`open`](Self::open).
-    pub(crate) spans: u64,
-    /// Timed spans still open for longer than the bound, counted at their age so far.
-    pub(crate) open: u64,
-    /// The oldest open one's age.
-    pub(crate) oldest_open: Duration,
-    /// p99 of the closed spans alone (0 when there were too few to judge).
-    pub(crate) closed_p99: Duration,
-    pub(crate) window_secs: f64,
-    /// Folded lines of self time (ns) by span stack over the window.
-    pub(crate) folded: Vec<String>,
-}
-
-impl LatencyBreach {
-    /// What crossed the bound, in a line: says when spans still open are part of the
-    /// evidence, and what the closed ones alone show.
-    pub(crate) fn describe(&self) -> String {
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        // Short windows (tests, demos) keep a decimal.
-        let digits = usize::from(self.window_secs < 10.0);
-        let mut s = format!(
-            "span {} p99 lifetime {:.1} ms exceeds {:.1} ms over the last {:.*} s ({} timed spans",
-            self.name,
-            ms(self.p99),
-            ms(self.bound),
-            digits,
-            self.window_secs,
-            self.spans
-        );
-        if self.open > 0 {
-            let closed = self.spans - self.open;
-            s += &format!(
-                ", {} of them still open and counted at their age so far, the oldest {:.1} ms; the {closed} closed ones alone: {}",
-                self.open,
-                ms(self.oldest_open),
-                if closed >= LATENCY_MIN_SPANS {
-                    format!("p99 {:.1} ms", ms(self.closed_p99))
-                } else {
-                    "too few to judge".to_string()
-                }
-            );
-        }
-        s + ")"
-    }
-}
 
 /// A window's verdict for one bound (see [`judge`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,7 +72,7 @@ struct Snap {
     paths: HashMap<u32, u64>,
 }
 
-pub(crate) struct SpanWatch {
+pub(crate) struct LayerWatch {
     window: f64,
     interval: f64,
     task_limit: Option<u64>,
@@ -147,22 +86,22 @@ pub(crate) struct SpanWatch {
 
 /// What one tick found.
 #[derive(Default)]
-pub(crate) struct Findings {
+pub(crate) struct LayerVerdicts {
     /// Growing spawn sites (a `task_leak` when not empty), fastest first.
     pub(crate) leaking: Vec<TaskTrend>,
     /// Total live tasks, when above the limit (`task_limit`).
     pub(crate) over_limit: Option<(u64, u64)>,
     /// Sites by live tasks now (suspects of a `task_limit`).
     pub(crate) top_sites: Vec<(Arc<Site>, u64)>,
-    pub(crate) latency: Vec<LatencyBreach>,
+    pub(crate) latency: Vec<LatencyExceeded>,
 }
 
-impl SpanWatch {
-    pub(crate) fn new(config: &Config, window: f64, interval: f64) -> SpanWatch {
+impl LayerWatch {
+    pub(crate) fn new(config: &Config, window: f64, interval: f64) -> LayerWatch {
         let ticks = (window / interval).ceil() as u64 + 1;
         let site_stride = ticks.div_ceil(TASK_POINTS as u64 - 1).max(1);
         let snap_stride = ticks.div_ceil(SNAPS as u64 - 1).max(1);
-        SpanWatch {
+        LayerWatch {
             window,
             interval,
             task_limit: config.task_limit,
@@ -176,8 +115,8 @@ impl SpanWatch {
     }
 
     /// Reads the layer's figures at `t` and judges them.
-    pub(crate) fn tick(&mut self, t: f64) -> Findings {
-        let mut f = Findings::default();
+    pub(crate) fn tick(&mut self, t: f64) -> LayerVerdicts {
+        let mut f = LayerVerdicts::default();
         let sites = tasks::all();
         let live = |s: &Site| s.live.load(std::sync::atomic::Ordering::Relaxed).max(0) as u64;
         if self.ticks % self.site_stride == 0 {
@@ -255,7 +194,7 @@ impl SpanWatch {
                 for (i, (name, bound)) in self.latency.iter().enumerate() {
                     let w = now.lifetimes[i].since(&base.lifetimes[i]);
                     if let Some(j) = judge(&w, &open[i], *bound) {
-                        f.latency.push(LatencyBreach {
+                        f.latency.push(LatencyExceeded {
                             name: name.clone(),
                             bound: *bound,
                             p99: j.p99,
@@ -360,32 +299,5 @@ mod tests {
         let after = judge(&closed, &[], bound).unwrap();
         assert_eq!((before.spans, before.open), (10, 1));
         assert_eq!((after.spans, after.open), (10, 0));
-    }
-
-    #[test]
-    fn the_line_says_when_open_spans_are_the_evidence() {
-        let breach = |open, closed_p99| LatencyBreach {
-            name: "request".into(),
-            bound: Duration::from_millis(200),
-            p99: Duration::from_secs(5),
-            spans: 11,
-            open,
-            oldest_open: Duration::from_secs(5),
-            closed_p99,
-            window_secs: 60.0,
-            folded: Vec::new(),
-        };
-        let closed = breach(0, Duration::from_secs(5)).describe();
-        assert!(!closed.contains("open"), "{closed}");
-        assert!(closed.contains("(11 timed spans)"), "{closed}");
-        let open = breach(1, Duration::from_millis(1)).describe();
-        assert!(
-            open.contains("1 of them still open") && open.contains("the oldest 5000.0 ms"),
-            "{open}"
-        );
-        assert!(
-            open.contains("the 10 closed ones alone: p99 1.0 ms"),
-            "{open}"
-        );
     }
 }

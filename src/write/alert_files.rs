@@ -1,9 +1,9 @@
-//! The files of an alert: the live heap flamegraph (`.svg`, with `.folded`), the
-//! differential flamegraph of growth since the window's start (`-growth.svg`), and the
-//! JSON report (`.json`).
+//! The heap files of an alert: the live heap flamegraph (`.svg`, with `.folded` and
+//! the other formats), the differential flamegraph of growth since the window's start
+//! (`-growth.svg`), and the JSON report (`.json`).
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use inferno::flamegraph::{color::BasicPalette, from_lines};
 
@@ -11,8 +11,9 @@ use super::flame_lines::{drawable_lines, Row};
 use super::flamegraph::MIN_WIDTH_PCT;
 use super::human_bytes;
 use super::report::Report;
+use super::Format;
 use crate::alloc::thread::ProfilerGuard;
-use crate::formats::Format;
+use crate::context::Output;
 use crate::profile::{HeapProfile, Site};
 
 /// Folded stacks with two counts, `stack before after`: sampled live bytes at the
@@ -71,16 +72,18 @@ pub(crate) fn write_growth_flamegraph<W: Write>(g: &GrowthLines, w: W) -> io::Re
 }
 
 /// Writes every file of an alert labelled `label` (`memory_leak`, `heap_limit`) among
-/// the session's formats and returns their paths, the report last. `report` gets the paths of the other files.
+/// `out`'s formats and returns their paths, the report last. `report` gets the paths of
+/// the other files.
 pub(crate) fn write_alert_files(
-    dir: &Path,
+    out: &Output<'_>,
     seq: u64,
     label: &str,
     profile: &HeapProfile,
     growth: Option<impl Fn() -> GrowthLines + Sync>,
     report: impl FnOnce(&[PathBuf]) -> Report,
 ) -> io::Result<Vec<PathBuf>> {
-    let formats = super::formats_now();
+    let formats = out.formats;
+    let dir = out.dir;
     // The growth flamegraph and the `.folded` file are independent of the other heap
     // files: they are written on a second thread (leakscope's own work, like the
     // monitor's) while this one writes the rest, which halves the time to the report on
@@ -94,7 +97,10 @@ pub(crate) fn write_alert_files(
         let grown = growth
             .as_ref()
             .map(|g| super::write_atomic(&svg, |w| write_growth_flamegraph(&g(), w)));
-        (super::heap_files(dir, seq, label, profile, &side), grown)
+        (
+            super::heap_files_among(out, &side, seq, label, profile),
+            grown,
+        )
     };
     let (heap, side_heap, grown) = std::thread::scope(|scope| {
         let spawned = std::thread::Builder::new()
@@ -103,7 +109,7 @@ pub(crate) fn write_alert_files(
                 let _own = ProfilerGuard::new();
                 side_work()
             });
-        let heap = super::heap_files(dir, seq, label, profile, &here);
+        let heap = super::heap_files_among(out, &here, seq, label, profile);
         let (side_heap, grown) = match spawned {
             Ok(h) => h.join().unwrap_or_else(|_| {
                 let e = || io::Error::other("leakscope's second alert thread panicked");
