@@ -36,7 +36,8 @@ static ACTIVE: Mutex<Option<Arc<Context>>> = Mutex::new(None);
 #[must_use = "profiling stops when the Session is dropped"]
 #[derive(Debug)]
 pub struct Session {
-    active: bool,
+    /// The session's context; `None` when inert or ended.
+    ctx: Option<Arc<Context>>,
     /// The process that started it: a `fork()` child holds a copy it must not end.
     pid: u32,
     monitor: Option<Monitor>,
@@ -47,7 +48,7 @@ pub struct Session {
 impl Session {
     fn inert() -> Session {
         Session {
-            active: false,
+            ctx: None,
             pid: std::process::id(),
             monitor: None,
             #[cfg(feature = "http")]
@@ -57,7 +58,7 @@ impl Session {
 
     /// True if this session is profiling.
     pub fn is_active(&self) -> bool {
-        self.active
+        self.ctx.is_some()
     }
 
     /// The address the HTTP server listens on (with the port the OS chose when asked for
@@ -80,10 +81,9 @@ impl Session {
     }
 
     fn end(&mut self) -> io::Result<Vec<PathBuf>> {
-        if !self.active {
+        let Some(ctx) = self.ctx.take() else {
             return Ok(Vec::new());
-        }
-        self.active = false;
+        };
         if std::process::id() != self.pid {
             // A `fork()` child's copy (say, the child returned from `main`): the monitor,
             // server and CPU threads are the parent's and do not run here, and a lock
@@ -105,11 +105,7 @@ impl Session {
         if let Some(mut m) = self.monitor.take() {
             m.stop();
         }
-        let ctx = ACTIVE.lock().clone();
-        let result = match ctx {
-            Some(ctx) => exit_files(&ctx),
-            None => Ok(Vec::new()),
-        };
+        let result = exit_files(&ctx);
         switch::stop();
         *ACTIVE.lock() = None;
         // The exit report was the session's last use of the debug-info index.
@@ -135,7 +131,7 @@ fn exit_files(ctx: &Context) -> io::Result<Vec<PathBuf>> {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if !self.active {
+        if self.ctx.is_none() {
             return;
         }
         match self.end() {
@@ -223,7 +219,7 @@ pub fn init_with(config: Config) -> Session {
         ));
     }
     Session {
-        active: true,
+        ctx: Some(Arc::clone(&ctx)),
         pid: std::process::id(),
         monitor,
         #[cfg(feature = "http")]
