@@ -47,7 +47,7 @@
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
-//! The names and defaults are constants in [`env`].
+//! The names and defaults are constants in [`env`](mod@env).
 //!
 //! ## What you get
 //!

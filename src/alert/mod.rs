@@ -7,14 +7,14 @@
 //! 1. [`Raiser::admit`] (`raise.rs`): the cooldown of its kind and the cap on alerts
 //!    that write files decide whether it is raised, and whether it writes files;
 //! 2. `build.rs`: the [`Alert`]: suspects symbolized, severity, `message.rs`'s line;
-//! 3. `files.rs`: the dump request: the alert's files (heap, growth, report, and the
-//!    CPU, span and task profiles its kind asks for), written into the session's
-//!    output directory;
+//! 3. `dump.rs`: the dump request carried out: the alert's files (heap, growth, report,
+//!    and the CPU, span and task profiles its kind asks for), written by the writers
+//!    into the session's output directory;
 //! 4. `deliver.rs`: the stderr line, the count for `/metrics`, the `on_alert` callback.
 
 mod build;
 mod deliver;
-mod files;
+mod dump;
 mod finding;
 mod message;
 mod raise;

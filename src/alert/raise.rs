@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::finding::{Evidence, Finding};
-use super::{build, deliver, files, AlertKind};
+use super::{build, deliver, dump, AlertKind};
 use crate::config::Config;
 use crate::context::Context;
 use crate::diag;
@@ -73,7 +73,7 @@ pub(crate) fn raise(ctx: &Arc<Context>, f: &Finding, ev: &Evidence, dump: Dump) 
     let suspects = build::suspect_sites(ev);
     let mut alert = build::alert(f, &suspects);
     if let Dump::Files { cap_reached } = dump {
-        alert.files = files::write(ctx, f, ev, &alert, &suspects);
+        alert.files = dump::write(ctx, f, ev, &alert, &suspects);
         if let Some(max) = cap_reached {
             diag::say(format_args!(
                 "{max} alerts written (LEAKSCOPE_MAX_DUMPS); later alerts write no files"
