@@ -109,7 +109,15 @@ fn profile_while_four_threads_churn() {
     let dir = std::env::temp_dir().join(format!("leakscope-test-cpusig-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     // 4 KiB between samples: thousands of stack captures per second per thread.
-    let session = leakscope::init_with(Config::new().dir(&dir).sample_bytes(4096).cpu_hz(997));
+    // No monitor thread: its per-site series grow while the program runs (a tick can
+    // reallocate every site's row at once), which would blur the live-bytes check below.
+    let session = leakscope::init_with(
+        Config::new()
+            .dir(&dir)
+            .sample_bytes(4096)
+            .cpu_hz(997)
+            .monitor(false),
+    );
     assert!(session.is_active());
     // The check itself sees a blocked SIGPROF (as inside the handler), on its own thread.
     thread::spawn(|| {
