@@ -145,7 +145,8 @@ async fn session(State(app): State<std::sync::Arc<App>>, body: Bytes) -> String 
 /// The injected leak: keeps a copy of the body while the kept bytes stay within the rate.
 #[inline(never)]
 fn remember_session(leak: &Leak, checksum: u64, body: &[u8]) {
-    let allowed = leak.start.get_or_init(Instant::now).elapsed().as_secs_f64() * leak.bytes_per_sec as f64;
+    let allowed =
+        leak.start.get_or_init(Instant::now).elapsed().as_secs_f64() * leak.bytes_per_sec as f64;
     let len = body.len() as u64;
     let kept = leak.kept.fetch_add(len, Ordering::Relaxed);
     if (kept + len) as f64 > allowed {
