@@ -421,7 +421,10 @@ config_name() {
     esac
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# values DIR TEST K: the figures of TEST for configuration K, one per round.
+values() { cat "$1"/r*-c"$3"/rates | awk -v t="$2" '$1 == t { print $2 }'; }
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # bench PKG NAME DESCRIPTION TESTS: runs bench_once PKG DIR for every configuration and
 # round; bench_once writes "<test> <requests/s>" lines to DIR/rates.
@@ -433,6 +436,7 @@ bench() {
     say "== $name · throughput · $what"
     say "   $ROUNDS rounds, configurations interleaved (order rotated each round); $([[ $TASKSET == 1 ]] && echo "server on CPU 0, load generator on CPU 1 (taskset)" || echo "no taskset")"
     local round i c k cfg build env_kv d
+    declare -A RATIO=()
     for ((round = 0; round < ROUNDS; round++)); do
         for ((i = 0; i < ${#CONFIGS[@]}; i++)); do
             k=$(((i + round) % ${#CONFIGS[@]}))
@@ -445,31 +449,39 @@ bench() {
             [[ -n $env_kv ]] && env+=("$env_kv")
             start_server "$d" "$VARIANTS/$pkg-$build" "${env[@]}" || { say "   FAIL: $pkg-$build did not start"; return; }
             bench_once "$pkg" "$d"
+            # The server's CPU time (user + system, clock ticks) per request served.
+            awk -v hz="$(getconf CLK_TCK)" -v n="$(cat "$d/requests")" \
+                '{ if (n > 0) printf "CPU %.2f\n", ($14 + $15) / hz * 1e6 / n }' "/proc/$SERVER_PID/stat" >>"$d/rates"
             stop_server
             echo "round $round config $k ($(config_name "$cfg")): $(tr '\n' ' ' <"$d/rates")" >>"$dir/rounds.txt"
         done
     done
-    local t base m line lo hi
-    for t in $tests; do
-        line=$(printf '   %-38s %10s %8s   %s' "$t" "req/s" "ratio" "rounds (min-max)")
-        say "$line"
-        base=""
+    local t base m line lo hi pr
+    for t in $tests CPU; do
+        if [[ $t == CPU ]]; then
+            say "$(printf '   %-38s %10s %8s %9s   %s' "server CPU per request" "us" "ratio" "per round" "rounds (min-max)")"
+        else
+            say "$(printf '   %-38s %10s %8s %9s   %s' "$t" "req/s" "ratio" "per round" "rounds (min-max)")"
+        fi
+        base=$(values "$dir" "$t" 0 | median)
         for ((k = 0; k < ${#CONFIGS[@]}; k++)); do
-            m=$(cat "$dir"/r*-c$k/rates | awk -v t="$t" '$1 == t { print $2 }' | median)
-            lo=$(cat "$dir"/r*-c$k/rates | awk -v t="$t" '$1 == t { print $2 }' | sort -g | head -1)
-            hi=$(cat "$dir"/r*-c$k/rates | awk -v t="$t" '$1 == t { print $2 }' | sort -g | tail -1)
-            [[ -z $base ]] && base=$m
-            eval "RATIO_${t}_$k=$(awk -v m="$m" -v b="$base" 'BEGIN { printf "%.3f", (b > 0 ? m / b : 0) }')"
-            line=$(printf '   %-38s %10.0f %7.3fx   %.0f-%.0f' "$(config_name "${CONFIGS[$k]}")" "$m" "$(awk -v m="$m" -v b="$base" 'BEGIN { printf "%.3f", (b > 0 ? m / b : 0) }')" "$lo" "$hi")
-            say "$line"
+            m=$(values "$dir" "$t" "$k" | median)
+            lo=$(values "$dir" "$t" "$k" | sort -g | head -1)
+            hi=$(values "$dir" "$t" "$k" | sort -g | tail -1)
+            # Ratio of the medians, and the median of the ratios within each round.
+            RATIO[$t.$k]=$(awk -v m="$m" -v b="$base" 'BEGIN { printf "%.3f", (b > 0 ? m / b : 0) }')
+            pr=$(for f in "$dir"/r*-c$k/rates; do
+                awk -v t="$t" '$1 == t { print $2 }' "$f" | paste - <(awk -v t="$t" '$1 == t { print $2 }' "${f%-c*}-c0/rates")
+            done | awk '$2 > 0 { print $1 / $2 }' | median)
+            say "$(printf '   %-38s %10.1f %7.3fx %8.3fx   %.1f-%.1f' "$(config_name "${CONFIGS[$k]}")" "$m" "${RATIO[$t.$k]}" "${pr:-0}" "$lo" "$hi")"
         done
     done
     # Issue 18's bars: LEAKSCOPE unset >= 0.98x (goal 0.99x), LEAKSCOPE=1 >= 0.95x (goal 0.97x).
     local verdict=PASS reasons=() r
     for t in $tests; do
-        r=$(eval echo "\$RATIO_${t}_2")
+        r=${RATIO[$t.2]}
         awk -v r="$r" 'BEGIN { exit !(r < 0.98) }' && { verdict=FAIL; reasons+=("$t layer unset ${r}x < 0.98x"); }
-        r=$(eval echo "\$RATIO_${t}_3")
+        r=${RATIO[$t.3]}
         awk -v r="$r" 'BEGIN { exit !(r < 0.95) }' && { verdict=FAIL; reasons+=("$t LEAKSCOPE=1 ${r}x < 0.95x"); }
     done
     if [[ $verdict == PASS ]]; then
@@ -488,11 +500,13 @@ bench_once() {
             # --csv: "SET","51234.57",... per test
             "${LOAD_CPU[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -n "$REQUESTS" -c 50 \
                 -r 100000 -d 100 --csv >"$d/load.out" 2>"$d/load.err" </dev/null || true
-            tr -d '"' <"$d/load.out" | awk -F, '$1 == "SET" || $1 == "GET" { print $1, $2 }' >"$d/rates" ;;
+            tr -d '"' <"$d/load.out" | awk -F, '$1 == "SET" || $1 == "GET" { print $1, $2 }' >"$d/rates"
+            echo $((2 * REQUESTS)) >"$d/requests" ;;
         field-http)
             "${LOAD_CPU[@]}" wrk -t1 -c32 -d "${BENCH_SECONDS}s" -s "$FIELD/load/http_mixed.lua" \
                 "http://127.0.0.1:$port" >"$d/load.out" 2>"$d/load.err" </dev/null || true
-            awk '/^Requests\/sec:/ { print "HTTP", $2 }' "$d/load.out" >"$d/rates" ;;
+            awk '/^Requests\/sec:/ { print "HTTP", $2 }' "$d/load.out" >"$d/rates"
+            awk '/ requests in / { print $1 }' "$d/load.out" >"$d/requests" ;;
     esac
 }
 
