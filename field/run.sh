@@ -31,6 +31,7 @@ options:
   --requests N     redis-benchmark -n of bench-redis (default 200000)
   --seconds N      wrk duration of one bench-http run (default 8)
   --no-taskset     do not pin servers to CPU 0 and load generators to CPU 1
+  --repeat N       run the field scenarios N times each (default 1); a summary counts the PASSes
   --no-build       use the binaries already built in field/target/variants
   -h, --help
 Results: printed, and written to field/target/results/<time>.txt (latest.txt links to it);
@@ -47,6 +48,7 @@ REQUESTS=200000
 BENCH_SECONDS=8
 TASKSET=1
 DO_BUILD=1
+REPEAT=1
 EXTRA_ENV=()
 SCENARIOS=()
 while (($#)); do
@@ -60,6 +62,7 @@ while (($#)); do
         --seconds) BENCH_SECONDS=$2; shift 2 ;;
         --no-taskset) TASKSET=0; shift ;;
         --no-build) DO_BUILD=0; shift ;;
+        --repeat) REPEAT=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         -*) echo "run.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
         *) SCENARIOS+=("$1"); shift ;;
@@ -116,6 +119,14 @@ ln -sfn "$STAMP.txt" "$FIELD/target/results/latest.txt"
 
 # Everything printed goes to the results file too.
 say() { printf '%s\n' "$*" | tee -a "$RESULTS"; }
+
+# Verdicts per scenario, for the summary: "name PASS|FAIL".
+VERDICTS=()
+# verdict NAME PASS|FAIL REASON: prints the verdict line and records it.
+verdict() {
+    say "   $2: $3"
+    VERDICTS+=("$1 $2")
+}
 
 # ---------------------------------------------------------------- processes
 # Every server and load generator runs in a session of its own (setsid), so it and its
@@ -255,20 +266,20 @@ alert_reports() {
 field_scenario() {
     local name=$1 kind=$2 pkg=$3 what=$4 load_ms=$5 server_env=$6
     shift 6
-    local dir="$RUNS/$name"
+    local dir="$RUNS/$name$REP_SUFFIX"
     mkdir -p "$dir"
     local env=(LEAKSCOPE=1 "LEAKSCOPE_INTERVAL=$INTERVAL" "LEAKSCOPE_LEAK_WINDOW=$WINDOW")
     [[ -n "$server_env" ]] && read -r -a extra <<<"$server_env" && env+=("${extra[@]}")
     env+=("${EXTRA_ENV[@]}")
 
     say ""
-    say "== $name · $kind · $what"
-    start_server "$dir" "$VARIANTS/$pkg-$BUILD" "${env[@]}" || { say "FAIL: the server did not start"; return; }
+    say "== $name${REP_SUFFIX:+ (run ${REP_SUFFIX#.} of $REPEAT)} · $kind · $what"
+    start_server "$dir" "$VARIANTS/$pkg-$BUILD" "${env[@]}" || { verdict "$name" FAIL "the server did not start"; return; }
     local port=${SERVER_ADDR##*:}
     local cmd=() a prep=()
     if ((${#PREPARE[@]})); then
         for a in "${PREPARE[@]}"; do prep+=("${a//@PORT@/$port}"); done
-        "${prep[@]}" >"$dir/prepare.out" 2>&1 || { say "   FAIL: ${prep[*]} failed (see $dir/prepare.out)"; stop_server; return; }
+        "${prep[@]}" >"$dir/prepare.out" 2>&1 || { verdict "$name" FAIL "${prep[*]} failed (see $dir/prepare.out)"; stop_server; return; }
         # One window for the monitor to see the prepared level before the load starts.
         sleep "$(awk -v w="$WINDOW_MS" 'BEGIN { print w / 1000 }')"
     fi
@@ -334,24 +345,24 @@ field_scenario() {
     # The verdict.
     local windows_needed=5
     if ((crashed)); then
-        say "   FAIL: the server exited during the load (see $dir/server.stderr)"
+        verdict "$name" FAIL "the server exited during the load (see $dir/server.stderr)"
     elif [[ $kind == healthy ]]; then
         if [[ -n "$alerts" ]]; then
-            say "   FAIL: $(wc -l <<<"$alerts") alert(s) on a healthy run, the first $(secs $(($(head -1 <<<"$alerts" | cut -d' ' -f3) - t0))) after load started"
+            verdict "$name" FAIL "$(wc -l <<<"$alerts") alert(s) on a healthy run, the first $(secs $(($(head -1 <<<"$alerts" | cut -d' ' -f3) - t0))) after load started"
         elif ((ran_ms < windows_needed * WINDOW_MS)); then
-            say "   FAIL: ran only $(secs "$ran_ms"), less than $windows_needed windows"
+            verdict "$name" FAIL "ran only $(secs "$ran_ms"), less than $windows_needed windows"
         else
-            say "   PASS: no alert in $(secs "$ran_ms") of load (at least $windows_needed windows of $WINDOW)"
+            verdict "$name" PASS "no alert in $(secs "$ran_ms") of load (at least $windows_needed windows of $WINDOW)"
         fi
     else
         if [[ -z $first_leak_ms ]]; then
-            say "   FAIL: no memory_leak alert in $(secs "$ran_ms") of load (needed within 2 windows = $(secs $((2 * WINDOW_MS))))"
+            verdict "$name" FAIL "no memory_leak alert in $(secs "$ran_ms") of load (needed within 2 windows = $(secs $((2 * WINDOW_MS))))"
         elif ((first_leak_ms > 2 * WINDOW_MS)); then
-            say "   FAIL: memory_leak $(secs "$first_leak_ms") after load started, later than 2 windows ($(secs $((2 * WINDOW_MS))))"
+            verdict "$name" FAIL "memory_leak $(secs "$first_leak_ms") after load started, later than 2 windows ($(secs $((2 * WINDOW_MS))))"
         elif [[ ! $first_suspect =~ $EXPECT ]]; then
-            say "   FAIL: memory_leak at $(secs "$first_leak_ms"), but the first suspect is ${first_suspect:-(none)}, not $EXPECT_SHOWN"
+            verdict "$name" FAIL "memory_leak at $(secs "$first_leak_ms"), but the first suspect is ${first_suspect:-(none)}, not $EXPECT_SHOWN"
         else
-            say "   PASS: memory_leak at $(secs "$first_leak_ms") (within 2 windows = $(secs $((2 * WINDOW_MS)))), first suspect $first_suspect ($EXPECT_SHOWN)"
+            verdict "$name" PASS "memory_leak at $(secs "$first_leak_ms") (within 2 windows = $(secs $((2 * WINDOW_MS)))), first suspect $first_suspect ($EXPECT_SHOWN)"
         fi
     fi
     say "   files: $dir"
@@ -447,7 +458,7 @@ bench() {
             mkdir -p "$d"
             local env=()
             [[ -n $env_kv ]] && env+=("$env_kv")
-            start_server "$d" "$VARIANTS/$pkg-$build" "${env[@]}" || { say "   FAIL: $pkg-$build did not start"; return; }
+            start_server "$d" "$VARIANTS/$pkg-$build" "${env[@]}" || { verdict "$name" FAIL "$pkg-$build did not start"; return; }
             bench_once "$pkg" "$d"
             # The server's CPU time (user + system, clock ticks) per request served.
             awk -v hz="$(getconf CLK_TCK)" -v n="$(cat "$d/requests")" \
@@ -485,10 +496,10 @@ bench() {
         awk -v r="$r" 'BEGIN { exit !(r < 0.95) }' && { verdict=FAIL; reasons+=("$t LEAKSCOPE=1 ${r}x < 0.95x"); }
     done
     if [[ $verdict == PASS ]]; then
-        say "   PASS: layer with LEAKSCOPE unset >= 0.98x and LEAKSCOPE=1 >= 0.95x of no leakscope (issue 18's bars)"
+        verdict "$name" PASS "layer with LEAKSCOPE unset >= 0.98x and LEAKSCOPE=1 >= 0.95x of no leakscope (issue 18's bars)"
     else
         local IFS=';'
-        say "   FAIL: ${reasons[*]} (issue 18's bars)"
+        verdict "$name" FAIL "${reasons[*]} (issue 18's bars)"
     fi
     say "   per round: $dir/rounds.txt"
 }
@@ -513,12 +524,26 @@ bench_once() {
 # ---------------------------------------------------------------- main
 say "leakscope field tests, $(date -u '+%Y-%m-%d %H:%M UTC'), leakscope $(git -C "$FIELD" describe --always --dirty 2>/dev/null || echo '?'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "monitor: LEAKSCOPE_INTERVAL=$INTERVAL LEAKSCOPE_LEAK_WINDOW=$WINDOW; healthy runs $(secs "$HEALTHY_MS"), leaking runs at most $(secs "$LEAKING_MS")"
+REP_SUFFIX=""
 for s in "${SCENARIOS[@]}"; do
+    case "$s" in
+        bench-*) ;;
+        *)
+            for ((rep = 1; rep <= REPEAT; rep++)); do
+                ((REPEAT > 1)) && REP_SUFFIX=".$rep"
+                run_field "$s"
+            done
+            continue ;;
+    esac
     case "$s" in
         bench-redis) bench field-redis bench-redis "mini-redis, redis-benchmark -t set,get -n $REQUESTS -c 50 -r 100000 -d 100" "SET GET" ;;
         bench-http) bench field-http bench-http "field-http, wrk -t1 -c32 -d ${BENCH_SECONDS}s with the http-cache traffic" "HTTP" ;;
-        *) run_field "$s" ;;
     esac
 done
 say ""
+say "summary:"
+for s in $(printf '%s\n' "${SCENARIOS[@]}" | awk '!seen[$0]++'); do
+    v=$(printf '%s\n' "${VERDICTS[@]:-}" | awk -v s="$s" '$1 == s { print $2 }' | paste -sd' ')
+    say "$(printf '   %-16s %s PASS of %s   %s' "$s" "$(grep -o PASS <<<"$v" | wc -l)" "$(wc -w <<<"$v")" "$v")"
+done
 say "results: $RESULTS"
