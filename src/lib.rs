@@ -108,6 +108,7 @@ mod layer;
 mod monitor;
 mod profile;
 mod session;
+mod snapshot;
 mod stats;
 mod symbolize;
 pub mod testing;

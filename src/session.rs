@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::alloc::thread::ProfilerGuard;
-use crate::alloc::{counters, switch};
+use crate::alloc::{counters, session_word as switch};
 use crate::config::Config;
 use crate::formats::Format;
 use crate::monitor::Monitor;

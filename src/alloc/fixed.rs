@@ -34,12 +34,17 @@ impl<T: Zeroable + 'static> Fixed<T> {
         }
     }
 
-    /// The allocation for `len` entries and the offset of the first entry.
-    fn layout(len: usize) -> Option<(Layout, usize)> {
+    /// Where the first entry starts: after the header, at `T`'s alignment (the same for
+    /// every length, so a reader needs no layout arithmetic).
+    const OFFSET: usize = size_of::<Header>().next_multiple_of(align_of::<T>());
+
+    /// The allocation for `len` entries (its first entry at [`Self::OFFSET`]).
+    fn layout(len: usize) -> Option<Layout> {
         let (layout, offset) = Layout::new::<Header>()
             .extend(Layout::array::<T>(len).ok()?)
             .ok()?;
-        Some((layout.pad_to_align(), offset))
+        debug_assert_eq!(offset, Self::OFFSET);
+        Some(layout.pad_to_align())
     }
 
     /// Makes sure a table of at least `len` entries is there. False if the memory
@@ -48,7 +53,7 @@ impl<T: Zeroable + 'static> Fixed<T> {
         if self.get().is_some_and(|t| t.len() >= len) {
             return true;
         }
-        let Some((layout, _)) = Self::layout(len) else {
+        let Some(layout) = Self::layout(len) else {
             return false;
         };
         // SAFETY: the layout has a non-zero size (it holds the header).
@@ -81,12 +86,14 @@ impl<T: Zeroable + 'static> Fixed<T> {
         }
         // SAFETY: a non-null pointer was published (AcqRel, after its header was written)
         // by `reserve`: an allocation of `Self::layout(len)` with the header at the start
-        // and `len` initialised entries at the layout's offset, never freed. Entries are
-        // only accessed through shared references (they are atomics).
+        // and `len` initialised entries at `OFFSET`, never freed. Entries are only
+        // accessed through shared references (they are atomics).
         unsafe {
             let len = (*(p as *const Header)).len;
-            let (_, offset) = Self::layout(len)?;
-            Some(std::slice::from_raw_parts(p.add(offset) as *const T, len))
+            Some(std::slice::from_raw_parts(
+                p.add(Self::OFFSET) as *const T,
+                len,
+            ))
         }
     }
 }

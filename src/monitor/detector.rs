@@ -8,10 +8,10 @@ use super::history::{History, Point, SiteSeries};
 use super::probe;
 use crate::alert::AlertKind;
 use crate::alloc::sampler::COUNT_ONE;
-use crate::alloc::stacks::{self, StackCounts};
 use crate::config::Config;
 use crate::cpu::usage::CpuTime;
 use crate::detect::verdict::{self, Trend};
+use crate::snapshot::stacks::{self, StackCounts};
 use crate::stats::{stats, HeapStats};
 
 /// Most whole-heap readings kept at full resolution: the window and the

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use super::detector::{Detector, Finding, SiteTrend};
 use crate::alert::{self, Alert, AlertKind, Growth, Severity, Suspect};
-use crate::alloc::stacks;
 use crate::config::Config;
 use crate::detect::verdict::Trend;
 use crate::profile::{profile_by_stack, symbolize_stack, HeapProfile, Site};
+use crate::snapshot::stacks;
 use crate::write::breach::{write_alert_files, GrowthLines};
 use crate::write::report::{self, GrowthReport, Heap, HistoryPoint, Report, Sampling};
 use crate::write::{self, human_bytes};
@@ -100,7 +100,7 @@ impl Fire {
                 let sub = format!(
                     "{}; self time by span stack, estimated from the timed entries (1 in 1 to 1 in {}, by rate)",
                     l.describe(),
-                    crate::layer::current::BUSY_EVERY_MAX,
+                    crate::layer::timing::BUSY_EVERY_MAX,
                 );
                 match write::write_atomic(&svg, |w| {
                     crate::write::spans::write_span_flamegraph(&l.folded, &sub, w)
