@@ -8,14 +8,16 @@
 //! * **Keys** are `u64`, neither 0 nor above [`MAX_KEY`] (the values above are the slot
 //!   states `BUSY` and `TOMBSTONE`, 0 is `EMPTY`). Values are atomics (all-zero valid)
 //!   that the caller reads and writes itself.
-//! * **One hash**: Fibonacci hashing, the top bits of `key * 2^64/φ`, which spreads keys
-//!   that differ in any bits (addresses, span ids, packed pairs).
-//! * **One probe limit**: linear probing, at most [`PROBES`] slots from a key's home.
+//! * **One hash**: multiplicative (Fibonacci) hashing: bits 32 and up of `key * 2^64/φ`,
+//!   which mix every key bit below them (addresses, span ids, packed pairs).
+//! * **One probe limit**: linear probing, at most [`PROBES`] slots from a key's home (the
+//!   whole table, once, when it has fewer).
 //! * **One table-full policy**: an insert that finds neither its key nor a free slot
 //!   within [`PROBES`] slots returns [`Full`] and is counted ([`FixedMap::full`]); the
 //!   caller drops what it wanted to record. A key the map cannot hold (0, above
-//!   [`MAX_KEY`]) is refused the same way. A map not yet reserved refuses every insert,
-//!   uncounted.
+//!   [`MAX_KEY`]) is refused the same way. A map is reserved up front (the allocator's
+//!   tables when a session starts, the tracing layer's when it is added to a subscriber);
+//!   a map not reserved refuses every insert, uncounted.
 //! * **Removal** leaves a tombstone: lookups pass over it, inserts reuse it. Only the
 //!   owner of a key (the one thread that inserted it and will remove it, such as the
 //!   thread freeing a block) removes it.
@@ -112,24 +114,8 @@ impl<V: Zeroable + 'static> FixedMap<V> {
         let slots = self.slots.get()?;
         Some(Table {
             slots,
-            shift: 64 - slots.len().trailing_zeros(),
+            mask: slots.len() - 1,
         })
-    }
-
-    /// The table, reserved now if it was not (for maps reserved on first use).
-    #[inline]
-    pub(crate) fn table_or_reserve(&self) -> Option<Table<V>> {
-        match self.table() {
-            Some(t) => Some(t),
-            None => self.reserve_now(),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn reserve_now(&self) -> Option<Table<V>> {
-        self.reserve();
-        self.table()
     }
 
     /// Counts a refused insert.
@@ -144,6 +130,7 @@ impl<V: Zeroable + 'static> FixedMap<V> {
     /// visible to readers from the CAS on; the caller writes the value after it (see the
     /// module docs). In a map with removals, a free slot before the key's own one is
     /// taken: only the key's owner inserts it, while it is not there.
+    #[inline]
     pub(crate) fn insert(&self, key: u64) -> Result<Claim<V>, Full> {
         let Some(t) = self.table() else {
             return Err(Full);
@@ -151,9 +138,10 @@ impl<V: Zeroable + 'static> FixedMap<V> {
         if key == EMPTY || key > MAX_KEY {
             return self.refuse();
         }
-        let mut i = t.home(key);
-        for _ in 0..PROBES {
-            let s = &t.slots[i];
+        let (mut i, end) = t.window(key);
+        loop {
+            // SAFETY: `i` is a home or next slot.
+            let s = unsafe { t.slot(i) };
             let k = s.key.load(Ordering::Acquire);
             let found = |fresh| {
                 Ok(Claim {
@@ -178,8 +166,10 @@ impl<V: Zeroable + 'static> FixedMap<V> {
                 }
             }
             i = t.next(i);
+            if i == end {
+                return self.refuse();
+            }
         }
-        self.refuse()
     }
 
     /// The slot of an entry for `key` whose value `same` accepts, or a free slot where
@@ -198,9 +188,10 @@ impl<V: Zeroable + 'static> FixedMap<V> {
         if key == EMPTY || key > MAX_KEY {
             return self.refuse();
         }
-        let mut i = t.home(key);
-        for _ in 0..PROBES {
-            let s = &t.slots[i];
+        let (mut i, end) = t.window(key);
+        loop {
+            // SAFETY: `i` is a home or next slot.
+            let s = unsafe { t.slot(i) };
             let mut k = s.key.load(Ordering::Acquire);
             if k == EMPTY || k == TOMBSTONE {
                 match s
@@ -219,8 +210,10 @@ impl<V: Zeroable + 'static> FixedMap<V> {
                 return Ok(i);
             }
             i = t.next(i);
+            if i == end {
+                return self.refuse();
+            }
         }
-        self.refuse()
     }
 
     /// Forgets every entry (values keep their contents until a new key's inserter writes
@@ -249,9 +242,10 @@ impl<V: Zeroable + 'static> FixedMap<V> {
 
 /// A reserved table: lookups, removal and reading.
 pub(crate) struct Table<V: 'static> {
+    /// A power of two of them, at least 2.
     slots: &'static [Slot<V>],
-    /// 64 - log2(slots): the home of a key is the top bits of its product.
-    shift: u32,
+    /// `slots.len() - 1`.
+    mask: usize,
 }
 
 impl<V: 'static> Clone for Table<V> {
@@ -266,22 +260,43 @@ impl<V: 'static> Table<V> {
     /// The slot a key's probes start at.
     #[inline(always)]
     fn home(&self, key: u64) -> usize {
-        (key.wrapping_mul(GOLDEN) >> self.shift) as usize
+        (key.wrapping_mul(GOLDEN) >> 32) as usize & self.mask
+    }
+
+    /// A key's probe window: its home and the slot [`PROBES`] on (where the probes stop;
+    /// in a table of fewer slots, the home again: every slot once).
+    #[inline(always)]
+    fn window(&self, key: u64) -> (usize, usize) {
+        let home = self.home(key);
+        (home, (home + PROBES) & self.mask)
     }
 
     /// The slot after `i`.
     #[inline(always)]
     fn next(&self, i: usize) -> usize {
-        (i + 1) & (self.slots.len() - 1)
+        (i + 1) & self.mask
+    }
+
+    /// Slot `i` without a bounds check.
+    ///
+    /// # Safety
+    /// `i` must be a [`home`](Self::home) or [`next`](Self::next) slot: masked by `mask`,
+    /// which is `slots.len() - 1`, so below the length.
+    #[inline(always)]
+    unsafe fn slot(&self, i: usize) -> &'static Slot<V> {
+        debug_assert!(i <= self.mask && self.mask < self.slots.len());
+        // SAFETY: the caller passes a masked index, below the length (see above).
+        unsafe { self.slots.get_unchecked(i) }
     }
 
     /// The slot index and value of `key`, if it is in the map: at most [`PROBES`] loads,
     /// stopping at the first empty slot.
     #[inline(always)]
     pub(crate) fn find(&self, key: u64) -> Option<(usize, &'static V)> {
-        let mut i = self.home(key);
-        for _ in 0..PROBES {
-            let s = &self.slots[i];
+        let (mut i, end) = self.window(key);
+        loop {
+            // SAFETY: `i` is a home or next slot.
+            let s = unsafe { self.slot(i) };
             let k = s.key.load(Ordering::Acquire);
             if k == key {
                 return Some((i, &s.value));
@@ -290,8 +305,10 @@ impl<V: 'static> Table<V> {
                 return None;
             }
             i = self.next(i);
+            if i == end {
+                return None;
+            }
         }
-        None
     }
 
     /// The key in slot `index`, if it holds one (not empty, busy or removed).
@@ -314,7 +331,10 @@ impl<V: 'static> Table<V> {
         let (i, v) = self.find(key)?;
         let r = take(v);
         // Release: the next owner of the slot (whose claim is AcqRel) sees `take`'s writes.
-        self.slots[i].key.store(TOMBSTONE, Ordering::Release);
+        // SAFETY: `find` returns a home or next slot.
+        unsafe { self.slot(i) }
+            .key
+            .store(TOMBSTONE, Ordering::Release);
         Some(r)
     }
 
@@ -468,8 +488,10 @@ mod tests {
         let unreserved: FixedMap<Val> = FixedMap::new(16);
         assert!(unreserved.insert(1).is_err());
         assert_eq!(unreserved.full(), 0, "not reserved: refused, not counted");
-        assert!(unreserved.table_or_reserve().is_some());
+        assert!(unreserved.table().is_none());
+        assert!(unreserved.reserve());
         assert!(unreserved.insert(1).is_ok());
+        assert!(unreserved.table().is_some_and(|t| t.find(1).is_some()));
     }
 
     #[test]

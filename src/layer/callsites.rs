@@ -71,27 +71,37 @@ fn key(meta: &'static Metadata<'static>) -> u64 {
     meta as *const Metadata<'static> as usize as u64
 }
 
+/// Reserves the table (when the layer is added to a subscriber). Cold.
+pub(crate) fn reserve() {
+    INDEX.reserve();
+}
+
 /// The index of `meta`'s entry, inserting it on first sight (which allocates its
 /// figures); `None` when the table is full, or for a moment while another thread inserts
 /// the same callsite.
 #[inline]
 pub(crate) fn index(meta: &'static Metadata<'static>) -> Option<u32> {
+    lookup(meta).map(|(i, _)| i)
+}
+
+/// [`index`] and the figures at it.
+#[inline]
+pub(crate) fn lookup(meta: &'static Metadata<'static>) -> Option<(u32, &'static Stats)> {
     match INDEX.table().and_then(|t| t.find(key(meta))) {
-        Some((i, _)) => STATS.get(i)?.get().is_some().then_some(i as u32),
+        Some((i, _)) => Some((i as u32, *STATS.get(i)?.get()?)),
         None => insert(meta),
     }
 }
 
 #[cold]
-fn insert(meta: &'static Metadata<'static>) -> Option<u32> {
-    INDEX.table_or_reserve()?;
+fn insert(meta: &'static Metadata<'static>) -> Option<(u32, &'static Stats)> {
     let c = INDEX.insert(key(meta)).ok()?;
     let stats = STATS.get(c.index)?;
     if c.fresh {
         let _own = ProfilerGuard::new();
         stats.get_or_init(|| Box::leak(Box::new(Stats::new(meta))));
     }
-    stats.get().is_some().then_some(c.index as u32)
+    Some((c.index as u32, *stats.get()?))
 }
 
 /// The figures of entry `i`, if it is published.

@@ -18,12 +18,16 @@ pub(crate) const TIMED: u32 = 1 << 29;
 /// The callsite bits of an entry's value.
 pub(crate) const CALLSITE_MASK: u32 = TIMED - 1;
 
-/// The cache (a field of the layer's per-thread state).
+/// The cache (a field of the layer's per-thread state): span ids and their values in
+/// two arrays, so that a hit is one compare and one load.
 pub(crate) struct IdCache {
-    entries: [Cell<(u64, u32)>; ENTRIES],
+    /// Span id of each entry (0 = empty: span ids are never 0).
+    ids: [Cell<u64>; ENTRIES],
+    /// Callsite and flags of each entry.
+    values: [Cell<u32>; ENTRIES],
 }
 
-#[inline]
+#[inline(always)]
 fn slot(id: u64) -> usize {
     (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % ENTRIES
 }
@@ -31,21 +35,29 @@ fn slot(id: u64) -> usize {
 impl IdCache {
     pub(crate) const fn new() -> IdCache {
         IdCache {
-            entries: [const { Cell::new((0, 0)) }; ENTRIES],
+            ids: [const { Cell::new(0) }; ENTRIES],
+            values: [const { Cell::new(0) }; ENTRIES],
         }
     }
 
     /// The cached value of span `id` (callsite and flags), if it is there.
     #[inline(always)]
     pub(crate) fn get(&self, id: u64) -> Option<u32> {
-        let (k, v) = self.entries[slot(id)].get();
-        (k == id).then_some(v)
+        let i = slot(id);
+        (self.ids[i].get() == id).then(|| self.values[i].get())
+    }
+
+    #[inline(always)]
+    fn set(&self, id: u64, value: u32) {
+        let i = slot(id);
+        self.ids[i].set(id);
+        self.values[i].set(value);
     }
 
     /// Caches the callsite of span `id` (seen at enter).
     #[inline]
     pub(crate) fn cache(&self, id: u64, callsite: u32) {
-        self.entries[slot(id)].set((id, callsite & CALLSITE_MASK));
+        self.set(id, callsite & CALLSITE_MASK);
     }
 
     /// Caches the callsite of span `id`, just created on this thread; `plain` when the
@@ -53,7 +65,7 @@ impl IdCache {
     #[inline]
     pub(crate) fn cache_created(&self, id: u64, callsite: u32, plain: bool, timed: bool) {
         let flags = CREATED_HERE | if plain { PLAIN } else { 0 } | if timed { TIMED } else { 0 };
-        self.entries[slot(id)].set((id, (callsite & CALLSITE_MASK) | flags));
+        self.set(id, (callsite & CALLSITE_MASK) | flags);
     }
 
     /// At close: forgets span `id` (its id may be handed out again) and, when this thread
@@ -67,12 +79,12 @@ impl IdCache {
     /// at enter (spans created elsewhere) are never trusted here.
     #[inline]
     pub(crate) fn close_plain(&self, id: u64) -> Option<(u32, bool)> {
-        let c = &self.entries[slot(id)];
-        let (k, v) = c.get();
-        if k != id {
+        let i = slot(id);
+        if self.ids[i].get() != id {
             return None;
         }
-        c.set((0, 0));
+        let v = self.values[i].get();
+        self.ids[i].set(0);
         (v & (CREATED_HERE | PLAIN) == CREATED_HERE | PLAIN)
             .then_some((v & CALLSITE_MASK, v & TIMED != 0))
     }

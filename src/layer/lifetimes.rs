@@ -28,12 +28,14 @@ unsafe impl Zeroable for Created {}
 /// Span id -> its creation.
 static TABLE: FixedMap<Created> = FixedMap::new(SLOTS);
 
+/// Reserves the table (when the layer is added to a subscriber). Cold.
+pub(crate) fn reserve() {
+    TABLE.reserve();
+}
+
 /// Remembers that span `id` (of `callsite`) was created at `created` (ns, non-zero);
 /// false when the table has no room for it (the span is then not timed).
 pub(crate) fn insert(id: u64, callsite: u32, created: u64) -> bool {
-    if TABLE.table_or_reserve().is_none() {
-        return false;
-    }
     match TABLE.insert(id) {
         Ok(c) => {
             c.value.callsite.store(callsite, Relaxed);
@@ -70,6 +72,7 @@ mod tests {
 
     #[test]
     fn insert_then_take_once() {
+        reserve();
         let id = 0xDEAD_0000_0001;
         assert!(insert(id, 1000, 42));
         assert!(open().any(|o| o == (1000, 42)), "open until taken");

@@ -171,6 +171,14 @@ impl<S> Layer<S> for SpanLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        // The fixed tables, before the first callsite is registered. Without the memory,
+        // the layer records nothing.
+        callsites::reserve();
+        paths::reserve();
+        lifetimes::reserve();
+    }
+
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
         if meta.is_span() {
             let _ = callsites::index(meta);
@@ -181,10 +189,7 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         use std::sync::atomic::Ordering::Relaxed;
         let meta = attrs.metadata();
-        let Some(cs) = callsites::index(meta) else {
-            return;
-        };
-        let Some(stats) = callsites::get(cs) else {
+        let Some((cs, stats)) = callsites::lookup(meta) else {
             return;
         };
         stats.created.fetch_add(1, Relaxed);
@@ -258,7 +263,7 @@ where
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        let Some(s) = callsites::index(span.metadata()).and_then(callsites::get) else {
+        let Some((_, s)) = callsites::lookup(span.metadata()) else {
             return;
         };
         s.closed.fetch_add(1, Relaxed);

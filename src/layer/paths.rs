@@ -30,12 +30,14 @@ unsafe impl Zeroable for Node {}
 /// `(parent << 32) | (callsite + 1)` -> the path's figures.
 static TRIE: FixedMap<Node> = FixedMap::new(PATHS);
 
+/// Reserves the table (when the layer is added to a subscriber). Cold.
+pub(crate) fn reserve() {
+    TRIE.reserve();
+}
+
 /// The path `parent` + `callsite` (0 when the map is full).
 #[inline]
 pub(crate) fn child_path(parent: u32, callsite: u32) -> u32 {
-    if TRIE.table_or_reserve().is_none() {
-        return 0;
-    }
     let key = (u64::from(parent) << 32) | (u64::from(callsite) + 1);
     TRIE.insert(key).map_or(0, |c| c.index as u32 + 1)
 }
@@ -96,6 +98,7 @@ mod tests {
 
     #[test]
     fn paths_form_a_trie() {
+        reserve();
         let a = child_path(0, 700);
         let ab = child_path(a, 701);
         assert_ne!(a, 0);

@@ -432,6 +432,7 @@ mod tests {
     #[test]
     fn fast_paths_time_one_root_tree_per_interval() {
         const EVERY: u32 = 32;
+        super::super::paths::reserve();
         THREAD.with(|l| {
             l.sampling.busy_countdown.set(1);
             l.sampling.busy_every.set(EVERY);
