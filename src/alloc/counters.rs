@@ -75,6 +75,7 @@ impl Slot {
     }
 
     /// Adds a sampled allocation's (`free = false`) or free's estimate for `stack`.
+    #[inline]
     pub(crate) fn stack_event(
         &self,
         exclusive: bool,

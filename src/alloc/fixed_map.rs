@@ -138,18 +138,15 @@ impl<V: Zeroable + 'static> FixedMap<V> {
         if key == EMPTY || key > MAX_KEY {
             return self.refuse();
         }
-        let (mut i, end) = t.window(key);
-        loop {
-            // SAFETY: `i` is a home or next slot.
-            let s = unsafe { t.slot(i) };
-            let k = s.key.load(Ordering::Acquire);
+        let claim = t.probe(key, |index, s| {
             let found = |fresh| {
-                Ok(Claim {
-                    index: i,
+                Some(Claim {
+                    index,
                     value: &s.value,
                     fresh,
                 })
             };
+            let k = s.key.load(Ordering::Acquire);
             if k == key {
                 return found(false);
             }
@@ -165,10 +162,11 @@ impl<V: Zeroable + 'static> FixedMap<V> {
                     Err(_) => {}
                 }
             }
-            i = t.next(i);
-            if i == end {
-                return self.refuse();
-            }
+            None
+        });
+        match claim {
+            Some(c) => Ok(c),
+            None => self.refuse(),
         }
     }
 
@@ -188,10 +186,8 @@ impl<V: Zeroable + 'static> FixedMap<V> {
         if key == EMPTY || key > MAX_KEY {
             return self.refuse();
         }
-        let (mut i, end) = t.window(key);
-        loop {
-            // SAFETY: `i` is a home or next slot.
-            let s = unsafe { t.slot(i) };
+        let mut init = Some(init);
+        let index = t.probe(key, |i, s| {
             let mut k = s.key.load(Ordering::Acquire);
             if k == EMPTY || k == TOMBSTONE {
                 match s
@@ -199,20 +195,20 @@ impl<V: Zeroable + 'static> FixedMap<V> {
                     .compare_exchange(k, BUSY, Ordering::Acquire, Ordering::Acquire)
                 {
                     Ok(_) => {
-                        init(&s.value);
+                        if let Some(init) = init.take() {
+                            init(&s.value);
+                        }
                         s.key.store(key, Ordering::Release);
-                        return Ok(i);
+                        return Some(i);
                     }
                     Err(now) => k = now,
                 }
             }
-            if k == key && same(&s.value) {
-                return Ok(i);
-            }
-            i = t.next(i);
-            if i == end {
-                return self.refuse();
-            }
+            (k == key && same(&s.value)).then_some(i)
+        });
+        match index {
+            Some(i) => Ok(i),
+            None => self.refuse(),
         }
     }
 
@@ -263,18 +259,37 @@ impl<V: 'static> Table<V> {
         (key.wrapping_mul(GOLDEN) >> 32) as usize & self.mask
     }
 
-    /// A key's probe window: its home and the slot [`PROBES`] on (where the probes stop;
-    /// in a table of fewer slots, the home again: every slot once).
-    #[inline(always)]
-    fn window(&self, key: u64) -> (usize, usize) {
-        let home = self.home(key);
-        (home, (home + PROBES) & self.mask)
-    }
-
     /// The slot after `i`.
     #[inline(always)]
     fn next(&self, i: usize) -> usize {
         (i + 1) & self.mask
+    }
+
+    /// Visits `key`'s probe window in order until `visit` returns `Some`: its home slot,
+    /// then the next ones, [`PROBES`] slots in all (every slot once in a smaller table).
+    /// The end of the window is worked out only past the home slot, where most visits
+    /// end.
+    #[inline(always)]
+    fn probe<R>(
+        &self,
+        key: u64,
+        mut visit: impl FnMut(usize, &'static Slot<V>) -> Option<R>,
+    ) -> Option<R> {
+        let home = self.home(key);
+        // SAFETY: a home slot.
+        if let Some(r) = visit(home, unsafe { self.slot(home) }) {
+            return Some(r);
+        }
+        let end = (home + PROBES) & self.mask;
+        let mut i = self.next(home);
+        while i != end {
+            // SAFETY: a next slot.
+            if let Some(r) = visit(i, unsafe { self.slot(i) }) {
+                return Some(r);
+            }
+            i = self.next(i);
+        }
+        None
     }
 
     /// Slot `i` without a bounds check.
@@ -293,22 +308,17 @@ impl<V: 'static> Table<V> {
     /// stopping at the first empty slot.
     #[inline(always)]
     pub(crate) fn find(&self, key: u64) -> Option<(usize, &'static V)> {
-        let (mut i, end) = self.window(key);
-        loop {
-            // SAFETY: `i` is a home or next slot.
-            let s = unsafe { self.slot(i) };
+        self.probe(key, |i, s| {
             let k = s.key.load(Ordering::Acquire);
             if k == key {
-                return Some((i, &s.value));
+                Some(Some((i, &s.value)))
+            } else if k == EMPTY {
+                Some(None)
+            } else {
+                None
             }
-            if k == EMPTY {
-                return None;
-            }
-            i = self.next(i);
-            if i == end {
-                return None;
-            }
-        }
+        })
+        .flatten()
     }
 
     /// The key in slot `index`, if it holds one (not empty, busy or removed).

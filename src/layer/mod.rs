@@ -1,11 +1,17 @@
 //! The tracing layer ([`layer`]): span timings, allocations while entered, tasks by spawn
-//! site, and the span path that heap samples record.
+//! site, and the spans heap samples record.
 //!
 //! Cold side, but on the program's threads: every callback is constant time, takes no
 //! lock held across user code (the task-site table's read lock covers one hash lookup),
 //! allocates only when a callsite or spawn site is first seen plus one extension per
 //! task span (the registry's own per-span storage), and keeps its figures in fixed
-//! tables and fixed-size histograms (timed span lifetimes start in `lifetimes`).
+//! tables (the hot side's `FixedMap`, reserved when the layer is added to a subscriber)
+//! and fixed-size histograms (timed span lifetimes start in `lifetimes`).
+//!
+//! The layer reaches the hot side through one narrow interface: it keeps its stack of
+//! entered spans in the thread's span tag (`alloc::span_tag`, see `stack.rs`), which a
+//! heap sample copies into its stack; the cold side turns the callsites a sample carries
+//! back into a span path (`paths.rs`) whose names are the stack's root-most frames.
 
 pub(crate) mod callsites;
 pub(crate) mod hist;
