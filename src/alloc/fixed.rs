@@ -1,10 +1,12 @@
-//! Fixed-size tables of atomics, reserved zeroed from `System` and never freed.
+//! Fixed-size tables of atomics, reserved zeroed from `System` and never freed: the
+//! storage of every [`FixedMap`](super::fixed_map::FixedMap).
 //!
 //! They bypass the global allocator (so they are neither counted nor sampled, and
-//! reserving them cannot recurse into the hooks), and only the pages of entries in use
-//! become resident. The length lives in a header of the same allocation, so one pointer
-//! publishes both; a larger table can replace a smaller one (the old one is leaked, never
-//! freed under a reader).
+//! reserving them cannot recurse into the hooks); a large table comes zeroed from the
+//! system (mapped, not written), so only the pages of entries in use become resident.
+//! The length lives in a header of the same allocation, so one pointer publishes both; a
+//! larger table can replace a smaller one (the old one is leaked, never freed under a
+//! reader).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicPtr, Ordering};

@@ -112,6 +112,8 @@ impl<V: Zeroable + 'static> FixedMap<V> {
     #[inline(always)]
     pub(crate) fn table(&self) -> Option<Table<V>> {
         let slots = self.slots.get()?;
+        // `reserve_at_least` is the only way a table is made.
+        debug_assert!(slots.len().is_power_of_two() && slots.len() >= 2);
         Some(Table {
             slots,
             mask: slots.len() - 1,

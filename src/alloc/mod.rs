@@ -9,7 +9,7 @@
 //! non-allocating accessors (visitors, atomic loads) and makes its copies itself.
 
 mod addr_map;
-pub(crate) mod capture;
+mod capture;
 pub(crate) mod captured;
 pub(crate) mod counters;
 mod direct;
@@ -19,7 +19,7 @@ mod hooks;
 pub(crate) mod peak;
 pub(crate) mod sampler;
 pub(crate) mod samples;
-pub(crate) mod scope_counts;
+mod scope_counts;
 pub(crate) mod scopes;
 pub(crate) mod session_word;
 pub(crate) mod span_tag;
