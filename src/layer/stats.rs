@@ -85,7 +85,7 @@ pub struct TaskStats {
     pub closed: u64,
 }
 
-/// The figures of every span callsite seen by [`layer`](crate::layer), most time entered
+/// The figures of every span callsite seen by [`layer`](crate::layer()), most time entered
 /// first. Empty when no layer is installed.
 pub fn span_stats() -> Vec<SpanStats> {
     let _own = ProfilerGuard::new();
