@@ -117,6 +117,7 @@ mod proc_status;
 mod profile;
 mod readings;
 mod session;
+mod snapshot;
 mod stats;
 mod symbolize;
 mod sys;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use crate::alloc::thread::ProfilerGuard;
-use crate::alloc::{sampler, samples, stacks};
+use crate::alloc::{sampler, samples, span_tag, stacks};
 use crate::stats::{stats, HeapStats};
 use crate::symbolize::{self, FrameKey, Resolved};
 
@@ -175,7 +175,7 @@ impl Sums {
 pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     let _guard = ProfilerGuard::new();
     let stats = stats();
-    let raw = stacks::snapshot();
+    let raw = crate::snapshot::stacks::snapshot();
     let mut syms: AHashMap<usize, Arc<Resolved>> = AHashMap::new();
     let mut c_runtime: AHashMap<usize, bool> = AHashMap::new();
     // Raw stacks merged by trimmed address stack (each key kept once, in the map, until
@@ -183,9 +183,17 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> = AHashMap::with_capacity(raw.len());
     let mut stack_sums: Vec<Sums> = Vec::with_capacity(raw.len());
     let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(raw.len());
+    let mut span_paths: AHashMap<span_tag::SpanCallsites, u32> = AHashMap::new();
     for s in raw {
-        // A sample taken inside tracing spans carries their path at the root end.
-        let (addrs, span_path) = crate::layer::current::split_span_path(&s.frames);
+        // A sample taken inside tracing spans carries their callsites at the root end.
+        let (addrs, spans) = span_tag::split(&s.frames);
+        let span_path = if spans.is_empty() {
+            0
+        } else {
+            *span_paths
+                .entry(spans)
+                .or_insert_with(|| crate::layer::span_path_of(&spans))
+        };
         let pcs = trim_stack(
             addrs,
             s.truncated,
@@ -322,8 +330,9 @@ pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
 pub(crate) fn symbolize_stack(addrs: &[usize], truncated: bool) -> Vec<Frame> {
-    // A sample taken inside tracing spans carries their path at the root end.
-    let (addrs, span_path) = crate::layer::current::split_span_path(addrs);
+    // A sample taken inside tracing spans carries their callsites at the root end.
+    let (addrs, spans) = span_tag::split(addrs);
+    let span_path = crate::layer::span_path_of(&spans);
     let pcs = trim_stack(
         addrs,
         truncated,

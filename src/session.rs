@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::alloc::thread::ProfilerGuard;
-use crate::alloc::{counters, switch};
+use crate::alloc::{counters, session_word as switch};
 use crate::config::Config;
 use crate::context::Context;
 use crate::diag;

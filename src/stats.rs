@@ -34,7 +34,7 @@ pub struct HeapStats {
 pub fn stats() -> HeapStats {
     let t = counters::totals();
     let live_bytes = t.alloc_bytes.saturating_sub(t.free_bytes);
-    if crate::alloc::switch::session_running() {
+    if crate::alloc::session_word::session_running() {
         peak::observe();
     }
     HeapStats {

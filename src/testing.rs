@@ -52,10 +52,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::alloc::scopes::{self as track, Counts, Tracked};
+use crate::alloc::session_word as switch;
 use crate::alloc::thread::ProfilerGuard;
-use crate::alloc::track::{self, Counts, Tracked};
-use crate::alloc::{stacks, switch};
 use crate::profile::{own_frame, symbolize_stack, Frame};
+use crate::snapshot::stacks;
 
 /// What a measured closure did to the heap (exact).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,10 +3,10 @@
 
 use super::finding::{Evidence, Finding};
 use super::{message, Alert, AlertKind, Growth, Suspect};
-use crate::alloc::stacks;
 use crate::detect::verdict::Trend;
 use crate::layer::TaskStats;
 use crate::profile::{symbolize_stack, Site};
+use crate::snapshot::stacks;
 
 /// The alert for `f`, with the suspects of [`suspect_sites`] and the tracing layer's
 /// figures its kind names (read now). No files yet.

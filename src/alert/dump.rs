@@ -46,7 +46,7 @@ pub(crate) fn write(
         let sub = format!(
             "{}; self time by span stack, estimated from the timed entries (1 in 1 to 1 in {}, by rate)",
             l.describe(),
-            crate::layer::current::BUSY_EVERY_MAX,
+            crate::layer::timing::BUSY_EVERY_MAX,
         );
         match write::write_atomic(&svg, |w| {
             write::span_flamegraph::write_span_flamegraph(&l.folded, &sub, w)

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::AlertKind;
-use crate::alloc::stacks::StackCounts;
 use crate::detect::verdict::Trend;
 use crate::layer::tasks::Site;
+use crate::snapshot::stacks::StackCounts;
 use crate::stats::HeapStats;
 use crate::write::report::HistoryPoint;
 

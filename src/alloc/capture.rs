@@ -1,27 +1,11 @@
-//! Stack capture into a fixed buffer of raw return addresses.
+//! Stack capture into a fixed buffer of raw return addresses ([`Captured`]): picks the
+//! walker for the platform (the cached frame walker of `unwind.rs` on x86_64 Linux
+//! glibc, the system unwinder elsewhere).
 //!
 //! No allocation, no lock, no symbolization: addresses are resolved to names only when
-//! a profile is written (see `symbolize.rs`).
+//! a profile is written.
 
-/// Frames kept per stack (innermost first); deeper stacks are truncated at the root side.
-pub(crate) const MAX_FRAMES: usize = 64;
-
-/// A captured stack.
-pub(crate) struct Captured {
-    pub(crate) frames: [usize; MAX_FRAMES],
-    pub(crate) len: usize,
-    pub(crate) truncated: bool,
-}
-
-impl Captured {
-    pub(crate) const fn empty() -> Captured {
-        Captured {
-            frames: [0; MAX_FRAMES],
-            len: 0,
-            truncated: false,
-        }
-    }
-}
+use super::captured::{Captured, MAX_FRAMES};
 
 /// Walks the calling thread's stack; `bounds` are the thread's stack bounds as far as
 /// known (kept in its thread state, used by the cached walker). Frames of leakscope itself

@@ -3,7 +3,9 @@
 //! Each thread claims an exclusive [`Slot`] and updates it with plain load+store (no
 //! read-modify-write, no shared cache line). Slot 0 is the shared overflow slot, updated
 //! with `fetch_add`, for threads beyond the table, threads being torn down, and threads
-//! without usable thread-local storage. Readers sum all slots.
+//! without usable thread-local storage. Readers sum all slots ([`totals`]: atomic loads,
+//! also taken at sample points for the peak); the per-stack counts threads hold back are
+//! visited with [`for_each_pending`].
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 
@@ -73,6 +75,7 @@ impl Slot {
     }
 
     /// Adds a sampled allocation's (`free = false`) or free's estimate for `stack`.
+    #[inline]
     pub(crate) fn stack_event(
         &self,
         exclusive: bool,
@@ -240,13 +243,6 @@ pub(crate) fn rebase() {
     {
         b.store(v, Ordering::Relaxed);
     }
-}
-
-/// Every slot's pending per-stack counts: (stack id, counts). Cold (allocates).
-pub(crate) fn pending() -> Vec<(u32, [u64; 4])> {
-    let mut out = Vec::new();
-    for_each_pending(|id, c| out.push((id, c)));
-    out
 }
 
 /// Calls `f(stack id, counts)` for every slot's pending per-stack counts.

@@ -4,13 +4,13 @@
 //! the call and tail-call `System`: no frame and no reentrancy guard around the call.
 //! A null result is handed back to the caller, which calls `direct_alloc_failed` /
 //! `direct_realloc_failed` on its own null branch to take the count back. The cold cases
-//! go to the guarded paths in `mod.rs` (`alloc_other`, `realloc_other`), which count
+//! go to the guarded paths in `hooks.rs` (`alloc_other`, `realloc_other`), which count
 //! only what succeeded and mark a null as not counted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
+use super::hooks::{alloc_other, count_fast_alloc, count_fast_realloc, raw_alloc, realloc_other};
 use super::thread::STATE;
-use super::{alloc_other, count_fast_alloc, count_fast_realloc, raw_alloc, realloc_other};
 
 /// `System`'s smallest guaranteed `malloc` alignment on this target, or less (it only has
 /// to be at most the standard library's `MIN_ALIGN`).

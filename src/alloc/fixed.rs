@@ -1,10 +1,12 @@
-//! Fixed-size tables of atomics, reserved zeroed from `System` and never freed.
+//! Fixed-size tables of atomics, reserved zeroed from `System` and never freed: the
+//! storage of every [`FixedMap`](super::fixed_map::FixedMap).
 //!
 //! They bypass the global allocator (so they are neither counted nor sampled, and
-//! reserving them cannot recurse into the hooks), and only the pages of entries in use
-//! become resident. The length lives in a header of the same allocation, so one pointer
-//! publishes both; a larger table can replace a smaller one (the old one is leaked, never
-//! freed under a reader).
+//! reserving them cannot recurse into the hooks); a large table comes zeroed from the
+//! system (mapped, not written), so only the pages of entries in use become resident.
+//! The length lives in a header of the same allocation, so one pointer publishes both; a
+//! larger table can replace a smaller one (the old one is leaked, never freed under a
+//! reader).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicPtr, Ordering};
@@ -14,6 +16,15 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// # Safety
 /// An implementor must be valid when every byte is zero (e.g. a struct of atomics).
 pub(crate) unsafe trait Zeroable {}
+
+// SAFETY: no bytes at all.
+unsafe impl Zeroable for () {}
+// SAFETY: all-zero bytes are the atomic holding 0.
+unsafe impl Zeroable for std::sync::atomic::AtomicU64 {}
+// SAFETY: as above.
+unsafe impl Zeroable for std::sync::atomic::AtomicU32 {}
+// SAFETY: each field is valid when zeroed (padding bytes carry no value).
+unsafe impl<A: Zeroable, B: Zeroable> Zeroable for (A, B) {}
 
 #[repr(C)]
 struct Header {
@@ -34,12 +45,17 @@ impl<T: Zeroable + 'static> Fixed<T> {
         }
     }
 
-    /// The allocation for `len` entries and the offset of the first entry.
-    fn layout(len: usize) -> Option<(Layout, usize)> {
+    /// Where the first entry starts: after the header, at `T`'s alignment (the same for
+    /// every length, so a reader needs no layout arithmetic).
+    const OFFSET: usize = size_of::<Header>().next_multiple_of(align_of::<T>());
+
+    /// The allocation for `len` entries (its first entry at [`Self::OFFSET`]).
+    fn layout(len: usize) -> Option<Layout> {
         let (layout, offset) = Layout::new::<Header>()
             .extend(Layout::array::<T>(len).ok()?)
             .ok()?;
-        Some((layout.pad_to_align(), offset))
+        debug_assert_eq!(offset, Self::OFFSET);
+        Some(layout.pad_to_align())
     }
 
     /// Makes sure a table of at least `len` entries is there. False if the memory
@@ -48,7 +64,7 @@ impl<T: Zeroable + 'static> Fixed<T> {
         if self.get().is_some_and(|t| t.len() >= len) {
             return true;
         }
-        let Some((layout, _)) = Self::layout(len) else {
+        let Some(layout) = Self::layout(len) else {
             return false;
         };
         // SAFETY: the layout has a non-zero size (it holds the header).
@@ -81,12 +97,14 @@ impl<T: Zeroable + 'static> Fixed<T> {
         }
         // SAFETY: a non-null pointer was published (AcqRel, after its header was written)
         // by `reserve`: an allocation of `Self::layout(len)` with the header at the start
-        // and `len` initialised entries at the layout's offset, never freed. Entries are
-        // only accessed through shared references (they are atomics).
+        // and `len` initialised entries at `OFFSET`, never freed. Entries are only
+        // accessed through shared references (they are atomics).
         unsafe {
             let len = (*(p as *const Header)).len;
-            let (_, offset) = Self::layout(len)?;
-            Some(std::slice::from_raw_parts(p.add(offset) as *const T, len))
+            Some(std::slice::from_raw_parts(
+                p.add(Self::OFFSET) as *const T,
+                len,
+            ))
         }
     }
 }

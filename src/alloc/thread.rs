@@ -1,12 +1,12 @@
 //! Per-thread state of the allocation hooks: the session word with flag bits, the counter
-//! slot, the sampler, the stack bounds.
+//! slot, the sampler, the stack bounds, the open heap-measuring scope and the span tag.
 //!
 //! `STATE` is a `const` thread-local of a type without `Drop`, so it never registers a
 //! destructor and stays usable while the thread is torn down (after other TLS destructors
 //! ran). A second thread-local, `RELEASE`, has a `Drop` that hands the counter slot back
 //! when the thread exits.
 //!
-//! The thread's `word` is the session word it last synchronised with (see `switch.rs`)
+//! The thread's `word` is the session word it last synchronised with (see `session_word.rs`)
 //! plus flag bits. The fast path runs only when `word` equals the session word; a flag or
 //! a new session sends the call down the cold path: inside our own hook (a nested call
 //! from the inner allocator), inside leakscope's own work, thread not set up yet, no
@@ -17,8 +17,9 @@ use std::cell::Cell;
 use super::capture::StackBounds;
 use super::counters::{self, Slot};
 use super::peak;
-use super::switch::FLAG_BITS;
-use super::track::ThreadScope;
+use super::scope_counts::ThreadScope;
+use super::session_word::FLAG_BITS;
+use super::span_tag::SpanTag;
 
 /// A hook of this thread is running: a nested call comes from the inner allocator's own
 /// bookkeeping (or the unwinder) and passes through uncounted.
@@ -53,8 +54,11 @@ pub(crate) struct ThreadState {
     /// without counting anything: its caller must not take a count back. Set and cleared
     /// on failure paths only.
     pub(crate) not_counted: Cell<bool>,
-    /// Heap-measuring scopes open on this thread (`track.rs`).
+    /// Heap-measuring scopes open on this thread (`scopes.rs`).
     pub(crate) scope: ThreadScope,
+    /// The tracing spans this thread is inside: written by the tracing layer, read by a
+    /// sample (`span_tag.rs`).
+    pub(crate) spans: SpanTag,
 }
 
 impl ThreadState {
@@ -71,6 +75,7 @@ impl ThreadState {
             parked_old: Cell::new(0),
             not_counted: Cell::new(false),
             scope: ThreadScope::new(),
+            spans: SpanTag::new(),
         }
     }
 
@@ -185,6 +190,14 @@ pub(crate) fn own_counters() -> &'static Slot {
 pub(crate) fn own_allocated() -> Option<(u64, u64)> {
     let (bytes, blocks) = own_counters().allocated();
     (bytes != u64::MAX).then_some((bytes, blocks))
+}
+
+/// Runs `f` with the calling thread's span tag, where the tracing layer keeps its stack of
+/// entered spans (see `span_tag.rs`); `None` without thread-local storage. Cold side: the
+/// layer's callbacks; the hooks read the tag from the thread state they already have.
+#[inline(always)]
+pub(crate) fn with_span_tag<R>(f: impl FnOnce(&SpanTag) -> R) -> Option<R> {
+    STATE.try_with(|t| f(&t.spans)).ok()
 }
 
 /// Marks leakscope's own cold-side work on this thread: allocations made while a guard

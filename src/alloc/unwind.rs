@@ -19,17 +19,18 @@
 //! therefore only costs a slow walk; it cannot produce a stack of garbage, since a wrong
 //! offset reads a slot that is not a known return address.
 //!
-//! The table is a fixed-size lock-free hash (return address -> rule), reserved from
-//! `System` when profiling starts; nothing here allocates or locks.
+//! The table is a [`FixedMap`] (return address -> rule), reserved from `System` when
+//! profiling starts; nothing here allocates or locks.
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
-use super::capture::{Captured, MAX_FRAMES};
-use super::fixed::{Fixed, Zeroable};
+use super::captured::{Captured, MAX_FRAMES};
+use super::fixed::Zeroable;
+use super::fixed_map::{FixedMap, Table};
 
+/// Return addresses whose rule the table can hold.
 const CAPACITY: usize = 1 << 15;
-const PROBES: usize = 16;
 /// Rule value: unknown (empty slot or not yet written).
 const UNKNOWN: u32 = 0;
 /// Rule value: the system unwinder stopped after this frame (the root of the stack).
@@ -39,15 +40,15 @@ const OFFSET_BIAS: u32 = 2;
 /// Largest frame whose offset is learned (bigger ones always take the slow walk).
 const MAX_FRAME_BYTES: usize = 1 << 20;
 
-struct Entry {
-    ip: AtomicUsize,
-    rule: AtomicU32,
-}
+/// The rule of one return address (see the constants above).
+struct Rule(AtomicU32);
 
-static TABLE: Fixed<Entry> = Fixed::new();
+// SAFETY: an atomic; all-zero is `UNKNOWN`.
+unsafe impl Zeroable for Rule {}
 
-// SAFETY: `Entry` is two atomics; all-zero is `ip = 0` (an empty slot).
-unsafe impl Zeroable for Entry {}
+/// Return address -> rule.
+static RULES: FixedMap<Rule> = FixedMap::new(CAPACITY);
+
 /// Captures that needed the system unwinder (a diagnostic; cached walks are not counted,
 /// to keep shared writes off their path).
 static SLOW_WALKS: AtomicUsize = AtomicUsize::new(0);
@@ -155,58 +156,23 @@ impl StackBounds {
 
 /// Reserves the rule table. Cold.
 pub(crate) fn ensure() -> bool {
-    TABLE.reserve(CAPACITY)
+    RULES.reserve()
 }
 
-fn table() -> Option<&'static [Entry]> {
-    TABLE.get()
-}
-
+/// The rule of return address `ip` (`UNKNOWN` if not learned).
 #[inline(always)]
-fn slot(ip: usize) -> usize {
-    ((ip as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & (CAPACITY - 1)
-}
-
-#[inline(always)]
-fn lookup(t: &[Entry], ip: usize) -> u32 {
-    let mut i = slot(ip);
-    for _ in 0..PROBES {
-        let e = &t[i];
-        let k = e.ip.load(Relaxed);
-        if k == ip {
-            return e.rule.load(Relaxed);
-        }
-        if k == 0 {
-            return UNKNOWN;
-        }
-        i = (i + 1) & (CAPACITY - 1);
+fn lookup(t: &Table<Rule>, ip: usize) -> u32 {
+    match t.find(ip as u64) {
+        Some((_, r)) => r.0.load(Relaxed),
+        None => UNKNOWN,
     }
-    UNKNOWN
 }
 
-fn learn(t: &[Entry], ip: usize, rule: u32) {
-    let mut i = slot(ip);
-    for _ in 0..PROBES {
-        let e = &t[i];
-        let k = e.ip.load(Relaxed);
-        if k == ip {
-            e.rule.store(rule, Relaxed);
-            return;
-        }
-        if k == 0 {
-            match e.ip.compare_exchange(0, ip, Relaxed, Relaxed) {
-                Ok(_) => {
-                    e.rule.store(rule, Relaxed);
-                    return;
-                }
-                Err(now) if now == ip => {
-                    e.rule.store(rule, Relaxed);
-                    return;
-                }
-                Err(_) => {}
-            }
-        }
-        i = (i + 1) & (CAPACITY - 1);
+/// Records the rule of return address `ip` (not at all if the table is full: that
+/// address keeps taking the slow walk).
+fn learn(ip: usize, rule: u32) {
+    if let Ok(c) = RULES.insert(ip as u64) {
+        c.value.0.store(rule, Relaxed);
     }
 }
 
@@ -230,7 +196,7 @@ pub(crate) fn capture(out: &mut Captured, bounds: &mut StackBounds) {
 /// The cached walk; `None` (with `c` in an unspecified state) if it cannot finish.
 #[inline(always)]
 fn fast(c: &mut Captured, sp: usize, bounds: StackBounds) -> Option<()> {
-    let t = table()?;
+    let t = RULES.table()?;
     let start = START_OFFSET.load(Relaxed);
     if start == 0 || !bounds.contains(sp) {
         return None;
@@ -249,7 +215,7 @@ fn fast(c: &mut Captured, sp: usize, bounds: StackBounds) -> Option<()> {
         // top, which is mapped; it is 8-aligned.
         let ra =
             unsafe { std::ptr::read_volatile(std::ptr::with_exposed_provenance::<usize>(cfa - 8)) };
-        let rule = lookup(t, ra);
+        let rule = lookup(&t, ra);
         if rule == UNKNOWN {
             return None;
         }
@@ -297,7 +263,6 @@ struct Walk<'a> {
     /// Callbacks left during which nothing is learned (around a signal frame, whose
     /// neighbours' CFAs may lie on different stacks).
     quarantine: u8,
-    table: Option<&'static [Entry]>,
 }
 
 extern "C" fn on_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
@@ -325,11 +290,9 @@ extern "C" fn on_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
         START_OFFSET.store(cfa - w.capture_sp, Relaxed);
     }
     if index >= 3 && w.prev_ip != 0 && learning {
-        if let Some(t) = w.table {
-            let k = cfa.wrapping_sub(w.prev_cfa);
-            if cfa > w.prev_cfa && k % 8 == 0 && k <= MAX_FRAME_BYTES {
-                learn(t, w.prev_ip, k as u32 + OFFSET_BIAS);
-            }
+        let k = cfa.wrapping_sub(w.prev_cfa);
+        if cfa > w.prev_cfa && k % 8 == 0 && k <= MAX_FRAME_BYTES {
+            learn(w.prev_ip, k as u32 + OFFSET_BIAS);
         }
     }
     if ip == 0 {
@@ -363,16 +326,13 @@ fn slow(out: &mut Captured, capture_sp: usize, bounds: &mut StackBounds) {
         prev_ip: 0,
         last_cfa: 0,
         quarantine: 0,
-        table: table(),
     };
     // SAFETY: `on_frame` matches the callback ABI and only touches `w` through `arg`;
     // `_Unwind_Backtrace` is thread-safe and does not call the Rust global allocator.
     unsafe { _Unwind_Backtrace(on_frame, &mut w as *mut Walk as *mut c_void) };
     // The walk reached the root: the last frame ends every later fast walk.
     if w.captured.len > 0 && w.prev_ip != 0 && w.quarantine == 0 {
-        if let Some(t) = w.table {
-            learn(t, w.prev_ip, ROOT);
-        }
+        learn(w.prev_ip, ROOT);
         bounds.learn_root(w.last_cfa);
     }
 }

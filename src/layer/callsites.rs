@@ -1,12 +1,16 @@
 //! The callsite table: one entry per span callsite (`&'static Metadata`) seen by the
-//! layer, with its figures. Fixed capacity, lock-free lookup (open addressing on the
-//! metadata's address); an entry's figures are allocated once, when the callsite is
-//! first seen, and live for the rest of the process (O(callsites) memory).
+//! layer, with its figures. A [`FixedMap`] keyed by the metadata's address gives a
+//! callsite its index (lock-free lookup, one CAS to insert); the figures are allocated
+//! once, when the callsite is first seen, and live for the rest of the process
+//! (O(callsites) memory).
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::OnceLock;
 
 use tracing_core::Metadata;
+
+use crate::alloc::fixed_map::FixedMap;
+use crate::alloc::thread::ProfilerGuard;
 
 use super::hist::Histogram;
 
@@ -50,24 +54,20 @@ impl Stats {
     }
 }
 
-struct Entry {
-    /// The metadata's address; 0 = empty.
-    key: AtomicPtr<Metadata<'static>>,
-    /// Leaked once: the figures live for the rest of the process.
-    stats: OnceLock<&'static Stats>,
+/// Metadata address -> callsite index: an entry holds no value (its key is all of it);
+/// its slot is the callsite's index, its figures are in [`STATS`] at that index.
+static INDEX: FixedMap<()> = FixedMap::new(CAPACITY);
+
+/// The figures of each callsite, by index; leaked once, when the callsite is first seen.
+static STATS: [OnceLock<&'static Stats>; CAPACITY] = [const { OnceLock::new() }; CAPACITY];
+
+fn key(meta: &'static Metadata<'static>) -> u64 {
+    meta as *const Metadata<'static> as usize as u64
 }
 
-static TABLE: [Entry; CAPACITY] = [const {
-    Entry {
-        key: AtomicPtr::new(std::ptr::null_mut()),
-        stats: OnceLock::new(),
-    }
-}; CAPACITY];
-
-fn start(meta: &'static Metadata<'static>) -> usize {
-    let a = meta as *const Metadata<'static> as usize;
-    (a >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CAPACITY.trailing_zeros()) as usize
-        & (CAPACITY - 1)
+/// Reserves the table (when the layer is added to a subscriber). Cold.
+pub(crate) fn reserve() {
+    INDEX.reserve();
 }
 
 /// The index of `meta`'s entry, inserting it on first sight (which allocates its
@@ -75,50 +75,33 @@ fn start(meta: &'static Metadata<'static>) -> usize {
 /// the same callsite.
 #[inline]
 pub(crate) fn index(meta: &'static Metadata<'static>) -> Option<u32> {
-    let want = meta as *const Metadata<'static> as *mut Metadata<'static>;
-    let mut i = start(meta);
-    for _ in 0..CAPACITY {
-        let e = &TABLE[i];
-        let k = e.key.load(Ordering::Acquire);
-        if k == want {
-            return e.stats.get().is_some().then_some(i as u32);
-        }
-        if k.is_null() {
-            return insert(i, meta);
-        }
-        i = (i + 1) & (CAPACITY - 1);
+    lookup(meta).map(|(i, _)| i)
+}
+
+/// [`index`] and the figures at it.
+#[inline]
+pub(crate) fn lookup(meta: &'static Metadata<'static>) -> Option<(u32, &'static Stats)> {
+    match INDEX.table().and_then(|t| t.find(key(meta))) {
+        Some((i, _)) => Some((i as u32, *STATS.get(i)?.get()?)),
+        None => insert(meta),
     }
-    None
 }
 
 #[cold]
-fn insert(mut i: usize, meta: &'static Metadata<'static>) -> Option<u32> {
-    let want = meta as *const Metadata<'static> as *mut Metadata<'static>;
-    for _ in 0..CAPACITY {
-        let e = &TABLE[i];
-        match e.key.compare_exchange(
-            std::ptr::null_mut(),
-            want,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => {
-                let _own = crate::alloc::thread::ProfilerGuard::new();
-                e.stats
-                    .get_or_init(|| Box::leak(Box::new(Stats::new(meta))));
-                return Some(i as u32);
-            }
-            Err(k) if k == want => return e.stats.get().is_some().then_some(i as u32),
-            Err(_) => i = (i + 1) & (CAPACITY - 1),
-        }
+fn insert(meta: &'static Metadata<'static>) -> Option<(u32, &'static Stats)> {
+    let c = INDEX.insert(key(meta)).ok()?;
+    let stats = STATS.get(c.index)?;
+    if c.fresh {
+        let _own = ProfilerGuard::new();
+        stats.get_or_init(|| Box::leak(Box::new(Stats::new(meta))));
     }
-    None
+    Some((c.index as u32, *stats.get()?))
 }
 
 /// The figures of entry `i`, if it is published.
 #[inline]
 pub(crate) fn get(i: u32) -> Option<&'static Stats> {
-    TABLE.get(i as usize)?.stats.get().copied()
+    STATS.get(i as usize)?.get().copied()
 }
 
 /// Every published entry with its index.

@@ -1,18 +1,27 @@
 //! The tracing layer ([`layer`]): span timings, allocations while entered, tasks by spawn
-//! site, and the span path that heap samples record.
+//! site, and the spans heap samples record.
 //!
 //! Cold side, but on the program's threads: every callback is constant time, takes no
 //! lock held across user code (the task-site table's read lock covers one hash lookup),
 //! allocates only when a callsite or spawn site is first seen plus one extension per
 //! task span (the registry's own per-span storage), and keeps its figures in fixed
-//! tables and fixed-size histograms (timed span lifetimes start in `lifetimes`).
+//! tables (the hot side's `FixedMap`, reserved when the layer is added to a subscriber)
+//! and fixed-size histograms (timed span lifetimes start in `lifetimes`).
+//!
+//! The layer reaches the hot side through one narrow interface: it keeps its stack of
+//! entered spans in the thread's span tag (`alloc::span_tag`, see `stack.rs`), which a
+//! heap sample copies into its stack; the cold side turns the callsites a sample carries
+//! back into a span path (`paths.rs`) whose names are the stack's root-most frames.
 
 pub(crate) mod callsites;
-pub(crate) mod current;
 pub(crate) mod hist;
+mod id_cache;
 mod lifetimes;
+mod paths;
+mod stack;
 mod stats;
 pub(crate) mod tasks;
+pub(crate) mod timing;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -24,7 +33,9 @@ use tracing_core::{Interest, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-pub(crate) use stats::{lifetime_of, open_ages, path_names, path_self_times, span_frames};
+pub(crate) use stats::{
+    lifetime_of, open_ages, path_names, path_self_times, span_frames, span_path_of,
+};
 pub use stats::{span_stats, task_stats, SpanStats, TaskStats};
 
 use crate::alloc::thread::{own_allocated, own_counters, ProfilerGuard};
@@ -77,7 +88,7 @@ struct SpanData {
 
 /// The calling thread's allocated (bytes, blocks); `(u64::MAX, 0)` when unknown (the
 /// thread counts into the shared slot). The layer's own allocations are taken out of the
-/// entered spans' snapshots instead (`current::exclude_own`).
+/// entered spans' snapshots instead (`stack::exclude_own`).
 #[inline]
 fn allocated() -> (u64, u64) {
     own_counters().allocated()
@@ -127,8 +138,8 @@ where
     let Some(cs) = ctx.metadata(id).and_then(callsites::index) else {
         return;
     };
-    current::cache_callsite(key, cs);
-    current::enter(key, cs, allocated);
+    stack::cache_callsite(key, cs);
+    stack::enter(key, cs, allocated);
 }
 
 /// Exit of a timed entry, of one exited out of order, of one while which the thread
@@ -137,7 +148,7 @@ where
 fn exit_slow(key: u64) {
     use std::sync::atomic::Ordering::Relaxed;
     let after = allocated();
-    let Some((e, dt)) = current::pop(key, |e| {
+    let Some((e, dt)) = stack::pop(key, |e| {
         if e.t0 == 0 {
             0
         } else {
@@ -155,7 +166,7 @@ fn exit_slow(key: u64) {
             s.busy.record_weighted(dt, e.weight);
             s.busy_total.fetch_add(dt.saturating_mul(e.weight), Relaxed);
         }
-        current::add_self_time(
+        paths::add_self_time(
             e.path,
             dt.saturating_sub(e.child_ns).saturating_mul(e.weight),
         );
@@ -166,6 +177,14 @@ impl<S> Layer<S> for SpanLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn on_layer(&mut self, _subscriber: &mut S) {
+        // The fixed tables, before the first callsite is registered. Without the memory,
+        // the layer records nothing.
+        callsites::reserve();
+        paths::reserve();
+        lifetimes::reserve();
+    }
+
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
         if meta.is_span() {
             let _ = callsites::index(meta);
@@ -176,25 +195,22 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         use std::sync::atomic::Ordering::Relaxed;
         let meta = attrs.metadata();
-        let Some(cs) = callsites::index(meta) else {
-            return;
-        };
-        let Some(stats) = callsites::get(cs) else {
+        let Some((cs, stats)) = callsites::lookup(meta) else {
             return;
         };
         stats.created.fetch_add(1, Relaxed);
         let key = id.into_u64();
-        let timed = current::time_this_span();
+        let timed = stack::time_this_span();
         let is_task = stats.task.load(Relaxed);
         // Spans other than tasks keep no extension: their close is counted from the
         // callsite cache or their metadata, a timed one's creation time is in the
         // lifetimes table. A task keeps its data in the span's extensions.
         if !is_task {
             let timed = timed && lifetimes::insert(key, cs, creation_clock());
-            current::cache_created(key, cs, true, timed);
+            stack::cache_created(key, cs, true, timed);
             return;
         }
-        current::cache_created(key, cs, false, false);
+        stack::cache_created(key, cs, false, false);
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -220,19 +236,19 @@ where
             task,
         });
         if let (Some(b), Some(a)) = (before, own_allocated()) {
-            current::exclude_own(a.0.wrapping_sub(b.0), a.1.wrapping_sub(b.1));
+            stack::exclude_own(a.0.wrapping_sub(b.0), a.1.wrapping_sub(b.1));
         }
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if !current::enter_cached(id.into_u64(), allocated) {
+        if !stack::enter_cached(id.into_u64(), allocated) {
             enter_uncached(id, &ctx);
         }
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
         let key = id.into_u64();
-        if !current::exit_fast(key, allocated_bytes) {
+        if !stack::exit_fast(key, allocated_bytes) {
             exit_slow(key);
         }
     }
@@ -240,7 +256,7 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         use std::sync::atomic::Ordering::Relaxed;
         let key = id.into_u64();
-        if let Some((cs, timed)) = current::close_plain(key) {
+        if let Some((cs, timed)) = stack::close_plain(key) {
             // Created on this thread with no extension: the cache has its callsite.
             if let Some(s) = callsites::get(cs) {
                 s.closed.fetch_add(1, Relaxed);
@@ -253,7 +269,7 @@ where
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        let Some(s) = callsites::index(span.metadata()).and_then(callsites::get) else {
+        let Some((_, s)) = callsites::lookup(span.metadata()) else {
             return;
         };
         s.closed.fetch_add(1, Relaxed);
@@ -274,7 +290,7 @@ where
 }
 
 /// The clock for a span whose lifetime is timed (out of line: one span in
-/// [`current::LIFE_EVERY`]).
+/// [`timing::LIFE_EVERY`]).
 #[cold]
 #[inline(never)]
 fn creation_clock() -> u64 {

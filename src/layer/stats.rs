@@ -5,8 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{callsites, current, lifetimes, tasks};
+use super::{callsites, lifetimes, paths, tasks};
+use crate::alloc::session_word;
+use crate::alloc::span_tag::{self, SpanCallsites};
 use crate::alloc::thread::ProfilerGuard;
+use crate::snapshot::stacks;
 
 /// The figures of one span callsite, from [`span_stats`].
 ///
@@ -82,7 +85,7 @@ pub struct TaskStats {
     pub closed: u64,
 }
 
-/// The figures of every span callsite seen by [`layer`](crate::layer), most time entered
+/// The figures of every span callsite seen by [`layer`](crate::layer()), most time entered
 /// first. Empty when no layer is installed.
 pub fn span_stats() -> Vec<SpanStats> {
     let _own = ProfilerGuard::new();
@@ -144,25 +147,21 @@ pub fn task_stats() -> Vec<TaskStats> {
     out
 }
 
-/// Estimated live bytes of the heap samples by callsite on their span path (each
-/// callsite once per path).
+/// Estimated live bytes of the heap samples by callsite on their span tag (each
+/// callsite once per tag).
 fn sampled_live_by_callsite() -> HashMap<u32, u64> {
     let mut out: HashMap<u32, u64> = HashMap::new();
-    if !crate::alloc::switch::session_running() {
+    if !session_word::session_running() {
         return out;
     }
-    let mut paths: HashMap<u32, Vec<u32>> = HashMap::new();
-    for s in crate::alloc::stacks::snapshot() {
-        let (_, path) = current::split_span_path(&s.frames);
-        if path == 0 {
+    for s in stacks::snapshot() {
+        let (_, spans) = span_tag::split(&s.frames);
+        if spans.is_empty() {
             continue;
         }
         let live = s.alloc_bytes.saturating_sub(s.free_bytes);
-        let cs = paths
-            .entry(path)
-            .or_insert_with(|| current::callsites_of(path));
-        let mut seen: Vec<u32> = Vec::with_capacity(cs.len());
-        for &c in cs.iter() {
+        let mut seen: Vec<u32> = Vec::with_capacity(span_tag::TAG_DEPTH);
+        for c in spans.ids() {
             if !seen.contains(&c) {
                 seen.push(c);
                 *out.entry(c).or_default() += live;
@@ -172,9 +171,15 @@ fn sampled_live_by_callsite() -> HashMap<u32, u64> {
     out
 }
 
+/// The span path of a heap sample's span tag (0: taken outside every span, or the path
+/// table is full): its names become the root-most frames of the sample's stack.
+pub(crate) fn span_path_of(spans: &SpanCallsites) -> u32 {
+    paths::path_of(spans.ids())
+}
+
 /// Span names of a path, outermost first, made safe for folded stacks.
 pub(crate) fn path_names(path: u32) -> Vec<String> {
-    current::callsites_of(path)
+    paths::callsites_of(path)
         .into_iter()
         .filter_map(callsites::get)
         .map(|s| crate::write::folded::frame_name(s.meta.name()))
@@ -183,13 +188,13 @@ pub(crate) fn path_names(path: u32) -> Vec<String> {
 
 /// Self time (ns) by span path since the process started: `(path, ns)`.
 pub(crate) fn path_self_times() -> Vec<(u32, u64)> {
-    current::self_times()
+    paths::self_times()
 }
 
 /// The span frames of path `path`, innermost first (to append at the root end of a
 /// symbolized stack).
 pub(crate) fn span_frames(path: u32) -> Vec<crate::profile::Frame> {
-    let mut v: Vec<crate::profile::Frame> = current::callsites_of(path)
+    let mut v: Vec<crate::profile::Frame> = paths::callsites_of(path)
         .into_iter()
         .filter_map(callsites::get)
         .map(|s| crate::profile::Frame {

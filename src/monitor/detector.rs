@@ -8,11 +8,11 @@ use super::history::{History, Point, SiteSeries};
 use super::layer_watch::LayerWatch;
 use crate::alert::{AlertKind, Evidence, Finding, LayerPart, SiteTrend};
 use crate::alloc::sampler::COUNT_ONE;
-use crate::alloc::stacks;
 use crate::config::Config;
 use crate::cpu::usage::CpuTime;
 use crate::detect::verdict;
 use crate::proc_status;
+use crate::snapshot::stacks;
 use crate::stats::stats;
 use crate::write::report::HistoryPoint;
 

@@ -3,80 +3,23 @@
 //! any thread.
 //!
 //! Reached only from the hooks' cold paths: while a scope is open anywhere, the process
-//! word carries `switch::TESTING` and no thread takes a fast path. Like the rest of the
-//! hot side: no lock, no allocation through the global allocator, no I/O.
+//! word carries `session_word::TESTING` and no thread takes a fast path. Like the rest of
+//! the hot side: no lock, no allocation through the global allocator, no I/O. The cold
+//! side (`leakscope::testing`) opens and closes scopes and reads their figures here.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::addr_map::{AddrMap, Payload};
 use super::capture;
+use super::captured::Captured;
 use super::fixed::Zeroable;
 use super::stacks;
-use super::thread::{ThreadState, IN_HOOK};
+use super::thread::{ThreadState, IN_HOOK, STATE};
+
+pub(crate) use super::scope_counts::Counts;
 
 /// Capacity of the table of tracked blocks (blocks allocated in a scope and still live).
 const TRACKED_BLOCKS: usize = 1 << 20;
-
-/// Cumulative exact counts (of one thread, or of the process-wide scope).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Counts {
-    pub(crate) alloc_bytes: u64,
-    pub(crate) alloc_blocks: u64,
-    pub(crate) free_bytes: u64,
-    pub(crate) free_blocks: u64,
-    /// Highest `alloc_bytes - free_bytes` since the last `mark_peak`.
-    pub(crate) peak: i64,
-}
-
-impl Counts {
-    pub(crate) fn live(&self) -> i64 {
-        self.alloc_bytes.wrapping_sub(self.free_bytes) as i64
-    }
-}
-
-/// A thread's scope state (a field of its `ThreadState`).
-pub(crate) struct ThreadScope {
-    /// Innermost scope open on this thread; 0 = none.
-    id: Cell<u32>,
-    counts: Cell<Counts>,
-}
-
-impl ThreadScope {
-    pub(crate) const fn new() -> ThreadScope {
-        ThreadScope {
-            id: Cell::new(0),
-            counts: Cell::new(Counts {
-                alloc_bytes: 0,
-                alloc_blocks: 0,
-                free_bytes: 0,
-                free_blocks: 0,
-                peak: 0,
-            }),
-        }
-    }
-
-    /// Opens scope `id` on this thread: returns the scope it hides (to restore) and the
-    /// counts at its start; the peak restarts from the live bytes now.
-    pub(crate) fn enter(&self, id: u32) -> (u32, Counts) {
-        let mut c = self.counts.get();
-        let start = c;
-        c.peak = c.live();
-        self.counts.set(c);
-        (self.id.replace(id), start)
-    }
-
-    /// Closes the innermost scope: returns the counts at its end and restores `outer`
-    /// (whose peak includes the closed scope's).
-    pub(crate) fn leave(&self, outer: u32, outer_peak: i64) -> Counts {
-        self.id.set(outer);
-        let end = self.counts.get();
-        let mut c = end;
-        c.peak = c.peak.max(outer_peak);
-        self.counts.set(c);
-        end
-    }
-}
 
 /// A tracked block: its scope, stack and size.
 #[derive(Clone, Copy, Debug)]
@@ -139,17 +82,17 @@ pub(crate) fn ensure() -> bool {
 /// A block of `size` bytes at `p` was allocated by this thread (not by leakscope itself;
 /// `IN_HOOK` clear). Counts it for the open scopes and tracks it with its stack.
 pub(crate) fn on_alloc(t: &ThreadState, p: *mut u8, size: u64) {
-    let thread_scope = t.scope.id.get();
+    let thread_scope = t.scope.id();
     let process_scope = PROCESS_ID.load(Relaxed);
     if thread_scope == 0 && process_scope == 0 {
         return;
     }
     if thread_scope != 0 {
-        let mut c = t.scope.counts.get();
+        let mut c = t.scope.counts();
         c.alloc_bytes += size;
         c.alloc_blocks += 1;
         c.peak = c.peak.max(c.live());
-        t.scope.counts.set(c);
+        t.scope.set_counts(c);
     }
     if process_scope != 0 {
         let bytes = PROCESS[0].fetch_add(size, Relaxed) + size;
@@ -165,7 +108,7 @@ pub(crate) fn on_alloc(t: &ThreadState, p: *mut u8, size: u64) {
     let w = t.word.get();
     t.word.set(w | IN_HOOK);
     let mut bounds = t.stack.get();
-    let mut stack = capture::Captured::empty();
+    let mut stack = Captured::empty();
     capture::capture(&mut stack, &mut bounds);
     t.stack.set(bounds);
     match stacks::intern(&stack) {
@@ -189,11 +132,11 @@ pub(crate) fn on_alloc(t: &ThreadState, p: *mut u8, size: u64) {
 /// This thread frees (or moves, in `realloc`) the block of `size` bytes at `ptr`: counts
 /// the free for the open scopes. Whether the block was tracked is `untrack`'s business.
 pub(crate) fn on_free(t: &ThreadState, size: u64) {
-    if t.scope.id.get() != 0 {
-        let mut c = t.scope.counts.get();
+    if t.scope.id() != 0 {
+        let mut c = t.scope.counts();
         c.free_bytes += size;
         c.free_blocks += 1;
-        t.scope.counts.set(c);
+        t.scope.set_counts(c);
     }
     if PROCESS_ID.load(Relaxed) != 0 {
         PROCESS[2].fetch_add(size, Relaxed);
@@ -216,28 +159,26 @@ pub(crate) fn retrack(ptr: *mut u8, v: Tracked) {
 /// Opens scope `id` on the calling thread: the scope it hides and the counts at the
 /// start (None without thread-local storage).
 pub(crate) fn enter_thread(id: u32) -> Option<(u32, Counts)> {
-    super::thread::STATE.try_with(|t| t.scope.enter(id)).ok()
+    STATE.try_with(|t| t.scope.enter(id)).ok()
 }
 
 /// Closes the calling thread's innermost scope, restoring `outer`; the counts at the end.
 pub(crate) fn leave_thread(outer: u32, outer_peak: i64) -> Option<Counts> {
-    super::thread::STATE
-        .try_with(|t| t.scope.leave(outer, outer_peak))
-        .ok()
+    STATE.try_with(|t| t.scope.leave(outer, outer_peak)).ok()
 }
 
 /// The calling thread's cumulative counts.
 pub(crate) fn thread_now() -> Option<Counts> {
-    super::thread::STATE.try_with(|t| t.scope.counts.get()).ok()
+    STATE.try_with(|t| t.scope.counts()).ok()
 }
 
 /// Restarts the calling thread's peak from its live bytes now; its counts.
 pub(crate) fn restart_thread() -> Option<Counts> {
-    super::thread::STATE
+    STATE
         .try_with(|t| {
-            let mut c = t.scope.counts.get();
+            let mut c = t.scope.counts();
             c.peak = c.live();
-            t.scope.counts.set(c);
+            t.scope.set_counts(c);
             c
         })
         .ok()

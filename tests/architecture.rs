@@ -1,0 +1,278 @@
+//! Checks of the source tree's shape (see ARCHITECTURE.md).
+//!
+//! The hot side, `src/alloc/`, runs inside the program's `alloc`/`dealloc`/`realloc` and
+//! must import nothing from the rest of the crate: no `crate::` path outside
+//! `crate::alloc`, no `super::super`. Its modules depend on each other without cycles.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The `.rs` files under `dir`, recursively, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.expect("directory entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn hot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/alloc")
+}
+
+/// `src` with comments and the contents of string and char literals blanked out (so
+/// that only code is checked; a doc comment may mention any path).
+fn code_only(src: &str) -> String {
+    let b = src.as_bytes();
+    let mut out = String::with_capacity(src.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"//") {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if b[i..].starts_with(b"/*") {
+            let mut depth = 0;
+            while i < b.len() {
+                if b[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if b[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            out.push(' ');
+        } else if b[i] == b'"' {
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+            out.push_str("\"\"");
+        } else if b[i] == b'\'' && b.get(i + 2) == Some(&b'\'') {
+            // A one-character literal (lifetimes have no closing quote).
+            i += 3;
+            out.push_str("' '");
+        } else {
+            let c = src[i..].chars().next().expect("a character");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The path segments that follow each `prefix::` in `code` (`prefix` standing alone:
+/// not the end of a longer identifier, not `$crate`), with a `{...}` group expanded to
+/// the first segment of each of its items.
+fn segments_after(code: &str, prefix: &str) -> Vec<String> {
+    let pat = format!("{prefix}::");
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(k) = code[from..].find(&pat) {
+        let at = from + k;
+        from = at + pat.len();
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| is_ident(c) || c == '$' || c == ':') {
+            continue;
+        }
+        let rest = code[from..].trim_start();
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 1;
+            let mut item = String::new();
+            let mut items = Vec::new();
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => items.push(std::mem::take(&mut item)),
+                    _ => {}
+                }
+                if depth >= 1 && c != ',' {
+                    item.push(c);
+                }
+            }
+            items.push(item);
+            for it in items {
+                let seg: String = it.trim().chars().take_while(|&c| is_ident(c)).collect();
+                if !seg.is_empty() {
+                    out.push(seg);
+                }
+            }
+        } else {
+            let seg: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+            if !seg.is_empty() {
+                out.push(seg);
+            }
+        }
+    }
+    out
+}
+
+/// `code` without the bodies of inline modules (`mod tests { ... }`), in which `super`
+/// is the file's own module rather than its parent.
+fn without_inline_modules(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut rest = code;
+    while let Some(k) = rest.find("mod ") {
+        let (head, tail) = rest.split_at(k);
+        out.push_str(head);
+        let after = &tail[4..];
+        let name_len = after.chars().take_while(|&c| is_ident(c)).count();
+        let opens = after[name_len..].trim_start().starts_with('{');
+        let standalone = !head.chars().next_back().is_some_and(is_ident);
+        if !(opens && standalone && name_len > 0) {
+            out.push_str("mod ");
+            rest = after;
+            continue;
+        }
+        let body = &after[name_len..];
+        let open = body.find('{').expect("an opening brace");
+        let mut depth = 0;
+        let mut end = body.len();
+        for (i, c) in body[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &body[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn the_hot_side_imports_nothing_from_the_rest_of_the_crate() {
+    let files = rust_files(&hot_dir());
+    assert!(files.len() > 5, "found the hot side's files: {files:?}");
+    let mut bad = Vec::new();
+    for f in &files {
+        let code = code_only(&fs::read_to_string(f).expect("read a source file"));
+        for seg in segments_after(&code, "crate") {
+            if seg != "alloc" {
+                bad.push(format!("{}: crate::{seg}", f.display()));
+            }
+        }
+        if code.contains("super::super") {
+            bad.push(format!("{}: super::super", f.display()));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "src/alloc/ must import nothing from the rest of the crate:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_checks_see_what_they_look_for() {
+    let code = code_only(
+        "use crate::alloc::x; // crate::layer\nuse crate::{layer, alloc::y};\n\
+         let s = \"crate::write\"; $crate::z; super::super::a; /* crate::c */",
+    );
+    assert_eq!(segments_after(&code, "crate"), ["alloc", "layer", "alloc"]);
+    assert!(code.contains("super::super"));
+    assert_eq!(
+        segments_after("use super::{a, b::{c, d}, e};", "super"),
+        ["a", "b", "e"]
+    );
+    let outer = without_inline_modules("use super::a;\nmod tests { use super::*; fn f() {} }\nb");
+    assert_eq!(segments_after(&outer, "super"), ["a"]);
+    assert!(outer.ends_with('b'));
+}
+
+#[test]
+fn the_hot_side_modules_form_no_cycle() {
+    let files = rust_files(&hot_dir());
+    let name = |f: &Path| f.file_stem().and_then(|s| s.to_str()).unwrap().to_string();
+    let modules: BTreeSet<String> = files.iter().map(|f| name(f)).collect();
+    // Edges: a file's `super::m` is a use of sibling `m`, and `super::item` of an item of
+    // `mod.rs`; `mod.rs`'s own `m::` is a use of its child `m`.
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let me = name(f);
+        let code = code_only(&fs::read_to_string(f).expect("read a source file"));
+        let code = without_inline_modules(&code);
+        let deps = uses.entry(me.clone()).or_default();
+        if me == "mod" {
+            for m in &modules {
+                if m != "mod" && !segments_after(&code, m).is_empty() {
+                    deps.insert(m.clone());
+                }
+            }
+        } else {
+            for seg in segments_after(&code, "super") {
+                deps.insert(if modules.contains(&seg) {
+                    seg
+                } else {
+                    "mod".to_string()
+                });
+            }
+        }
+        deps.remove(&me);
+    }
+    // Depth-first search for a cycle.
+    fn visit(
+        m: &str,
+        uses: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(m.to_string());
+            return Some(cycle);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for d in uses.get(m).into_iter().flatten() {
+            if let Some(c) = visit(d, uses, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for m in uses.keys() {
+        if let Some(cycle) = visit(m, &uses, &mut Vec::new(), &mut done) {
+            panic!("an import cycle inside src/alloc/: {}", cycle.join(" -> "));
+        }
+    }
+}
