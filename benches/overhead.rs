@@ -63,6 +63,27 @@ const WORKLOADS: &[(&str, u64, u64)] = &[
     ("serde", 200_000, 10_000),
 ];
 
+/// Builds the three workload binaries (cargo runs this bench alone with `--bench
+/// overhead`, and would not build them), with the profile this bench was built with.
+fn build_siblings() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["bench", "--no-run", "--quiet"])
+        .args([
+            "--bench",
+            "bench_system",
+            "--bench",
+            "bench_leakscope",
+            "--bench",
+            "bench_dhat",
+        ])
+        .status();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        eprintln!("building bench_system, bench_leakscope and bench_dhat failed: {status:?}");
+    }
+}
+
 fn sibling(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().expect("deps dir");
@@ -166,6 +187,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    build_siblings();
     let rounds: usize = std::env::var("LEAKSCOPE_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::alloc::thread::ProfilerGuard;
-use crate::alloc::{counters, session_word as switch};
+use crate::alloc::{counters, session_word};
 use crate::config::Config;
 use crate::context::Context;
 use crate::diag;
@@ -106,7 +106,7 @@ impl Session {
             m.stop();
         }
         let result = exit_files(&ctx);
-        switch::stop();
+        session_word::stop();
         *ACTIVE.lock() = None;
         // The exit report was the session's last use of the debug-info index.
         crate::symbolize::release_index_if_idle(Duration::ZERO);
@@ -190,9 +190,9 @@ pub fn init_with(config: Config) -> Session {
         return Session::inert();
     }
     crate::layer::tasks::set_task_names(&config.task_spans);
-    switch::start();
+    session_word::start();
     if !allocator_is_hooked() {
-        switch::stop();
+        session_word::stop();
         diag::say(format_args!(
             "profiling requested but leakscope::LeakScope is not the global allocator; \
              add `#[global_allocator] static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();`"

@@ -52,8 +52,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::alloc::scopes::{self as track, Counts, Tracked};
-use crate::alloc::session_word as switch;
+use crate::alloc::scopes::{self, Counts, Tracked};
+use crate::alloc::session_word;
 use crate::alloc::thread::ProfilerGuard;
 use crate::profile::{own_frame, symbolize_stack, Frame};
 use crate::snapshot::stacks;
@@ -254,19 +254,19 @@ fn open(process: bool) -> Open {
         let _guard = ProfilerGuard::new();
         let mut open = OPEN.lock();
         if *open == 0 {
-            if !track::ensure() {
+            if !scopes::ensure() {
                 crate::diag::say(format_args!(
                     "cannot reserve the tables of heap-measuring scopes; \
                      leaks will be counted but not located"
                 ));
             }
-            switch::set_testing(true);
+            session_word::set_testing(true);
         }
         *open += 1;
     }
     let id = next_id();
     let mut scope = if process {
-        let Some(start) = track::enter_process(id) else {
+        let Some(start) = scopes::enter_process(id) else {
             close_count();
             panic!("leakscope::testing::measure_process: another process-wide scope is open");
         };
@@ -279,7 +279,7 @@ fn open(process: bool) -> Open {
             closed: false,
         }
     } else {
-        let (outer, before) = track::enter_thread(id).unwrap_or_default();
+        let (outer, before) = scopes::enter_thread(id).unwrap_or_default();
         Open {
             id,
             outer,
@@ -301,9 +301,9 @@ fn open(process: bool) -> Open {
          leakscope::LeakScope::system();"
     );
     scope.start = if process {
-        track::restart_process()
+        scopes::restart_process()
     } else {
-        track::restart_thread().unwrap_or_default()
+        scopes::restart_thread().unwrap_or_default()
     };
     scope
 }
@@ -312,7 +312,7 @@ fn close_count() {
     let mut open = OPEN.lock();
     *open -= 1;
     if *open == 0 {
-        switch::set_testing(false);
+        session_word::set_testing(false);
     }
 }
 
@@ -324,15 +324,15 @@ impl Open {
         let mut delta = AllocDelta::from_counts(self.start, end);
         let mut by_stack: std::collections::HashMap<u32, (u64, u64)> =
             std::collections::HashMap::new();
-        track::live_blocks_of(self.id, |b: Tracked| {
+        scopes::live_blocks_of(self.id, |b: Tracked| {
             let e = by_stack.entry(b.stack).or_default();
             e.0 += b.size;
             e.1 += 1;
         });
         if self.outer != 0 {
-            track::hand_over(self.id, self.outer);
+            scopes::hand_over(self.id, self.outer);
         }
-        delta.untracked_blocks = track::untracked();
+        delta.untracked_blocks = scopes::untracked();
         let mut merged: std::collections::HashMap<(Vec<Frame>, bool), (u64, u64)> =
             std::collections::HashMap::new();
         for (stack, (bytes, blocks)) in by_stack {
@@ -384,18 +384,18 @@ impl Open {
     /// The scope's counts now.
     fn now(&self) -> Counts {
         if self.process {
-            track::process_now()
+            scopes::process_now()
         } else {
-            track::thread_now().unwrap_or_default()
+            scopes::thread_now().unwrap_or_default()
         }
     }
 
     /// Stops counting into the scope; its counts at the end.
     fn leave(&mut self) -> Counts {
         if self.process {
-            track::leave_process()
+            scopes::leave_process()
         } else {
-            track::leave_thread(self.outer, self.outer_peak).unwrap_or_default()
+            scopes::leave_thread(self.outer, self.outer_peak).unwrap_or_default()
         }
     }
 }
@@ -406,7 +406,7 @@ impl Drop for Open {
             // The closure panicked: close without measuring.
             self.leave();
             if self.outer != 0 {
-                track::hand_over(self.id, self.outer);
+                scopes::hand_over(self.id, self.outer);
             }
             close_count();
         }

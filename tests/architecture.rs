@@ -1,8 +1,13 @@
 //! Checks of the source tree's shape (see ARCHITECTURE.md).
 //!
-//! The hot side, `src/alloc/`, runs inside the program's `alloc`/`dealloc`/`realloc` and
-//! must import nothing from the rest of the crate: no `crate::` path outside
-//! `crate::alloc`, no `super::super`. Its modules depend on each other without cycles.
+//! * The hot side, `src/alloc/`, runs inside the program's `alloc`/`dealloc`/`realloc`
+//!   and must import nothing from the rest of the crate: no `crate::` path outside
+//!   `crate::alloc`, no `super::super`. Its modules depend on each other without cycles.
+//! * Every line leakscope prints goes through `src/diag.rs`, which ignores write errors:
+//!   no `print!`, `println!`, `eprint!` or `eprintln!` in the crate's code outside its
+//!   tests (a macro that panics when stderr is closed would stop the host program).
+//! * ARCHITECTURE.md's code map lists every source file under `src/` exactly once, and
+//!   only files that exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -275,4 +280,147 @@ fn the_hot_side_modules_form_no_cycle() {
             panic!("an import cycle inside src/alloc/: {}", cycle.join(" -> "));
         }
     }
+}
+
+/// The part of `text` that is not its test module (`#[cfg(test)] mod tests` and what
+/// follows it; test modules are last in this crate's files).
+fn code_outside_tests(text: &str) -> &str {
+    const MARK: &str = "#[cfg(test)]";
+    let mut from = 0;
+    while let Some(i) = text[from..].find(MARK) {
+        let at = from + i;
+        if text[at + MARK.len()..]
+            .trim_start()
+            .starts_with("mod tests")
+        {
+            return &text[..at];
+        }
+        from = at + MARK.len();
+    }
+    text
+}
+
+/// The lines of `code` that use a printing macro (whole words, comments left out).
+fn printing_macros(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (n, line) in code.lines().enumerate() {
+        let line = line.split("//").next().unwrap_or("");
+        for mac in ["print!", "println!", "eprint!", "eprintln!"] {
+            for (i, _) in line.match_indices(mac) {
+                let before = line[..i].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                found.push(format!("line {}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_printing_macros_outside_tests() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = rust_files(&src);
+    assert!(files.len() > 20, "the crate's sources: {files:?}");
+    let mut offenders = Vec::new();
+    for f in &files {
+        // A module's tests kept in its own file.
+        if f.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for hit in printing_macros(code_outside_tests(&text)) {
+            offenders.push(format!("{}: {hit}", f.display()));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "print through crate::diag::say instead:\n{}",
+        offenders.join("\n")
+    );
+}
+
+#[test]
+fn the_scan_finds_what_it_looks_for() {
+    let code = "fn a() {\n    eprintln!(\"x\");\n    diag::say(format_args!(\"y\"));\n    // println!(\"in a comment\")\n    my_eprintln!(\"z\");\n}\n#[cfg(test)]\nmod tests {\n    fn t() { println!(\"ok in tests\"); }\n}\n";
+    let hits = printing_macros(code_outside_tests(code));
+    assert_eq!(hits, vec!["line 2: eprintln!(\"x\");".to_string()]);
+    assert_eq!(code_outside_tests("fn a() {}\n"), "fn a() {}\n");
+}
+
+/// The code map in ARCHITECTURE.md lists every source file under `src/` exactly once, and
+/// every file it names exists.
+#[test]
+fn architecture_code_map_matches_the_tree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let mut listed = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim_start().strip_prefix("| `") else {
+            continue;
+        };
+        let Some(end) = rest.find('`') else { continue };
+        let path = &rest[..end];
+        if path.contains('*') {
+            continue; // a pattern row (e.g. `tests/*.rs`), not a file
+        }
+        listed.push(path.to_string());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &listed {
+        assert!(seen.insert(p.clone()), "ARCHITECTURE.md lists {p} twice");
+        assert!(
+            root.join(p).exists(),
+            "ARCHITECTURE.md lists {p}, which does not exist"
+        );
+    }
+    for f in rust_files(&root.join("src")) {
+        let rel = f
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        assert!(
+            seen.contains(&rel),
+            "{rel} is missing from ARCHITECTURE.md's code map"
+        );
+    }
+}
+
+/// `unsafe` is denied crate-wide; only the hot side (allowed on its `mod` line in
+/// `lib.rs`) and `src/sys.rs` may lift that.
+#[test]
+fn unsafe_code_is_allowed_only_for_the_hot_side_and_sys() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = fs::read_to_string(root.join("src/lib.rs")).expect("src/lib.rs");
+    assert!(
+        lib.contains("#![deny(unsafe_code)]"),
+        "lib.rs must deny unsafe_code"
+    );
+    let mut allowed = Vec::new();
+    for f in rust_files(&root.join("src")) {
+        let text = fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.contains("allow(unsafe_code)") || line.trim_start().starts_with("//") {
+                continue;
+            }
+            let rel = f
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            let next = lines.get(i + 1).map_or("", |l| l.trim());
+            allowed.push(format!("{rel}: {} / {next}", line.trim()));
+        }
+    }
+    assert_eq!(
+        allowed,
+        vec![
+            "src/lib.rs: #[allow(unsafe_code)] / mod alloc;".to_string(),
+            "src/sys.rs: #![allow(unsafe_code)] / ".to_string(),
+        ],
+        "unexpected allow(unsafe_code)"
+    );
 }
