@@ -9,7 +9,7 @@ use super::captured::Captured;
 use super::counters::{self, Slot};
 use super::session_word::{self, TESTING};
 use super::thread::{ThreadState, IN_HOOK, IN_PROFILER, SHARED, STATE};
-use super::{capture, peak, sampler, samples, scopes, span_tag, stacks};
+use super::{capture, clock, peak, sampler, samples, scopes, span_tag, stacks};
 
 /// Calls the inner allocator's `alloc` or `alloc_zeroed`.
 ///
@@ -424,7 +424,11 @@ fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
         // The tracing spans this thread is inside, if any (its own cells only).
         span_tag::mark(&t.spans, &mut stack);
         if let Some(id) = stacks::intern(&stack) {
-            let sample = samples::Sample { stack: id, weight };
+            let sample = samples::Sample {
+                stack: id,
+                weight,
+                born_ns: clock::now_ns(),
+            };
             if samples::insert(p as usize, sample) {
                 let (bytes, count) = (sampler::est_bytes(size, weight), sampler::est_count(weight));
                 t.slot

@@ -11,6 +11,7 @@
 mod addr_map;
 mod capture;
 pub(crate) mod captured;
+pub(crate) mod clock;
 pub(crate) mod counters;
 mod direct;
 mod fixed;

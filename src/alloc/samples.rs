@@ -1,22 +1,26 @@
-//! The live-sample table: address -> (stack, weight) for every sampled block still live,
-//! so that freeing a sampled block credits its stack. An [`AddrMap`]: a free of an
-//! unsampled block costs one load from its filter.
+//! The live-sample table: address -> (stack, weight, birth time) for every sampled block
+//! still live, so that freeing a sampled block credits its stack and the cold side can
+//! tell old blocks from young ones. An [`AddrMap`]: a free of an unsampled block costs
+//! one load from its filter.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::addr_map::{AddrMap, Payload};
 use super::fixed::Zeroable;
 
-/// A live sample: its stack id and weight.
+/// A live sample: its stack id, weight, and when it was allocated.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sample {
     pub(crate) stack: u32,
     pub(crate) weight: f32,
+    /// [`clock::now_ns`](super::clock::now_ns) when the block was allocated.
+    pub(crate) born_ns: u64,
 }
 
 pub(crate) struct SampleSlot {
     stack: AtomicU32,
     weight: AtomicU32,
+    born_ns: AtomicU64,
 }
 
 // SAFETY: atomics only; all-zero is a valid (unused) payload.
@@ -28,12 +32,14 @@ impl Payload for SampleSlot {
     fn store(&self, v: Sample) {
         self.stack.store(v.stack, Ordering::Relaxed);
         self.weight.store(v.weight.to_bits(), Ordering::Relaxed);
+        self.born_ns.store(v.born_ns, Ordering::Relaxed);
     }
 
     fn load(&self) -> Sample {
         Sample {
             stack: self.stack.load(Ordering::Relaxed),
             weight: f32::from_bits(self.weight.load(Ordering::Relaxed)),
+            born_ns: self.born_ns.load(Ordering::Relaxed),
         }
     }
 }
