@@ -118,6 +118,7 @@ mod profile;
 mod readings;
 mod session;
 mod snapshot;
+mod source_path;
 mod stats;
 mod symbolize;
 mod sys;

@@ -6,6 +6,7 @@ use ahash::AHashMap;
 
 use crate::alloc::thread::ProfilerGuard;
 use crate::alloc::{sampler, samples, span_tag, stacks};
+use crate::source_path::{self, Origin};
 use crate::stats::{stats, HeapStats};
 use crate::symbolize::{self, FrameKey, Resolved};
 
@@ -23,9 +24,14 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// `file:line`, if known.
+    /// `file:line`, if known; the file as reports show it: relative to the program's root
+    /// for its own files, `crate-version/src/file.rs` for a dependency's.
     pub fn location(&self) -> Option<String> {
-        Some(format!("{}:{}", self.file.as_ref()?, self.line?))
+        Some(format!(
+            "{}:{}",
+            source_path::display(self.file.as_ref()?),
+            self.line?
+        ))
     }
 }
 
@@ -51,7 +57,8 @@ pub struct Site {
 }
 
 impl Site {
-    /// The first frame that is not standard-library code: the function to look at.
+    /// The function to look at: the first frame of the program's own code (not the
+    /// standard library's, not a dependency's); without one, the first dependency frame.
     pub fn function(&self) -> Option<&Frame> {
         own_frame(&self.frames)
     }
@@ -322,9 +329,13 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
 
 /// The first frame that is not standard-library code, else the first frame.
 pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
-    frames
-        .iter()
-        .find(|f| !symbolize::is_std(&f.function, f.file.as_deref()))
+    let of = |o| {
+        frames
+            .iter()
+            .find(move |f| source_path::origin(&f.function, f.file.as_deref()) == o)
+    };
+    of(Origin::Program)
+        .or_else(|| of(Origin::Dependency))
         .or(frames.first())
 }
 
