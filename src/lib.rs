@@ -51,7 +51,8 @@
 //!
 //! ## What you get
 //!
-//! * [`stats`]: exact [`HeapStats`] (live, peak, totals).
+//! * [`stats`]: exact [`HeapStats`] (live, peak, totals) of the program; [`self_stats`]:
+//!   leakscope's own heap ([`SelfStats`]), counted apart.
 //! * [`profile`]: a [`HeapProfile`], the estimated live heap by allocation [`Site`].
 //! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg`, `.folded` and `.pb.gz`
 //!   (pprof) now; `LEAKSCOPE_FORMATS` ([`Format`]) picks the files, `dhat` adds DHAT's
@@ -132,7 +133,7 @@ pub use cpu::cpu_profile;
 pub use layer::{layer, span_stats, task_stats, SpanLayer, SpanStats, TaskStats};
 pub use profile::{profile, Frame, HeapProfile, Site};
 pub use session::{dump, init, init_with, Session};
-pub use stats::{stats, HeapStats};
+pub use stats::{self_stats, stats, HeapStats, SelfStats};
 pub use write::Format;
 
 /// Hooks for this crate's own benchmarks and tests: not part of the API, no stability

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use ahash::AHashMap;
 
-use crate::alloc::thread::ProfilerGuard;
+use crate::alloc::thread::{as_program, ProfilerGuard};
 use crate::alloc::{sampler, samples, span_tag, stacks};
 use crate::source_path::{self, Origin};
-use crate::stats::{stats, HeapStats};
+use crate::stats::{self_stats, stats, HeapStats, SelfStats};
 use crate::symbolize::{self, FrameKey, Resolved};
 
 /// One frame of an allocation stack. Strings are shared (`Arc<str>`): frames are cheap to
@@ -69,6 +69,8 @@ impl Site {
 pub struct HeapProfile {
     pub(crate) sites: Vec<Site>,
     pub(crate) stats: HeapStats,
+    /// leakscope's own heap when the snapshot was taken.
+    pub(crate) self_stats: SelfStats,
     pub(crate) sample_bytes: u64,
     pub(crate) dropped_samples: u64,
     /// The same data by address, for the writers that need addresses (pprof, DHAT).
@@ -142,6 +144,11 @@ impl HeapProfile {
         self.stats
     }
 
+    /// leakscope's own heap when the snapshot was taken (not in [`stats`](Self::stats)).
+    pub fn self_stats(&self) -> SelfStats {
+        self.self_stats
+    }
+
     /// Mean bytes between samples when the snapshot was taken.
     pub fn sample_bytes(&self) -> u64 {
         self.sample_bytes
@@ -161,8 +168,95 @@ impl HeapProfile {
 /// Takes a heap profile now: copies the stack table and symbolizes it.
 ///
 /// Empty if profiling is not running. Costs a symbolization pass (cached across calls).
+/// The profile is the caller's memory: the program's heap (not leakscope's own) from
+/// the moment it is returned.
 pub fn profile() -> HeapProfile {
+    if crate::alloc::thread::in_profiler() {
+        return profile_own();
+    }
+    let _guard = ProfilerGuard::new();
+    profile_own().for_program()
+}
+
+/// A heap profile in leakscope's own memory, for its writers: build and drop it with a
+/// `ProfilerGuard` held.
+pub(crate) fn profile_own() -> HeapProfile {
     profile_by_stack().0
+}
+
+impl HeapProfile {
+    /// The program's copy of this profile: every block of it allocated as the program's,
+    /// its strings copied (equal strings stay one `Arc<str>` within the copy), nothing
+    /// shared with leakscope's caches, so the program frees what it holds. The resolved
+    /// addresses are not copied: the writers look them up in the symbol cache. Call with
+    /// a `ProfilerGuard` held.
+    fn for_program(&self) -> HeapProfile {
+        let mut d = Detach::default();
+        let mut sites: Vec<Site> = as_program(|| Vec::with_capacity(self.sites.len()));
+        for s in &self.sites {
+            let frames = d.frames(&s.frames);
+            sites.push(Site { frames, ..*s });
+        }
+        let mut stacks: Vec<RawStack> = as_program(|| Vec::with_capacity(self.raw.stacks.len()));
+        for r in &self.raw.stacks {
+            let pcs = as_program(|| r.pcs.clone());
+            stacks.push(RawStack { pcs, ..*r });
+        }
+        let raw = as_program(|| {
+            Arc::new(RawProfile {
+                stacks,
+                syms: AHashMap::new(),
+            })
+        });
+        HeapProfile {
+            sites,
+            stats: self.stats,
+            self_stats: self.self_stats,
+            sample_bytes: self.sample_bytes,
+            dropped_samples: self.dropped_samples,
+            raw,
+        }
+    }
+}
+
+/// Copies leakscope's frames for the program (see [`HeapProfile::for_program`]): the
+/// strings of each source `Arc<str>` once. Its own map is leakscope's: use and drop it
+/// with a `ProfilerGuard` held.
+#[derive(Default)]
+pub(crate) struct Detach {
+    strings: AHashMap<usize, Arc<str>>,
+}
+
+impl Detach {
+    /// The program's copy of `s`.
+    pub(crate) fn str(&mut self, s: &Arc<str>) -> Arc<str> {
+        let key = Arc::as_ptr(s) as *const u8 as usize;
+        if let Some(a) = self.strings.get(&key) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = as_program(|| Arc::from(&**s));
+        self.strings.insert(key, Arc::clone(&a));
+        a
+    }
+
+    /// The program's copy of `f`.
+    pub(crate) fn frame(&mut self, f: &Frame) -> Frame {
+        Frame {
+            function: self.str(&f.function),
+            file: f.file.as_ref().map(|x| self.str(x)),
+            line: f.line,
+        }
+    }
+
+    /// The program's copy of `frames`, in a vector of its own.
+    pub(crate) fn frames(&mut self, frames: &[Frame]) -> Vec<Frame> {
+        let mut v: Vec<Frame> = as_program(|| Vec::with_capacity(frames.len()));
+        for f in frames {
+            let f = self.frame(f);
+            v.push(f);
+        }
+        v
+    }
 }
 
 /// Weighted sums of one stack or site: alloc bytes, alloc count (fixed point), live
@@ -316,6 +410,7 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
         HeapProfile {
             sites,
             stats,
+            self_stats: self_stats(),
             sample_bytes: sampler::rate(),
             dropped_samples: stacks::dropped() + samples::dropped(),
             raw: Arc::new(RawProfile {

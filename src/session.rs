@@ -16,7 +16,6 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::diag;
 use crate::monitor::Monitor;
-use crate::profile::profile;
 use crate::write::{self, report::Report, Format};
 
 /// Live-sample table size when sampling (enough for a heap of ~100 GiB at 512 KiB).
@@ -77,10 +76,14 @@ impl Session {
     /// Ends the session now: writes the exit files (`.svg`, `.folded`, `.json`) and
     /// returns their paths. An inert session writes nothing and returns no path.
     pub fn finish(mut self) -> io::Result<Vec<PathBuf>> {
-        self.end()
+        let _guard = ProfilerGuard::new();
+        self.end().map(write::paths_for_program)
     }
 
+    /// Ends the session; the paths written are leakscope's own (call with a
+    /// `ProfilerGuard` held, so that what the session held is freed as leakscope's).
     fn end(&mut self) -> io::Result<Vec<PathBuf>> {
+        let _guard = ProfilerGuard::new();
         let Some(ctx) = self.ctx.take() else {
             return Ok(Vec::new());
         };
@@ -94,7 +97,6 @@ impl Session {
             std::mem::forget(self.http.take());
             return Ok(Vec::new());
         }
-        let _guard = ProfilerGuard::new();
         // The server first: no request is answered from a session that is ending.
         #[cfg(feature = "http")]
         if let Some(mut s) = self.http.take() {
@@ -118,7 +120,7 @@ impl Session {
 fn exit_files(ctx: &Context) -> io::Result<Vec<PathBuf>> {
     let out = ctx.output();
     let seq = write::next_seq();
-    let p = profile();
+    let p = crate::profile::profile_own();
     let mut files = write::heap_files(&out, seq, "exit", &p)?;
     if out.writes(Format::Json) {
         let json = write::path(out.dir, seq, "exit", "json");
@@ -134,9 +136,9 @@ impl Drop for Session {
         if self.ctx.is_none() {
             return;
         }
+        let _guard = ProfilerGuard::new();
         match self.end() {
             Ok(files) if !files.is_empty() => {
-                let _guard = ProfilerGuard::new();
                 let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
                 diag::say(format_args!("wrote {}", names.join(", ")));
             }
@@ -170,6 +172,9 @@ pub fn init_with(config: Config) -> Session {
         return Session::inert();
     }
     let _guard = ProfilerGuard::new();
+    // The session keeps a copy of its own: `config` is the program's, dropped (after the
+    // guard) as the program's.
+    let config = config.clone();
     let mut active = ACTIVE.lock();
     if active.is_some() {
         diag::say(format_args!(
@@ -246,13 +251,14 @@ pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
             "leakscope is not profiling: set LEAKSCOPE=1 and call leakscope::init(), or use init_with",
         ));
     };
-    let p = profile();
+    let p = crate::profile::profile_own();
     write::heap_files(
         &ctx.output(),
         write::next_seq(),
         &write::sanitize_label(label),
         &p,
     )
+    .map(write::paths_for_program)
 }
 
 /// The running session's context, if a session is profiling: for the public entry
@@ -264,10 +270,12 @@ pub(crate) fn context() -> Option<Arc<Context>> {
 
 /// True if allocations reach leakscope's hooks (it is the `#[global_allocator]`).
 fn allocator_is_hooked() -> bool {
-    let before = counters::totals().alloc_blocks;
+    // Called under the guard: the probe is counted as leakscope's own.
+    let blocks = || counters::totals().alloc_blocks + counters::own_totals().alloc_blocks;
+    let before = blocks();
     let probe = std::hint::black_box(Box::new(0u64));
     drop(probe);
-    counters::totals().alloc_blocks != before
+    blocks() != before
 }
 
 fn random_seed() -> u64 {

@@ -54,8 +54,8 @@ use parking_lot::Mutex;
 
 use crate::alloc::scopes::{self, Counts, Tracked};
 use crate::alloc::session_word;
-use crate::alloc::thread::ProfilerGuard;
-use crate::profile::{own_frame, symbolize_stack, Frame};
+use crate::alloc::thread::{as_program, ProfilerGuard};
+use crate::profile::{own_frame, symbolize_stack, Detach, Frame};
 use crate::snapshot::stacks;
 
 /// What a measured closure did to the heap (exact).
@@ -135,6 +135,23 @@ impl AllocDelta {
     /// True if nothing allocated in the scope is still live.
     pub fn is_leak_free(&self) -> bool {
         self.retained_blocks == 0
+    }
+
+    /// The program's copy (see `HeapProfile::for_program`); call with a `ProfilerGuard`
+    /// held: this one is leakscope's.
+    fn for_program(&self) -> AllocDelta {
+        let mut d = Detach::default();
+        let mut leaks: Vec<Leak> = as_program(|| Vec::with_capacity(self.leaks.len()));
+        for l in &self.leaks {
+            let frames = d.frames(&l.frames);
+            leaks.push(Leak {
+                frames,
+                truncated: l.truncated,
+                bytes: l.bytes,
+                blocks: l.blocks,
+            });
+        }
+        AllocDelta { leaks, ..*self }
     }
 
     fn from_counts(start: Counts, end: Counts) -> AllocDelta {
@@ -225,7 +242,7 @@ impl fmt::Display for AllocDelta {
     }
 }
 
-/// Scope ids (never 0, which means "none").
+/// Scope ids (never 0, which means "none", nor `scopes::OWN_SCOPE`).
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 /// Open scopes in the process; the hooks serve scopes while it is non-zero.
 static OPEN: Mutex<usize> = Mutex::new(0);
@@ -233,7 +250,7 @@ static OPEN: Mutex<usize> = Mutex::new(0);
 fn next_id() -> u32 {
     loop {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        if id != 0 {
+        if id != 0 && id != scopes::OWN_SCOPE {
             return id;
         }
     }
@@ -254,6 +271,7 @@ fn open(process: bool) -> Open {
         let _guard = ProfilerGuard::new();
         let mut open = OPEN.lock();
         if *open == 0 {
+            scopes::new_period(NEXT_ID.load(Ordering::Relaxed).max(1));
             if !scopes::ensure() {
                 crate::diag::say(format_args!(
                     "cannot reserve the tables of heap-measuring scopes; \
@@ -378,7 +396,7 @@ impl Open {
             .sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.blocks.cmp(&a.blocks)));
         close_count();
         self.closed = true;
-        delta
+        delta.for_program()
     }
 
     /// The scope's counts now.

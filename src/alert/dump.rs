@@ -82,6 +82,7 @@ pub(crate) fn write(
                 stats: f.heap,
                 rss_bytes: f.rss_bytes,
             },
+            self_heap: p.self_stats(),
             sampling: Sampling {
                 sample_bytes: p.sample_bytes(),
                 dropped_samples: p.dropped_samples(),

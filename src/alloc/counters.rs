@@ -6,8 +6,14 @@
 //! without usable thread-local storage. Readers sum all slots ([`totals`]: atomic loads,
 //! also taken at sample points for the peak); the per-stack counts threads hold back are
 //! visited with [`for_each_pending`].
+//!
+//! leakscope's own blocks (allocated while a thread does its cold-side work, or found to
+//! be its own when freed) are counted apart, in [`own_alloc`] and [`own_free`]: never in
+//! a slot, so the program's figures, its peak and its per-thread counts leave them out.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed,
+};
 
 use super::stacks;
 
@@ -270,6 +276,49 @@ pub(crate) fn clear_pending() {
             }
         }
     }
+}
+
+/// leakscope's own heap since the process started: allocated bytes, blocks, freed bytes,
+/// blocks. Shared counters: only the hooks' cold paths reach them.
+static OWN: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+/// The highest own live heap seen.
+static OWN_PEAK: AtomicI64 = AtomicI64::new(0);
+
+/// Counts a block of leakscope's own and raises its peak.
+#[inline]
+pub(crate) fn own_alloc(size: u64) {
+    let bytes = OWN[0].fetch_add(size, Relaxed).wrapping_add(size);
+    OWN[1].fetch_add(1, Relaxed);
+    let live = bytes.wrapping_sub(OWN[2].load(Relaxed)) as i64;
+    if live > OWN_PEAK.load(Relaxed) {
+        OWN_PEAK.fetch_max(live, Relaxed);
+    }
+}
+
+/// Counts the free of a block of leakscope's own.
+#[inline]
+pub(crate) fn own_free(size: u64) {
+    OWN[2].fetch_add(size, Relaxed);
+    OWN[3].fetch_add(1, Relaxed);
+}
+
+/// leakscope's own counts since the process started (blocks allocated while no session
+/// or scope ran are not seen, nor their frees).
+pub(crate) fn own_totals() -> Totals {
+    // Frees first: live = allocated - freed never goes negative by a race with the read.
+    let free_bytes = OWN[2].load(Relaxed);
+    let free_blocks = OWN[3].load(Relaxed);
+    Totals {
+        alloc_bytes: OWN[0].load(Relaxed),
+        alloc_blocks: OWN[1].load(Relaxed),
+        free_bytes,
+        free_blocks,
+    }
+}
+
+/// The highest own live heap seen.
+pub(crate) fn own_peak() -> i64 {
+    OWN_PEAK.load(Relaxed)
 }
 
 /// Live bytes now: allocated minus freed over every slot (may be negative if blocks

@@ -7,8 +7,9 @@ use std::alloc::{GlobalAlloc, Layout};
 
 use super::captured::Captured;
 use super::counters::{self, Slot};
+use super::samples::OWN_BLOCK;
 use super::session_word::{self, TESTING};
-use super::thread::{ThreadState, IN_HOOK, IN_PROFILER, SHARED, STATE};
+use super::thread::{ThreadState, IN_HOOK, IN_PROFILER, SETUP, SHARED, STATE};
 use super::{capture, clock, peak, sampler, samples, scopes, span_tag, stacks};
 
 /// Calls the inner allocator's `alloc` or `alloc_zeroed`.
@@ -110,13 +111,18 @@ pub(super) unsafe fn alloc_other<A: GlobalAlloc>(
         t.word.set(w);
         if !p.is_null() {
             let size = layout.size() as u64;
-            t.slot.get().on_alloc(size, w & SHARED == 0);
-            if w & IN_PROFILER == 0 {
-                if session_word::session_on(s) {
-                    count_down(t, p, size);
-                }
-                if s & TESTING != 0 {
-                    scopes::on_alloc(t, p, size);
+            if w & IN_PROFILER != 0 {
+                counters::own_alloc(size);
+                keep_own(p, s);
+            } else {
+                t.slot.get().on_alloc(size, w & SHARED == 0);
+                if w & SETUP == 0 {
+                    if session_word::session_on(s) {
+                        count_down(t, p, size);
+                    }
+                    if s & TESTING != 0 {
+                        scopes::on_alloc(t, p, size);
+                    }
                 }
             }
         }
@@ -126,6 +132,22 @@ pub(super) unsafe fn alloc_other<A: GlobalAlloc>(
         Ok(p) => p,
         // SAFETY: the caller's contract is passed on.
         Err(_) => unsafe { alloc_without_tls(inner, layout, zeroed) },
+    }
+}
+
+/// A block of leakscope's own was allocated at `p`: where every hook takes its cold path
+/// anyway (exact mode: every program block is in the live-sample table; an open scope:
+/// every hook is cold), keep it by address, so that its free is counted as leakscope's
+/// whichever thread frees it, and a free of the program's block under the flag as the
+/// program's. Elsewhere the flag alone decides (see ARCHITECTURE.md, invariant 4).
+#[cold]
+#[inline(never)]
+fn keep_own(p: *mut u8, s: u32) {
+    if session_word::session_on(s) && sampler::rate() <= 1 {
+        samples::insert_own(p as usize);
+    }
+    if s & TESTING != 0 {
+        scopes::track_own(p);
     }
 }
 
@@ -203,38 +225,56 @@ unsafe fn dealloc_other<A: GlobalAlloc>(inner: &A, ptr: *mut u8, layout: Layout,
         }
         let w = t.synced(s);
         t.word.set(w | IN_HOOK);
-        forget_block(t.slot.get(), w & SHARED == 0, ptr, size);
+        let mut own = w & IN_PROFILER != 0;
         if s & TESTING != 0 {
-            scopes::untrack(ptr);
-            if w & IN_PROFILER == 0 {
-                scopes::on_free(t, size);
+            if let Some(o) = scopes::untrack(ptr).and_then(|v| scopes::owner(&v)) {
+                own = o;
             }
+        }
+        let own = forget_block(t.slot.get(), w & SHARED == 0, ptr, size, own);
+        if s & TESTING != 0 && !own {
+            scopes::on_free(t, size);
         }
         t.word.set(w);
     });
     if r.is_err() {
-        forget_block(counters::overflow(), false, ptr, size);
+        forget_block(counters::overflow(), false, ptr, size, false);
     }
     // SAFETY: the caller guarantees `ptr` was allocated by this allocator with `layout`.
     unsafe { inner.dealloc(ptr, layout) }
 }
 
 /// Counts a free and, if the block was sampled, credits its stack. Runs before the inner
-/// `dealloc`, so the address cannot have been handed out again yet.
+/// `dealloc`, so the address cannot have been handed out again yet. Whose block it is:
+/// its entry in the live-sample table says, if it has one (a sample is the program's, an
+/// [`OWN_BLOCK`] leakscope's), else `own`. Returns whether it was leakscope's own.
 #[inline(always)]
-fn forget_block(slot: &Slot, exclusive: bool, ptr: *mut u8, size: u64) {
-    slot.on_free(size, exclusive);
-    if samples::maybe_sampled(ptr as usize) {
-        forget_sampled(slot, exclusive, ptr, size);
+fn forget_block(slot: &Slot, exclusive: bool, ptr: *mut u8, size: u64, own: bool) -> bool {
+    let own = if samples::maybe_sampled(ptr as usize) {
+        forget_sampled(slot, exclusive, ptr, size, own)
+    } else {
+        own
+    };
+    if own {
+        counters::own_free(size);
+    } else {
+        slot.on_free(size, exclusive);
     }
+    own
 }
 
-/// The filter says the block may be sampled: look it up and credit its stack.
+/// The filter says the block may be sampled: look it up and credit its stack. Returns
+/// whether the block is leakscope's own (`own` when the table does not have it).
 #[cold]
 #[inline(never)]
-fn forget_sampled(slot: &Slot, exclusive: bool, ptr: *mut u8, size: u64) {
-    if let Some(s) = samples::take(ptr as usize) {
-        credit_free(slot, exclusive, s, size);
+fn forget_sampled(slot: &Slot, exclusive: bool, ptr: *mut u8, size: u64, own: bool) -> bool {
+    match samples::take(ptr as usize) {
+        Some(s) if s.stack == OWN_BLOCK => true,
+        Some(s) => {
+            credit_free(slot, exclusive, s, size);
+            false
+        }
+        None => own,
     }
 }
 
@@ -359,18 +399,28 @@ pub(super) unsafe fn realloc_other<A: GlobalAlloc>(
         } else {
             None
         };
-        let p = realloc_counted(t.slot.get(), w & SHARED == 0, ptr, old, new, raw);
+        let own = w & IN_PROFILER != 0;
+        let old_own = tracked.and_then(|v| scopes::owner(&v)).unwrap_or(own);
+        let slot = t.slot.get();
+        let (p, old_own) =
+            realloc_counted(slot, w & SHARED == 0, ptr, (old, old_own), (new, own), raw);
         t.word.set(w);
         if p.is_null() {
             if let Some(v) = tracked {
                 scopes::retrack(ptr, v);
             }
-        } else if w & IN_PROFILER == 0 {
+            return p;
+        }
+        if s & TESTING != 0 && !old_own {
+            scopes::on_free(t, old);
+        }
+        if own {
+            keep_own(p, s);
+        } else if w & SETUP == 0 {
             if session_word::session_on(s) {
                 count_down(t, p, new);
             }
             if s & TESTING != 0 {
-                scopes::on_free(t, old);
                 scopes::on_alloc(t, p, new);
             }
         }
@@ -378,36 +428,55 @@ pub(super) unsafe fn realloc_other<A: GlobalAlloc>(
     });
     match r {
         Ok(p) => p,
-        Err(_) => realloc_counted(counters::overflow(), false, ptr, old, new, raw),
+        Err(_) => {
+            let slot = counters::overflow();
+            realloc_counted(slot, false, ptr, (old, false), (new, false), raw).0
+        }
     }
 }
 
 /// Runs the inner `realloc` and counts it as a free of the old block and an allocation of
 /// the new one (as DHAT does). The old block's sample is taken out first, so no other
 /// thread can get the address and find a stale entry, and put back if the call fails.
+/// `(size, own)` of each block: whose the old one is, its entry in the live-sample table
+/// says if it has one (as in `forget_block`); the new one is leakscope's own if `own`.
+/// Returns the new block and whether the old one was leakscope's own.
 #[inline(always)]
 fn realloc_counted(
     slot: &Slot,
     exclusive: bool,
     ptr: *mut u8,
-    old_size: u64,
-    new_size: u64,
+    (old_size, old_own): (u64, bool),
+    (new_size, new_own): (u64, bool),
     raw: impl FnOnce() -> *mut u8,
-) -> *mut u8 {
+) -> (*mut u8, bool) {
     let old = samples::take(ptr as usize);
     let p = raw();
-    if let Some(s) = old {
-        if p.is_null() {
+    if p.is_null() {
+        if let Some(s) = old {
             samples::insert(ptr as usize, s);
-            return p;
         }
-        credit_free(slot, exclusive, s, old_size);
-    } else if p.is_null() {
-        return p;
+        return (p, old_own);
     }
-    slot.on_free(old_size, exclusive);
-    slot.on_alloc(new_size, exclusive);
-    p
+    let old_own = match old {
+        Some(s) if s.stack == OWN_BLOCK => true,
+        Some(s) => {
+            credit_free(slot, exclusive, s, old_size);
+            false
+        }
+        None => old_own,
+    };
+    if old_own {
+        counters::own_free(old_size);
+    } else {
+        slot.on_free(old_size, exclusive);
+    }
+    if new_own {
+        counters::own_alloc(new_size);
+    } else {
+        slot.on_alloc(new_size, exclusive);
+    }
+    (p, old_own)
 }
 
 /// Reached a sample point: maybe sample this allocation, and check the peak.

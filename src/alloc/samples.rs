@@ -8,6 +8,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::addr_map::{AddrMap, Payload};
 use super::fixed::Zeroable;
 
+/// The stack id of an entry that is not a sample but a block of leakscope's own, kept
+/// by address where every hook takes its cold path anyway (exact mode), so that its
+/// free is told from the program's whichever thread frees it. Readers that walk the
+/// table skip it; it has no stack and no weight.
+pub(crate) const OWN_BLOCK: u32 = u32::MAX;
+
 /// A live sample: its stack id, weight, and when it was allocated.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sample {
@@ -50,6 +56,18 @@ static SAMPLES: AddrMap<SampleSlot> = AddrMap::new();
 /// are dropped (a session starts with none anyway).
 pub(crate) fn ensure(capacity: usize) -> bool {
     SAMPLES.ensure(capacity)
+}
+
+/// Records a block of leakscope's own (see [`OWN_BLOCK`]); false if the table is full.
+pub(crate) fn insert_own(addr: usize) -> bool {
+    SAMPLES.insert(
+        addr,
+        Sample {
+            stack: OWN_BLOCK,
+            weight: 0.0,
+            born_ns: 0,
+        },
+    )
 }
 
 /// Records a sampled live block. Returns false (and counts a drop) if the table is full.

@@ -21,6 +21,10 @@ pub(crate) use super::scope_counts::Counts;
 /// Capacity of the table of tracked blocks (blocks allocated in a scope and still live).
 const TRACKED_BLOCKS: usize = 1 << 20;
 
+/// The scope of a tracked block that is leakscope's own (no scope of the program's has
+/// this id): tracked so that its free, by any thread, is not counted as a scope's.
+pub(crate) const OWN_SCOPE: u32 = u32::MAX;
+
 /// A tracked block: its scope, stack and size.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tracked {
@@ -127,6 +131,45 @@ pub(crate) fn on_alloc(t: &ThreadState, p: *mut u8, size: u64) {
         }
     }
     t.word.set(w);
+}
+
+/// A block of leakscope's own was allocated at `p` while a scope is open: tracked as
+/// [`OWN_SCOPE`] (with the period's number in place of a stack), so that a thread
+/// freeing it does not count the free as its scope's.
+pub(crate) fn track_own(p: *mut u8) {
+    TRACKED.upsert(
+        p as usize,
+        Tracked {
+            scope: OWN_SCOPE,
+            stack: PERIOD.load(Relaxed),
+            size: 0,
+        },
+    );
+}
+
+/// The current period of open scopes (from the first scope opened to the last closed)
+/// and the first scope id of it. Within a period every free untracks its block, so the
+/// table's entries made in it are current; an entry of an earlier period may be stale
+/// (its block freed while no scope was open) and says nothing of whose the block is.
+static PERIOD: AtomicU32 = AtomicU32::new(0);
+static PERIOD_FIRST_SCOPE: AtomicU32 = AtomicU32::new(0);
+
+/// A period of open scopes begins (no scope is open); scope ids from now on are at least
+/// `first_scope`.
+pub(crate) fn new_period(first_scope: u32) {
+    PERIOD.fetch_add(1, Relaxed);
+    PERIOD_FIRST_SCOPE.store(first_scope, Relaxed);
+}
+
+/// Whose block an entry `untrack` returned is: `Some(true)` leakscope's own,
+/// `Some(false)` the program's, `None` if the entry is of an earlier period.
+#[inline]
+pub(crate) fn owner(v: &Tracked) -> Option<bool> {
+    if v.scope == OWN_SCOPE {
+        (v.stack == PERIOD.load(Relaxed)).then_some(true)
+    } else {
+        (v.scope >= PERIOD_FIRST_SCOPE.load(Relaxed)).then_some(false)
+    }
 }
 
 /// This thread frees (or moves, in `realloc`) the block of `size` bytes at `ptr`: counts

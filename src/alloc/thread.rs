@@ -24,12 +24,16 @@ use super::span_tag::SpanTag;
 /// A hook of this thread is running: a nested call comes from the inner allocator's own
 /// bookkeeping (or the unwinder) and passes through uncounted.
 pub(crate) const IN_HOOK: u32 = 1;
-/// leakscope's own cold-side work: counted, never sampled.
+/// leakscope's own cold-side work: its allocations are leakscope's own, counted apart from
+/// the program's (`counters::own_alloc`) and never sampled.
 pub(crate) const IN_PROFILER: u32 = 2;
 /// The thread has no slot yet (first allocation while profiling).
 pub(crate) const UNINIT: u32 = 4;
 /// The thread counts into the shared overflow slot (no slot free, or exiting).
 pub(crate) const SHARED: u32 = 8;
+/// The thread is being set up (`ThreadState::setup`): what it allocates meanwhile is the
+/// program's (freed by ordinary code at thread exit), never sampled.
+pub(crate) const SETUP: u32 = 16;
 
 pub(crate) struct ThreadState {
     /// Session word last synchronised with, plus the flags above in the low bits.
@@ -125,12 +129,13 @@ impl ThreadState {
 
     /// Claims a slot and registers the exit hook. Runs with `IN_HOOK` clear so that what
     /// the registration allocates is counted like any other allocation (it is freed by
-    /// ordinary code at thread exit), and with `SHARED | IN_PROFILER` set so that those
-    /// nested calls count into the shared slot and do not recurse here.
+    /// ordinary code at thread exit: the program's, unless the thread is doing
+    /// leakscope's work), and with `SHARED | SETUP` set so that those nested calls count
+    /// into the shared slot, are never sampled and do not recurse here.
     fn setup(&self) {
         let w = self.word.get();
         let keep = w & !(UNINIT | IN_HOOK);
-        self.word.set(keep | SHARED | IN_PROFILER);
+        self.word.set(keep | SHARED | SETUP);
         let registered = RELEASE.try_with(|r| r.0.set(true)).is_ok();
         self.stack.set(StackBounds::of_current_thread());
         let mut next = keep | SHARED;
@@ -201,7 +206,13 @@ pub(crate) fn with_span_tag<R>(f: impl FnOnce(&SpanTag) -> R) -> Option<R> {
 }
 
 /// Marks leakscope's own cold-side work on this thread: allocations made while a guard
-/// lives are counted in the heap totals but never sampled.
+/// lives are leakscope's own, counted apart from the program's and never sampled; frees
+/// made meanwhile are counted as leakscope's (except a block the live-sample or tracked
+/// table knows to be the program's).
+///
+/// What leakscope hands to the program (a `HeapProfile`, paths, an `Alert` for a
+/// callback) is allocated with [`as_program`]; what it keeps is freed under a guard. So a
+/// block crosses from one side to the other only where the tables tell its owner.
 pub(crate) struct ProfilerGuard {
     was_set: bool,
 }
@@ -217,6 +228,43 @@ impl ProfilerGuard {
             .unwrap_or(true);
         ProfilerGuard { was_set }
     }
+}
+
+/// True if the calling thread is doing leakscope's work now (a `ProfilerGuard` lives).
+pub(crate) fn in_profiler() -> bool {
+    STATE
+        .try_with(|t| t.word.get() & IN_PROFILER != 0)
+        .unwrap_or(false)
+}
+
+/// Marks the calling thread as leakscope's own for the rest of its life, teardown
+/// included (its thread-local destructors, the freeing of its spawn closure): for the
+/// threads leakscope starts.
+pub(crate) fn own_thread() {
+    std::mem::forget(ProfilerGuard::new());
+}
+
+/// Runs `f` as the program's code on this thread (the `IN_PROFILER` flag cleared, then
+/// restored, even if `f` panics): what it allocates is the program's. For values handed
+/// to the program and for calling the program's callbacks.
+pub(crate) fn as_program<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if self.0 {
+                let _ = STATE.try_with(|t| t.word.set(t.word.get() | IN_PROFILER));
+            }
+        }
+    }
+    let was_set = STATE
+        .try_with(|t| {
+            let w = t.word.get();
+            t.word.set(w & !IN_PROFILER);
+            w & IN_PROFILER != 0
+        })
+        .unwrap_or(false);
+    let _restore = Restore(was_set);
+    f()
 }
 
 impl Drop for ProfilerGuard {

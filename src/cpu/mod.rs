@@ -98,7 +98,7 @@ pub fn cpu_profile(duration: Duration) -> io::Result<Vec<PathBuf>> {
     })?;
     let gate = Gate::acquire()?;
     let seq = write::next_seq();
-    capture(&ctx, seq, "cpu", &gate, thread::sleep, duration)
+    capture(&ctx, seq, "cpu", &gate, thread::sleep, duration).map(write::paths_for_program)
 }
 
 /// Runs the sampler for `duration` (waiting with `wait`) and writes the files.

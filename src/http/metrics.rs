@@ -75,6 +75,18 @@ pub(crate) fn render(ctx: &Context) -> String {
             samples: one(s.total_blocks),
         },
         Family {
+            name: "leakscope_self_heap_bytes",
+            kind: "gauge",
+            help: "Bytes in leakscope's own live heap blocks (profiles, symbols, buffers), not in leakscope_heap_*.",
+            samples: one(crate::stats::self_stats().live_bytes),
+        },
+        Family {
+            name: "leakscope_self_heap_peak_bytes",
+            kind: "gauge",
+            help: "Highest of leakscope's own live heap bytes.",
+            samples: one(crate::stats::self_stats().peak_bytes),
+        },
+        Family {
             name: "leakscope_sample_bytes",
             kind: "gauge",
             help: "Mean bytes between allocation samples (1 = every allocation).",

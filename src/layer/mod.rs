@@ -273,8 +273,11 @@ where
             return;
         };
         s.closed.fetch_add(1, Relaxed);
-        let ext = span.extensions();
-        if let Some(d) = ext.get::<SpanData>() {
+        // The extension was allocated as leakscope's own: taken out and freed under the
+        // guard here, not by the registry when it clears the span.
+        let _own = ProfilerGuard::new();
+        let data = span.extensions_mut().remove::<SpanData>();
+        if let Some(d) = data {
             if d.created != 0 {
                 s.lifetime.record(now_ns().saturating_sub(d.created));
             }

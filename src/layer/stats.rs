@@ -88,8 +88,12 @@ pub struct TaskStats {
 /// The figures of every span callsite seen by [`layer`](crate::layer()), most time entered
 /// first. Empty when no layer is installed.
 pub fn span_stats() -> Vec<SpanStats> {
-    let _own = ProfilerGuard::new();
-    let live = sampled_live_by_callsite();
+    // The rows are the caller's (the program's, when the program asks); the map is
+    // leakscope's own, made and freed under the guard.
+    let live = {
+        let _own = ProfilerGuard::new();
+        sampled_live_by_callsite()
+    };
     let mut out: Vec<SpanStats> = callsites::all()
         .map(|(i, s)| {
             let busy = s.busy.snapshot();
@@ -125,14 +129,20 @@ pub fn span_stats() -> Vec<SpanStats> {
         .filter(|s| s.count > 0 || s.entries > 0)
         .collect();
     out.sort_by(|a, b| b.busy_total.cmp(&a.busy_total).then(a.name.cmp(&b.name)));
+    let _own = ProfilerGuard::new();
+    drop(live);
     out
 }
 
 /// Tasks by spawn site (see [`TaskStats`]), most live first. Empty when no layer is
 /// installed or no task span was seen.
 pub fn task_stats() -> Vec<TaskStats> {
-    let _own = ProfilerGuard::new();
-    let mut out: Vec<TaskStats> = tasks::all()
+    // As in `span_stats`: the rows are the caller's, the list of sites leakscope's own.
+    let all = {
+        let _own = ProfilerGuard::new();
+        tasks::all()
+    };
+    let mut out: Vec<TaskStats> = all
         .iter()
         .map(|t| TaskStats {
             site: t.site.clone(),
@@ -144,6 +154,8 @@ pub fn task_stats() -> Vec<TaskStats> {
         })
         .collect();
     out.sort_by(|a, b| b.live.cmp(&a.live).then(a.site.cmp(&b.site)));
+    let _own = ProfilerGuard::new();
+    drop(all);
     out
 }
 

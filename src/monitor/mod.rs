@@ -62,7 +62,8 @@ impl Monitor {
         let thread = thread::Builder::new()
             .name("leakscope-monitor".to_string())
             .spawn(move || {
-                let _guard = ProfilerGuard::new();
+                // Its whole life, teardown included, is leakscope's own work.
+                crate::alloc::thread::own_thread();
                 run(&ctx, &s);
             })?;
         // Wait until the thread has made its first allocations: threads join a session

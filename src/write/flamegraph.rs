@@ -24,13 +24,14 @@ impl HeapProfile {
         let mut opts = options(
             "Live heap by allocation stack",
             format!(
-                "live {} in {} blocks, peak {}, total {} in {} blocks; sampled every {}{}",
+                "live {} in {} blocks, peak {}, total {} in {} blocks; sampled every {}; leakscope's own heap {} apart{}",
                 human_bytes(s.live_bytes),
                 s.live_blocks,
                 human_bytes(s.peak_bytes),
                 human_bytes(s.total_bytes),
                 s.total_blocks,
                 human_bytes(self.sample_bytes()),
+                human_bytes(self.self_stats().live_bytes),
                 if empty {
                     " (no sampled block is live)"
                 } else {

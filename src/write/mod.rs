@@ -144,6 +144,13 @@ pub(crate) fn heap_files_among(
     Ok(files)
 }
 
+/// The program's copy of `paths`, leakscope's own (call with a `ProfilerGuard` held: the
+/// own vector is freed as leakscope's, the copy allocated as the program's).
+pub(crate) fn paths_for_program(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let _own = crate::alloc::thread::ProfilerGuard::new();
+    crate::alloc::thread::as_program(|| paths.iter().cloned().collect())
+}
+
 /// `1.5 MiB`-style sizes for titles and messages.
 pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

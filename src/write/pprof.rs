@@ -345,6 +345,7 @@ mod tests {
         let p = HeapProfile {
             sites: Vec::new(),
             stats: HeapStats::default(),
+            self_stats: crate::stats::SelfStats::default(),
             sample_bytes: 4096,
             dropped_samples: 0,
             raw: Arc::new(raw),

@@ -24,6 +24,9 @@ pub(crate) struct Report {
     pub(crate) time_unix_ms: u64,
     pub(crate) pid: u32,
     pub(crate) heap: Heap,
+    /// leakscope's own heap, not in `heap`.
+    #[serde(rename = "self")]
+    pub(crate) self_heap: crate::stats::SelfStats,
     pub(crate) sampling: Sampling,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) growth: Option<GrowthReport>,
@@ -226,6 +229,7 @@ impl Report {
                 stats: profile.stats(),
                 rss_bytes: now.rss_bytes,
             },
+            self_heap: profile.self_stats(),
             sampling: Sampling {
                 sample_bytes: profile.sample_bytes(),
                 dropped_samples: profile.dropped_samples(),
