@@ -184,6 +184,18 @@ pub(crate) fn profile_own() -> HeapProfile {
     profile_by_stack().0
 }
 
+/// One profile build at a time: concurrent callers (a dump, HTTP scrapes, the monitor)
+/// wait their turn, so the cold side's peak is one build's, not one per caller.
+static BUILD: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// [`profile_own`], waiting at most `wait` for another thread's build; `None` if it did
+/// not end by then (the exit hook, which must not hang on a thread that will never run
+/// again).
+pub(crate) fn profile_own_within(wait: std::time::Duration) -> Option<HeapProfile> {
+    let turn = BUILD.try_lock_for(wait)?;
+    Some(build_profile(turn).0)
+}
+
 impl HeapProfile {
     /// The program's copy of this profile: every block of it allocated as the program's,
     /// its strings copied (equal strings stay one `Arc<str>` within the copy), nothing
@@ -274,6 +286,12 @@ impl Sums {
 
 /// [`profile`], and for every raw stack id the index of the site it was merged into.
 pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
+    let _guard = ProfilerGuard::new();
+    build_profile(BUILD.lock())
+}
+
+/// Builds the profile, `turn` held (see [`BUILD`]).
+fn build_profile(_turn: parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHashMap<u32, usize>) {
     let _guard = ProfilerGuard::new();
     let stats = stats();
     let raw = crate::snapshot::stacks::snapshot();

@@ -27,6 +27,36 @@ const EXACT_SLOTS: usize = 1 << 22;
 /// `cpu_profile`), which pass it down.
 static ACTIVE: Mutex<Option<Arc<Context>>> = Mutex::new(None);
 
+/// What a running session stops at its end: its threads. Held here rather than in the
+/// [`Session`] so that the exit hook can end a session whose `Session` is never dropped
+/// (`std::process::exit`, a session kept in a static); whichever ends it first takes it.
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
+
+/// A running session's context and threads.
+struct Running {
+    ctx: Arc<Context>,
+    /// The process that started it (a `fork()` child must not end the parent's).
+    pid: u32,
+    monitor: Option<Monitor>,
+    #[cfg(feature = "http")]
+    http: Option<crate::http::Server>,
+}
+
+/// How long the exit hook waits for a lock another thread holds, or for the monitor's
+/// tick in progress, before it skips the exit files.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+/// How long the exit hook waits for the exit files to be written.
+const EXIT_WRITE: Duration = Duration::from_secs(30);
+
+/// The session is ended by the exit hook: waits are bounded by `wait`; `caller` is the
+/// OS id of the thread calling `exit` (blocked there for good: if it is the monitor
+/// thread, its tick in progress will not finish).
+#[derive(Clone, Copy)]
+struct Exiting {
+    wait: Duration,
+    caller: u64,
+}
+
 /// A profiling session. While it runs, a monitor thread watches the heap for leaks and
 /// limits. Dropping it stops and joins that thread, writes the final heap profile and
 /// the exit report into the output directory, and stops profiling.
@@ -39,9 +69,8 @@ pub struct Session {
     ctx: Option<Arc<Context>>,
     /// The process that started it: a `fork()` child holds a copy it must not end.
     pid: u32,
-    monitor: Option<Monitor>,
-    #[cfg(feature = "http")]
-    http: Option<crate::http::Server>,
+    /// Where the HTTP server listens, if it runs.
+    http_addr: Option<SocketAddr>,
 }
 
 impl Session {
@@ -49,9 +78,7 @@ impl Session {
         Session {
             ctx: None,
             pid: std::process::id(),
-            monitor: None,
-            #[cfg(feature = "http")]
-            http: None,
+            http_addr: None,
         }
     }
 
@@ -63,14 +90,7 @@ impl Session {
     /// The address the HTTP server listens on (with the port the OS chose when asked for
     /// port 0), if this session runs one (cargo feature `http`, `LEAKSCOPE_HTTP`).
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        #[cfg(feature = "http")]
-        {
-            self.http.as_ref().map(|s| s.addr())
-        }
-        #[cfg(not(feature = "http"))]
-        {
-            None
-        }
+        self.http_addr
     }
 
     /// Ends the session now: writes the exit files (`.svg`, `.folded`, `.json`) and
@@ -92,35 +112,156 @@ impl Session {
             // server and CPU threads are the parent's and do not run here, and a lock
             // one of them held at the fork stays held. Joining or locking would hang, so
             // the copy ends without either: no files, the parent's session untouched.
-            std::mem::forget(self.monitor.take());
-            #[cfg(feature = "http")]
-            std::mem::forget(self.http.take());
+            if let Some(mut running) = RUNNING.try_lock() {
+                forget_threads(running.take());
+            }
             return Ok(Vec::new());
         }
-        // The server first: no request is answered from a session that is ending.
-        #[cfg(feature = "http")]
-        if let Some(mut s) = self.http.take() {
-            s.stop();
-        }
-        crate::cpu::finish_background();
-        // The monitor first: no alert may be written after the exit files.
-        if let Some(mut m) = self.monitor.take() {
-            m.stop();
-        }
-        let result = exit_files(&ctx);
-        session_word::stop();
-        *ACTIVE.lock() = None;
-        // The exit report was the session's last use of the debug-info index.
-        crate::symbolize::release_index_if_idle(Duration::ZERO);
-        result
+        drop(ctx);
+        // `None`: the exit hook ended it already.
+        let Some(running) = RUNNING.lock().take() else {
+            return Ok(Vec::new());
+        };
+        shutdown(running, None)
     }
 }
 
-/// Writes the exit files of the session of `ctx`: the heap files and the report.
-fn exit_files(ctx: &Context) -> io::Result<Vec<PathBuf>> {
+/// Forgets a session's threads without stopping them (they are not this process's, or
+/// the process is exiting).
+fn forget_threads(running: Option<Running>) {
+    if let Some(r) = running {
+        std::mem::forget(r.monitor);
+        #[cfg(feature = "http")]
+        std::mem::forget(r.http);
+        drop(r.ctx);
+    }
+}
+
+/// Ends a running session: stops its threads, writes the exit files, stops profiling.
+/// `exiting`: from the exit hook, each wait bounded by this (the HTTP server is left to
+/// the process's end; a lock or a tick that outlasts it skips the exit files, said in
+/// one line).
+fn shutdown(mut running: Running, exiting: Option<Exiting>) -> io::Result<Vec<PathBuf>> {
+    let _guard = ProfilerGuard::new();
+    // The server first: no request is answered from a session that is ending.
+    #[cfg(feature = "http")]
+    if let Some(mut s) = running.http.take() {
+        if exiting.is_some() {
+            std::mem::forget(s);
+        } else {
+            s.stop();
+        }
+    }
+    crate::cpu::finish_background();
+    // The monitor first: no alert may be written after the exit files.
+    let mut result = Ok(Vec::new());
+    let stopped = match running.monitor.take() {
+        Some(mut m) => m.stop_within(exiting.map(|e| (e.wait, e.caller))),
+        None => true,
+    };
+    let wait = exiting.map(|e| e.wait);
+    if stopped {
+        result = exit_files(&running.ctx, wait);
+    } else {
+        diag::say(format_args!(
+            "at exit: the monitor thread did not stop within {:?}; no exit files",
+            wait.unwrap_or_default()
+        ));
+    }
+    session_word::stop();
+    match wait {
+        None => *ACTIVE.lock() = None,
+        Some(wait) => {
+            if let Some(mut active) = ACTIVE.try_lock_for(wait) {
+                *active = None;
+            }
+        }
+    }
+    // The exit report was the session's last use of the debug-info index.
+    crate::symbolize::release_index_if_idle(Duration::ZERO);
+    drop(running);
+    result
+}
+
+/// The exit hook (`atexit`): ends a session still running when the process exits
+/// (`std::process::exit`, or a `Session` that is never dropped), writing its exit files
+/// once. Never panics, never changes the exit status; a lock held elsewhere past
+/// [`EXIT_WAIT`], or files not written within [`EXIT_WRITE`], skip the files with one
+/// line.
+///
+/// The work runs on a thread of its own: `exit` has already run the calling thread's
+/// thread-local destructors, and the writers use thread-locals (inferno's buffers).
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        let _guard = ProfilerGuard::new();
+        let Some(mut lock) = RUNNING.try_lock_for(EXIT_WAIT) else {
+            diag::say(format_args!(
+                "at exit: the session is being ended by another thread; no exit files"
+            ));
+            return;
+        };
+        let Some(running) = lock.take() else {
+            return;
+        };
+        drop(lock);
+        if running.pid != std::process::id() {
+            forget_threads(Some(running));
+            return;
+        }
+        let exiting = Exiting {
+            wait: EXIT_WAIT,
+            caller: crate::sys::thread_id(),
+        };
+        let done = Arc::new((Mutex::new(false), parking_lot::Condvar::new()));
+        let signal = Arc::clone(&done);
+        let started = crate::sys::spawn_detached(Box::new(move || {
+            crate::alloc::thread::own_thread();
+            match shutdown(running, Some(exiting)) {
+                Ok(files) if !files.is_empty() => {
+                    let names: Vec<String> =
+                        files.iter().map(|p| p.display().to_string()).collect();
+                    diag::say(format_args!("wrote {} at exit", names.join(", ")));
+                }
+                Ok(_) => {}
+                Err(e) => write::report_once(&e),
+            }
+            *signal.0.lock() = true;
+            signal.1.notify_all();
+        }));
+        if !started {
+            diag::say(format_args!(
+                "at exit: cannot start a thread to write the exit files; none written"
+            ));
+            return;
+        }
+        let deadline = std::time::Instant::now() + EXIT_WRITE;
+        let mut finished = done.0.lock();
+        while !*finished && !done.1.wait_until(&mut finished, deadline).timed_out() {}
+        if !*finished {
+            diag::say(format_args!(
+                "at exit: the exit files were not written within {EXIT_WRITE:?}; exiting without them"
+            ));
+        }
+    });
+}
+
+/// Writes the exit files of the session of `ctx`: the heap files and the report; none
+/// (and no profile built, nothing symbolized) when its formats are none. `exiting`: the
+/// profile waits at most this for another thread's profile build.
+fn exit_files(ctx: &Context, exiting: Option<Duration>) -> io::Result<Vec<PathBuf>> {
     let out = ctx.output();
+    if out.formats.is_empty() {
+        return Ok(Vec::new());
+    }
     let seq = write::next_seq();
-    let p = crate::profile::profile_own();
+    let p = match exiting {
+        None => crate::profile::profile_own(),
+        Some(wait) => crate::profile::profile_own_within(wait).ok_or_else(|| {
+            io::Error::other(format!(
+                "at exit: another heap profile was still being built after {wait:?}; no exit files"
+            ))
+        })?,
+    };
     let mut files = write::heap_files(&out, seq, "exit", &p)?;
     if out.writes(Format::Json) {
         let json = write::path(out.dir, seq, "exit", "json");
@@ -205,6 +346,14 @@ pub fn init_with(config: Config) -> Session {
         return Session::inert();
     }
     let ctx = Arc::new(Context::new(config));
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        if !crate::sys::at_exit(at_exit) {
+            diag::say(format_args!(
+                "cannot register the exit hook; std::process::exit will write no exit files"
+            ));
+        }
+    });
     let monitor = match ctx.config.monitor.then(|| Monitor::start(&ctx)) {
         None => None,
         Some(Ok(m)) => Some(m),
@@ -223,22 +372,33 @@ pub fn init_with(config: Config) -> Session {
             "LEAKSCOPE_HTTP={addr} is set, but leakscope was built without its `http` feature; no server"
         ));
     }
-    Session {
+    #[cfg(feature = "http")]
+    let http = ctx
+        .config
+        .http
+        .and_then(|addr| match crate::http::Server::start(addr, &ctx) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                diag::say(format_args!("cannot serve HTTP on {addr} ({e}); no server"));
+                None
+            }
+        });
+    let session = Session {
         ctx: Some(Arc::clone(&ctx)),
+        pid: std::process::id(),
+        #[cfg(feature = "http")]
+        http_addr: http.as_ref().map(|s| s.addr()),
+        #[cfg(not(feature = "http"))]
+        http_addr: None,
+    };
+    *RUNNING.lock() = Some(Running {
+        ctx,
         pid: std::process::id(),
         monitor,
         #[cfg(feature = "http")]
-        http: ctx
-            .config
-            .http
-            .and_then(|addr| match crate::http::Server::start(addr, &ctx) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    diag::say(format_args!("cannot serve HTTP on {addr} ({e}); no server"));
-                    None
-                }
-            }),
-    }
+        http,
+    });
+    session
 }
 
 /// Writes the current heap profile now (the files `LEAKSCOPE_FORMATS` picks, by default

@@ -49,6 +49,49 @@ pub(crate) fn object_path_of<R>(addr: usize, f: impl FnOnce(&[u8]) -> R) -> Opti
     Some(f(path))
 }
 
+/// Registers `f` to run when the process exits through the C library's `exit` (as
+/// `std::process::exit` and a return from `main` do); false if it cannot.
+pub(crate) fn at_exit(f: extern "C" fn()) -> bool {
+    // SAFETY: `atexit` stores the function pointer, which lives for the whole process
+    // (a plain `fn`); it is called at most once, from `exit`, with no arguments.
+    unsafe { libc::atexit(f) == 0 }
+}
+
+/// The calling thread's OS id (`gettid`).
+pub(crate) fn thread_id() -> u64 {
+    // SAFETY: `gettid` takes no argument and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    tid as u64
+}
+
+/// Runs `f` on a new OS thread started with `pthread_create` (not `std::thread`, whose
+/// spawn reads thread-locals of the calling thread: from an exit hook they may already
+/// be destroyed), detached; false if it could not be started. A panic in `f` is caught.
+pub(crate) fn spawn_detached(f: Box<dyn FnOnce() + Send>) -> bool {
+    type Job = Box<dyn FnOnce() + Send>;
+    extern "C" fn start(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the `Box<Job>` leaked by `spawn_detached`, handed to this
+        // thread alone and taken back once.
+        let f = unsafe { Box::from_raw(arg as *mut Job) };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        std::ptr::null_mut()
+    }
+    let arg = Box::into_raw(Box::new(f)) as *mut libc::c_void;
+    // SAFETY: `pthread_t` is an integer on Linux; zero is a valid placeholder.
+    let mut thread: libc::pthread_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `thread` is a valid out-pointer, null attributes are the defaults, `start`
+    // has the signature pthread expects and takes ownership of `arg`.
+    let r = unsafe { libc::pthread_create(&mut thread, std::ptr::null(), start, arg) };
+    if r != 0 {
+        // SAFETY: the thread was not started: `arg` is still ours, taken back once.
+        drop(unsafe { Box::from_raw(arg as *mut Job) });
+        return false;
+    }
+    // SAFETY: `thread` was just started and is neither joined nor detached yet.
+    unsafe { libc::pthread_detach(thread) };
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

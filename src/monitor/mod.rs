@@ -32,6 +32,11 @@ struct Shared {
     /// Set by the thread once it has allocated (joined the session), then never again.
     ready: Mutex<bool>,
     ready_cv: Condvar,
+    /// Set by the thread when its loop has returned.
+    done: Mutex<bool>,
+    /// The thread's OS id (0 until it runs).
+    tid: std::sync::atomic::AtomicU64,
+    done_cv: Condvar,
 }
 
 /// The running monitor thread; stopping it (or dropping it) joins it.
@@ -56,6 +61,9 @@ impl Monitor {
             wake: Condvar::new(),
             ready: Mutex::new(false),
             ready_cv: Condvar::new(),
+            done: Mutex::new(false),
+            done_cv: Condvar::new(),
+            tid: std::sync::atomic::AtomicU64::new(0),
         });
         let ctx = Arc::clone(ctx);
         let s = shared.clone();
@@ -64,7 +72,10 @@ impl Monitor {
             .spawn(move || {
                 // Its whole life, teardown included, is leakscope's own work.
                 crate::alloc::thread::own_thread();
+                s.tid.store(crate::sys::thread_id(), std::sync::atomic::Ordering::Relaxed);
                 run(&ctx, &s);
+                *s.done.lock() = true;
+                s.done_cv.notify_all();
             })?;
         // Wait until the thread has made its first allocations: threads join a session
         // (and get their sampler seed) in the order they first allocate, so with a fixed
@@ -86,13 +97,40 @@ impl Monitor {
     /// Stops the thread and waits for it (a tick in progress finishes first). From the
     /// monitor thread itself (an `on_alert` callback ending the session) it only asks.
     pub(crate) fn stop(&mut self) {
+        self.stop_within(None);
+    }
+
+    /// [`stop`](Self::stop), waiting at most `wait` (`None`: as long as it takes) for the
+    /// tick in progress to finish; false if it did not (the thread is left running; the
+    /// exit hook, on its way out of the process, then skips the exit files). With
+    /// `exiting`, the OS id of the thread calling `exit`: if that is the monitor thread,
+    /// its tick will never finish and is not waited for. True from the monitor thread
+    /// itself.
+    pub(crate) fn stop_within(&mut self, exiting: Option<(Duration, u64)>) -> bool {
         *self.shared.stop.lock() = true;
         self.shared.wake.notify_all();
-        if let Some(t) = self.thread.take() {
-            if thread::current().id() != self.id {
-                let _ = t.join();
+        let Some(t) = self.thread.take() else {
+            return true;
+        };
+        if thread::current().id() == self.id {
+            return true;
+        }
+        if let Some((wait, caller)) = exiting {
+            if self.shared.tid.load(std::sync::atomic::Ordering::Relaxed) == caller {
+                std::mem::forget(t);
+                return true;
+            }
+            let deadline = Instant::now() + wait;
+            let mut done = self.shared.done.lock();
+            while !*done && !self.shared.done_cv.wait_until(&mut done, deadline).timed_out() {}
+            if !*done {
+                drop(done);
+                std::mem::forget(t);
+                return false;
             }
         }
+        let _ = t.join();
+        true
     }
 }
 
