@@ -44,6 +44,11 @@ pub const ENV_FORMATS: &str = "LEAKSCOPE_FORMATS";
 /// `127.0.0.1:6060`; a bare port means loopback; `off` = no server.
 pub const ENV_HTTP: &str = "LEAKSCOPE_HTTP";
 
+/// Most heap leakscope's own work may hold (profiles, symbols, writers): a profile
+/// built when more would be needed takes the largest stacks and counts the rest in one
+/// site.
+pub const ENV_MEMORY_BUDGET: &str = "LEAKSCOPE_MEMORY_BUDGET";
+
 /// Comma-separated span names that count as tasks (besides tokio's `runtime.spawn`);
 /// `none` = no others.
 pub const ENV_TASK_SPANS: &str = "LEAKSCOPE_TASK_SPANS";
@@ -75,6 +80,10 @@ pub const DEFAULT_LEAK_WINDOW: Duration = Duration::from_secs(60);
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(300);
 /// Default cap on alerts that write files, per process.
 pub const DEFAULT_MAX_DUMPS: u32 = 20;
+/// Default memory budget of leakscope's own work (32 MiB).
+pub const DEFAULT_MEMORY_BUDGET: u64 = 32 << 20;
+/// Least accepted `LEAKSCOPE_MEMORY_BUDGET` (1 MiB).
+pub const MIN_MEMORY_BUDGET: u64 = 1 << 20;
 
 /// Every variable this version reads, with its default as written in the docs.
 pub const ENV_VARS: &[(&str, &str)] = &[
@@ -93,6 +102,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_MAX_DUMPS, "20"),
     (ENV_FORMATS, "svg,folded,pprof,json"),
     (ENV_HTTP, "off"),
+    (ENV_MEMORY_BUDGET, "32MiB"),
     (ENV_TASK_SPANS, "none"),
     (ENV_TASK_LIMIT, "none"),
     (ENV_SPAN_LATENCY, "none"),

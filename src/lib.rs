@@ -41,6 +41,7 @@
 //! | `LEAKSCOPE_MAX_DUMPS` | `20` | most alerts per process that write files |
 //! | `LEAKSCOPE_FORMATS` | `svg,folded,pprof,json` | files a heap dump writes, comma-separated from `svg`, `folded`, `pprof`, `json`, `dhat`; `none` = no files |
 //! | `LEAKSCOPE_HTTP` | `off` | serve `/debug/pprof/*` and `/metrics` at this address while the session runs (cargo feature `http`); a bare port = loopback |
+//! | `LEAKSCOPE_MEMORY_BUDGET` | `32MiB` | most heap leakscope's own work may hold (profiles, symbols, writers; at least `1MiB`): a profile that would need more takes the largest stacks and counts the rest in one site `[left out: leakscope's memory budget]` |
 //! | `LEAKSCOPE_TASK_SPANS` | `none` | span names that count as tasks besides tokio's `runtime.spawn` |
 //! | `LEAKSCOPE_TASK_LIMIT` | `none` | a `task_limit` alert when live tasks exceed this number |
 //! | `LEAKSCOPE_SPAN_LATENCY` | `none` | `name=200ms,other=1s`: a `span_latency` alert when a span's p99 lifetime over the window exceeds its bound (a span still open past the bound counts at its age) |

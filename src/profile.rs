@@ -75,7 +75,38 @@ pub struct HeapProfile {
     pub(crate) dropped_samples: u64,
     /// The same data by address, for the writers that need addresses (pprof, DHAT).
     pub(crate) raw: Arc<RawProfile>,
+    /// Last field, dropped last: a large profile of leakscope's own hands the freed
+    /// memory back to the OS once it is gone (read by its `Drop`).
+    #[allow(dead_code)]
+    pub(crate) give_back: GiveBack,
 }
+
+/// Dropped last in a [`HeapProfile`] of leakscope's own (`Some(large)`; `None` in the
+/// program's copies): once the profile's memory is freed, if leakscope's own heap is
+/// still above its budget, the debug-info index is given back now rather than
+/// after [`KEEP_INDEX`](symbolize::KEEP_INDEX) (symbol tables that fit); after that or
+/// a large profile, the C library's free heap is handed back to the OS
+/// (`sys::give_back_free_heap`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct GiveBack(pub(crate) Option<bool>);
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        let Some(large) = self.0 else {
+            return;
+        };
+        let _guard = ProfilerGuard::new();
+        let over = crate::stats::self_stats().live_bytes > budget::get()
+            && symbolize::release_index_if_idle(std::time::Duration::ZERO);
+        if large || over {
+            crate::sys::give_back_free_heap();
+        }
+    }
+}
+
+/// A profile of leakscope's own whose estimated size is at least this hands its memory
+/// back to the OS when dropped.
+const GIVE_BACK_BYTES: u64 = 4 << 20;
 
 /// One return address of a trimmed stack: `addr`, of whose resolved (inlined) frames the
 /// first `skip` (innermost) belong to the allocation machinery and the last `root_skip`
@@ -127,6 +158,9 @@ pub(crate) struct RawStack {
     /// The tracing spans the sample was taken in (a path id of the layer; 0 = none): their
     /// names are the stack's root-most frames.
     pub(crate) span_path: u32,
+    /// `Some(n)`: not a stack but the `n` stacks leakscope's memory budget left out of
+    /// the profile, their figures summed (no address; see [`LEFT_OUT`]).
+    pub(crate) left_out: Option<usize>,
     pub(crate) live_bytes: u64,
     pub(crate) live_blocks: u64,
     pub(crate) alloc_bytes: u64,
@@ -188,12 +222,42 @@ pub(crate) fn profile_own() -> HeapProfile {
 /// wait their turn, so the cold side's peak is one build's, not one per caller.
 static BUILD: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
-/// [`profile_own`], waiting at most `wait` for another thread's build; `None` if it did
-/// not end by then (the exit hook, which must not hang on a thread that will never run
-/// again).
-pub(crate) fn profile_own_within(wait: std::time::Duration) -> Option<HeapProfile> {
+/// Builds a profile of leakscope's own and runs `f` on it (writing it out) before the
+/// next build may start: one profile in memory at a time, however many callers.
+pub(crate) fn with_profile_own<R>(f: impl FnOnce(&HeapProfile) -> R) -> R {
+    let _guard = ProfilerGuard::new();
+    let turn = BUILD.lock();
+    let p = build_profile(&turn).0;
+    let r = f(&p);
+    drop(p);
+    r
+}
+
+/// [`with_profile_own`] if no other profile is being built or written now (`None`
+/// otherwise): for a caller that answers "busy" rather than wait (an HTTP scrape).
+#[allow(dead_code)]
+pub(crate) fn try_with_profile_own<R>(f: impl FnOnce(&HeapProfile) -> R) -> Option<R> {
+    let _guard = ProfilerGuard::new();
+    let turn = BUILD.try_lock()?;
+    let p = build_profile(&turn).0;
+    let r = f(&p);
+    drop(p);
+    Some(r)
+}
+
+/// [`with_profile_own`], waiting at most `wait` for another thread's profile; `None` if
+/// it did not end by then (the exit hook, which must not hang on a thread that will
+/// never run again).
+pub(crate) fn with_profile_own_within<R>(
+    wait: std::time::Duration,
+    f: impl FnOnce(&HeapProfile) -> R,
+) -> Option<R> {
+    let _guard = ProfilerGuard::new();
     let turn = BUILD.try_lock_for(wait)?;
-    Some(build_profile(turn).0)
+    let p = build_profile(&turn).0;
+    let r = f(&p);
+    drop(p);
+    Some(r)
 }
 
 impl HeapProfile {
@@ -227,6 +291,7 @@ impl HeapProfile {
             sample_bytes: self.sample_bytes,
             dropped_samples: self.dropped_samples,
             raw,
+            give_back: GiveBack(None),
         }
     }
 }
@@ -287,25 +352,34 @@ impl Sums {
 /// [`profile`], and for every raw stack id the index of the site it was merged into.
 pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     let _guard = ProfilerGuard::new();
-    build_profile(BUILD.lock())
+    build_profile(&BUILD.lock())
 }
 
-/// Builds the profile, `turn` held (see [`BUILD`]).
-fn build_profile(_turn: parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHashMap<u32, usize>) {
+/// Builds the profile, `_turn` held (see [`BUILD`]).
+fn build_profile(_turn: &parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHashMap<u32, usize>) {
     let _guard = ProfilerGuard::new();
     let stats = stats();
-    let raw = crate::snapshot::stacks::snapshot();
+    // The stack table's counts, then the stacks the budget admits, largest live first;
+    // the rest are counted in one site of their own.
+    let (chosen, rest, cost) = choose_stacks(budget::for_profile());
     let mut syms: AHashMap<usize, Arc<Resolved>> = AHashMap::new();
     let mut c_runtime: AHashMap<usize, bool> = AHashMap::new();
     // Raw stacks merged by trimmed address stack (each key kept once, in the map, until
     // all are merged), then those merged by frames into sites.
-    let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> = AHashMap::with_capacity(raw.len());
-    let mut stack_sums: Vec<Sums> = Vec::with_capacity(raw.len());
-    let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(raw.len());
+    let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> =
+        AHashMap::with_capacity(chosen.len());
+    let mut stack_sums: Vec<Sums> = Vec::with_capacity(chosen.len() + 1);
+    let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(chosen.len() + rest.ids.len());
     let mut span_paths: AHashMap<span_tag::SpanCallsites, u32> = AHashMap::new();
-    for s in raw {
+    // One stack's frames at a time, read in place from the table (no copy of it whole).
+    let mut buf: Vec<usize> = Vec::new();
+    for c in &chosen {
+        let Some(truncated) = crate::snapshot::stacks::frames_into(c.id, &mut buf) else {
+            continue;
+        };
+        let s = Chosen { truncated, ..*c };
         // A sample taken inside tracing spans carries their callsites at the root end.
-        let (addrs, spans) = span_tag::split(&s.frames);
+        let (addrs, spans) = span_tag::split(&buf);
         let span_path = if spans.is_empty() {
             0
         } else {
@@ -341,10 +415,19 @@ fn build_profile(_turn: parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHashM
         stack_sums[i].add(sums);
         of_stack.push((s.id, i));
     }
+    drop(buf);
     let mut keys: Vec<Option<(Vec<Pc>, bool, u32)>> = vec![None; stack_sums.len()];
     for (key, i) in by_pcs {
         keys[i] = Some(key);
     }
+    // The stacks the budget left out: one site, its frame saying how many.
+    let left_out = (!rest.ids.is_empty()).then(|| {
+        let i = stack_sums.len();
+        stack_sums.push(rest.sums);
+        keys.push(Some((Vec::new(), false, 0)));
+        of_stack.extend(rest.ids.iter().map(|&id| (id, i)));
+        i
+    });
     let stacks_: Vec<(Vec<Pc>, bool, u32, Sums)> = keys
         .into_iter()
         .zip(stack_sums)
@@ -355,8 +438,19 @@ fn build_profile(_turn: parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHashM
     let mut site_sums: Vec<(Vec<Frame>, bool, Sums)> = Vec::with_capacity(stacks_.len());
     let mut site_of: Vec<usize> = Vec::with_capacity(stacks_.len());
     let mut span_frames: AHashMap<u32, Vec<Frame>> = AHashMap::new();
-    for (pcs, truncated, span_path, sums) in &stacks_ {
-        let mut frames = frames_of(pcs, |a| syms[&a].clone());
+    for (k, (pcs, truncated, span_path, sums)) in stacks_.iter().enumerate() {
+        let mut frames = if left_out == Some(k) {
+            vec![Frame {
+                function: symbolize::intern(&format!(
+                    "{LEFT_OUT} ({} stacks)",
+                    rest.ids.len()
+                )),
+                file: None,
+                line: None,
+            }]
+        } else {
+            frames_of(pcs, |a| syms[&a].clone())
+        };
         if *span_path != 0 {
             frames.extend(
                 span_frames
@@ -412,11 +506,13 @@ fn build_profile(_turn: parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHashM
         .collect();
     let raw_stacks = stacks_
         .into_iter()
+        .enumerate()
         .map(
-            |(pcs, truncated, span_path, Sums([ab, ac, lb, lc]))| RawStack {
+            |(k, (pcs, truncated, span_path, Sums([ab, ac, lb, lc])))| RawStack {
                 pcs,
                 truncated,
                 span_path,
+                left_out: (left_out == Some(k)).then_some(rest.ids.len()),
                 live_bytes: lb,
                 live_blocks: blocks(lc),
                 alloc_bytes: ab,
@@ -435,6 +531,7 @@ fn build_profile(_turn: parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHashM
                 stacks: raw_stacks,
                 syms,
             }),
+            give_back: GiveBack(Some(cost >= GIVE_BACK_BYTES)),
         },
         by_stack,
     )
@@ -590,6 +687,125 @@ fn frames_of(pcs: &[Pc], resolve: impl Fn(usize) -> Arc<Resolved>) -> Vec<Frame>
 
 /// The frame name of a stack with no frame left after trimming.
 pub(crate) const UNKNOWN: &str = "[unknown]";
+
+/// The frame name of the stacks leakscope's memory budget left out of a profile (their
+/// figures summed in one site; the count follows in parentheses).
+pub(crate) const LEFT_OUT: &str = "[left out: leakscope's memory budget]";
+
+/// A stack the profile takes in: its id, counts and depth (and, once read, whether it
+/// was truncated).
+#[derive(Clone, Copy, Debug)]
+struct Chosen {
+    id: u32,
+    alloc_bytes: u64,
+    alloc_count: u64,
+    free_bytes: u64,
+    free_count: u64,
+    truncated: bool,
+}
+
+/// The stacks the budget leaves out: their ids and summed figures.
+#[derive(Default)]
+struct Rest {
+    ids: Vec<u32>,
+    sums: Sums,
+}
+
+/// Picks the stacks a profile takes in within `budget` bytes of leakscope's own heap
+/// (see [`budget`]): every stack with a live or allocated byte, largest live bytes first
+/// (then largest allocated), while their estimated cost fits; the rest summed.
+/// Also returns the estimated cost of the stacks taken in.
+fn choose_stacks(budget: u64) -> (Vec<Chosen>, Rest, u64) {
+    let mut counts = crate::snapshot::stacks::Counts::default();
+    counts.refresh();
+    let mut rows: Vec<Chosen> = counts
+        .rows()
+        .iter()
+        .map(|r| Chosen {
+            id: r.id,
+            alloc_bytes: r.alloc_bytes,
+            alloc_count: r.alloc_count,
+            free_bytes: r.free_bytes,
+            free_count: r.free_count,
+            truncated: false,
+        })
+        .collect();
+    drop(counts);
+    let live = |c: &Chosen| c.alloc_bytes.saturating_sub(c.free_bytes);
+    rows.sort_by(|a, b| {
+        live(b)
+            .cmp(&live(a))
+            .then(b.alloc_bytes.cmp(&a.alloc_bytes))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut spent = 0u64;
+    let mut keep = rows.len();
+    for (i, c) in rows.iter().enumerate() {
+        let cost = budget::stack_cost(crate::snapshot::stacks::depth(c.id));
+        if spent + cost > budget {
+            keep = i;
+            break;
+        }
+        spent += cost;
+    }
+    let mut rest = Rest::default();
+    for c in &rows[keep..] {
+        rest.sums.add(Sums([
+            c.alloc_bytes,
+            c.alloc_count,
+            c.alloc_bytes.saturating_sub(c.free_bytes),
+            c.alloc_count.saturating_sub(c.free_count),
+        ]));
+        rest.ids.push(c.id);
+    }
+    rows.truncate(keep);
+    // First seen first, as the table has them: equal sites keep a stable order.
+    rows.sort_by_key(|c| c.id);
+    (rows, rest, spent)
+}
+
+/// leakscope's memory budget as profiles see it: the bytes of its own heap a profile may
+/// take (`LEAKSCOPE_MEMORY_BUDGET`, less what leakscope already holds), and what one
+/// stack costs, building the profile and writing it.
+pub(crate) mod budget {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+    static BUDGET: AtomicU64 = AtomicU64::new(crate::env::DEFAULT_MEMORY_BUDGET);
+
+    /// Sets the budget (a session starts).
+    pub(crate) fn set(bytes: u64) {
+        BUDGET.store(bytes, Relaxed);
+    }
+
+    /// The budget.
+    pub(crate) fn get() -> u64 {
+        BUDGET.load(Relaxed)
+    }
+
+    /// What a profile built now may take: the budget less leakscope's own live heap (the
+    /// symbol cache, other profiles being written) and, when the debug-info index is not
+    /// loaded, what it took last time; at least [`FLOOR`].
+    pub(crate) fn for_profile() -> u64 {
+        get()
+            .saturating_sub(crate::stats::self_stats().live_bytes)
+            .saturating_sub(crate::symbolize::index_to_load().min(get() / 2))
+            .max(FLOOR)
+    }
+
+    /// The least a profile gets whatever leakscope already holds: its largest stacks.
+    pub(crate) const FLOOR: u64 = 1 << 20;
+
+    /// Bytes of leakscope's own heap per frame of a stack taken into a profile and
+    /// written (address stack and its key, frames and their key, the writers' lines),
+    /// and per stack beyond its frames (measured: `benches/self_memory.rs`).
+    pub(crate) const PER_FRAME: u64 = 200;
+    pub(crate) const PER_STACK: u64 = 400;
+
+    /// The estimated cost of a stack of `depth` frames.
+    pub(crate) fn stack_cost(depth: usize) -> u64 {
+        PER_STACK + PER_FRAME * depth as u64
+    }
+}
 
 /// Stack captures so far that needed the system unwinder rather than the cached walk
 /// (a diagnostic of the frame walker; 0 where there is no cached walker).

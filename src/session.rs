@@ -254,22 +254,24 @@ fn exit_files(ctx: &Context, exiting: Option<Duration>) -> io::Result<Vec<PathBu
         return Ok(Vec::new());
     }
     let seq = write::next_seq();
-    let p = match exiting {
-        None => crate::profile::profile_own(),
-        Some(wait) => crate::profile::profile_own_within(wait).ok_or_else(|| {
-            io::Error::other(format!(
-                "at exit: another heap profile was still being built after {wait:?}; no exit files"
-            ))
-        })?,
+    let write = |p: &crate::profile::HeapProfile| -> io::Result<Vec<PathBuf>> {
+        let mut files = write::heap_files(&out, seq, "exit", p)?;
+        if out.writes(Format::Json) {
+            let json = write::path(out.dir, seq, "exit", "json");
+            let report = Report::new("exit", p, &files, crate::readings::moment());
+            write::write_atomic(&json, |w| report.write(w))?;
+            files.push(json);
+        }
+        Ok(files)
     };
-    let mut files = write::heap_files(&out, seq, "exit", &p)?;
-    if out.writes(Format::Json) {
-        let json = write::path(out.dir, seq, "exit", "json");
-        let report = Report::new("exit", &p, &files, crate::readings::moment());
-        write::write_atomic(&json, |w| report.write(w))?;
-        files.push(json);
+    match exiting {
+        None => crate::profile::with_profile_own(write),
+        Some(wait) => crate::profile::with_profile_own_within(wait, write).unwrap_or_else(|| {
+            Err(io::Error::other(format!(
+                "at exit: another heap profile was still being built after {wait:?}; no exit files"
+            )))
+        }),
     }
-    Ok(files)
 }
 
 impl Drop for Session {
@@ -336,6 +338,7 @@ pub fn init_with(config: Config) -> Session {
         return Session::inert();
     }
     crate::layer::tasks::set_task_names(&config.task_spans);
+    crate::profile::budget::set(config.memory_budget);
     session_word::start();
     if !allocator_is_hooked() {
         session_word::stop();
@@ -411,14 +414,15 @@ pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
             "leakscope is not profiling: set LEAKSCOPE=1 and call leakscope::init(), or use init_with",
         ));
     };
-    let p = crate::profile::profile_own();
-    write::heap_files(
-        &ctx.output(),
-        write::next_seq(),
-        &write::sanitize_label(label),
-        &p,
-    )
-    .map(write::paths_for_program)
+    let files = crate::profile::with_profile_own(|p| {
+        write::heap_files(
+            &ctx.output(),
+            write::next_seq(),
+            &write::sanitize_label(label),
+            p,
+        )
+    });
+    files.map(write::paths_for_program)
 }
 
 /// The running session's context, if a session is profiling: for the public entry

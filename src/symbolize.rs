@@ -145,8 +145,25 @@ pub(crate) fn release_index_if_idle(idle: Duration) -> bool {
     }
     // Not under `INDEX_USED`: this takes `backtrace`'s lock, under which a resolution
     // in progress may be (it notes its use after).
+    let before = crate::stats::self_stats().live_bytes;
     backtrace::clear_symbol_cache();
+    let freed = before.saturating_sub(crate::stats::self_stats().live_bytes);
+    INDEX_BYTES.store(freed, std::sync::atomic::Ordering::Relaxed);
     true
+}
+
+/// What leakscope's own heap lost when the index was last given back: about what
+/// loading it again will take.
+static INDEX_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The heap the debug-info index will take when next loaded: 0 while it is loaded, else
+/// what it took last time (0 if never loaded).
+pub(crate) fn index_to_load() -> u64 {
+    if INDEX_USED.lock().is_some() {
+        0
+    } else {
+        INDEX_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// `s` as the one shared `Arc<str>` of its text (frames compare names by pointer).

@@ -60,6 +60,10 @@ pub struct Config {
     /// Where the HTTP server listens while the session runs (cargo feature `http`);
     /// `None` = no server.
     pub http: Option<SocketAddr>,
+    /// Most heap leakscope's own work may hold (default [`DEFAULT_MEMORY_BUDGET`]): a
+    /// profile that would need more takes the largest stacks and counts the rest in one
+    /// site.
+    pub memory_budget: u64,
     /// Span names that count as tasks, besides tokio's `runtime.spawn`.
     pub task_spans: Vec<String>,
     /// Total live tasks above which a `task_limit` alert fires; `None` = no limit.
@@ -91,6 +95,7 @@ impl Default for Config {
             max_dumps: DEFAULT_MAX_DUMPS,
             formats: DEFAULT_FORMATS.to_vec(),
             http: None,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
             task_spans: Vec::new(),
             task_limit: None,
             span_latency: Vec::new(),
@@ -202,6 +207,13 @@ impl Config {
     #[must_use]
     pub fn leak_min_bytes(mut self, bytes: Option<u64>) -> Config {
         self.leak_min_bytes = bytes;
+        self
+    }
+
+    /// Sets the memory budget of leakscope's own work (at least
+    /// [`MIN_MEMORY_BUDGET`](crate::env::MIN_MEMORY_BUDGET)).
+    pub fn memory_budget(mut self, bytes: u64) -> Config {
+        self.memory_budget = bytes.max(crate::env::MIN_MEMORY_BUDGET);
         self
     }
 

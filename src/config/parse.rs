@@ -15,6 +15,8 @@ const BOOL_FORM: &str = "one of 1, true, on, yes (on) or 0, false, off, no (off)
 const BYTES_FORM: &str =
     "a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 1, 4096, 512KiB, 4MiB)";
 const DIR_FORM: &str = "a non-empty directory path";
+const BUDGET_FORM: &str =
+    "a byte count >= 1MiB: an integer with an optional unit B, KiB, MiB or GiB (e.g. 16MiB, 64MiB)";
 const HZ_FORM: &str = "an integer frequency in Hz from 1 to 10000 (e.g. 99)";
 const SECONDS_FORM: &str = "a whole number of seconds, 0 to 86400 (0 = no automatic CPU profiles)";
 const CPU_LIMIT_FORM: &str =
@@ -104,6 +106,12 @@ pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Conf
     if let Some(v) = text(&get, ENV_COOLDOWN, DURATION_FORM)? {
         c.cooldown =
             parse_duration(&v).ok_or_else(|| ConfigError::new(ENV_COOLDOWN, &v, DURATION_FORM))?;
+    }
+    if let Some(v) = text(&get, ENV_MEMORY_BUDGET, BUDGET_FORM)? {
+        c.memory_budget = match parse_bytes(&v) {
+            Some(n) if n >= MIN_MEMORY_BUDGET => n,
+            _ => return Err(ConfigError::new(ENV_MEMORY_BUDGET, &v, BUDGET_FORM)),
+        };
     }
     if let Some(v) = text(&get, ENV_MAX_DUMPS, COUNT_FORM)? {
         c.max_dumps = v

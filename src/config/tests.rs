@@ -273,3 +273,21 @@ fn formats_and_http() {
         assert!(!e.to_string().contains('\n'));
     }
 }
+
+#[test]
+fn memory_budget() {
+    assert_eq!(parse(&[]).unwrap().memory_budget, DEFAULT_MEMORY_BUDGET);
+    assert_eq!(
+        parse(&[(ENV_MEMORY_BUDGET, "64MiB")]).unwrap().memory_budget,
+        64 << 20
+    );
+    for bad in ["1KiB", "0", "lots", ""] {
+        let e = parse(&[(ENV_MEMORY_BUDGET, bad)]).unwrap_err();
+        assert_eq!((e.var(), e.value()), (ENV_MEMORY_BUDGET, bad));
+        assert!(e.to_string().contains(">= 1MiB"), "{e}");
+    }
+    assert_eq!(
+        Config::new().memory_budget(1).memory_budget,
+        MIN_MEMORY_BUDGET
+    );
+}

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use super::{metrics, Request, Response};
 use crate::context::Context;
-use crate::profile::profile;
 use crate::readings::unix_nanos;
 use crate::write::layer_pprof::{span_pprof_gz, task_pprof_gz, LayerFrame};
 use crate::write::pprof::{heap_pprof_gz, DefaultSample};
@@ -117,7 +116,8 @@ fn heap(req: &Request, default: DefaultSample) -> Response {
             format!("debug={v:?}: only debug=0 (the protobuf) is served"),
         );
     }
-    match heap_pprof_gz(&profile(), default) {
+    // Built and encoded in one turn: one heap profile in memory however many scrapes.
+    match crate::profile::with_profile_own(|p| heap_pprof_gz(p, default)) {
         Ok(gz) => Response::bytes(PPROF_TYPE, gz),
         Err(e) => Response::text(500, format!("cannot encode the heap profile: {e}")),
     }
@@ -153,7 +153,9 @@ fn cpu(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> Response {
 }
 
 fn report() -> Response {
-    let r = Report::new("snapshot", &profile(), &[], crate::readings::moment());
+    let r = crate::profile::with_profile_own(|p| {
+        Report::new("snapshot", p, &[], crate::readings::moment())
+    });
     let mut body = Vec::new();
     match r.write(&mut body) {
         Ok(()) => Response::bytes("application/json", body),

@@ -12,7 +12,6 @@ use crate::alloc::{counters, stacks};
 pub(crate) struct StackSnapshot {
     pub(crate) id: u32,
     pub(crate) frames: Vec<usize>,
-    pub(crate) truncated: bool,
     pub(crate) alloc_bytes: u64,
     pub(crate) alloc_count: u64,
     pub(crate) free_bytes: u64,
@@ -23,6 +22,21 @@ pub(crate) struct StackSnapshot {
 pub(crate) fn frames_of(id: u32) -> Option<(Vec<usize>, bool)> {
     let s = stacks::get(id)?;
     Some((s.frames().collect(), s.truncated()))
+}
+
+/// Reads the frames of stack `id` into `buf` (cleared first), without allocating once
+/// `buf` has grown: for a reader going through the stacks one at a time. Whether the
+/// stack was truncated; `None` if it is not published.
+pub(crate) fn frames_into(id: u32, buf: &mut Vec<usize>) -> Option<bool> {
+    let s = stacks::get(id)?;
+    buf.clear();
+    buf.extend(s.frames());
+    Some(s.truncated())
+}
+
+/// The number of frames of stack `id` (0 if it is not published).
+pub(crate) fn depth(id: u32) -> usize {
+    stacks::get(id).map_or(0, |s| s.frames().count())
 }
 
 /// One stack's weighted counts, without its frames (see [`Counts`]).
@@ -113,7 +127,6 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
         out.push(StackSnapshot {
             id: s.id(),
             frames: s.frames().collect(),
-            truncated: s.truncated(),
             alloc_bytes,
             alloc_count,
             free_bytes,

@@ -16,7 +16,7 @@ use pprof::protos::{Function, Line, Location, Mapping, Message, Profile, Sample,
 
 use super::gzip::write_gzip;
 use super::mappings::{executable_mappings, Mapping as ProcMapping};
-use crate::profile::{HeapProfile, Pc, UNKNOWN};
+use crate::profile::{HeapProfile, Pc, LEFT_OUT, UNKNOWN};
 
 /// Which sample type a viewer shows first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +181,9 @@ pub(crate) fn heap_profile(
                 locations.len() as u64
             })
         };
-        if ids.is_empty() {
+        if let Some(n) = s.left_out {
+            ids.push(synthetic(&format!("{LEFT_OUT} ({n} stacks)"), &mut st));
+        } else if ids.is_empty() {
             ids.push(synthetic(UNKNOWN, &mut st));
         }
         // The tracing spans the samples were taken in, root-most.
@@ -285,6 +287,7 @@ mod tests {
             pcs,
             truncated,
             span_path: 0,
+            left_out: None,
             live_bytes: live,
             live_blocks: 1,
             alloc_bytes: alloc,
@@ -349,6 +352,7 @@ mod tests {
             sample_bytes: 4096,
             dropped_samples: 0,
             raw: Arc::new(raw),
+            give_back: Default::default(),
         };
         let maps = [ProcMapping {
             start: 0x1000,
