@@ -77,9 +77,11 @@ impl Cache {
             return Arc::clone(r);
         }
         // (demangled name, mangled name, file, line) of each frame, innermost first.
-        let mut raw: Vec<RawSym> = Vec::new();
+        let mut raw: Vec<RawSym> = exe::frames(addr).unwrap_or_default();
         // `resolve` looks up `addr - 1`, the call instruction, for return addresses.
-        backtrace::resolve(addr as *mut std::ffi::c_void, |s| {
+        // Other objects than the executable (shared libraries) by `backtrace`.
+        if raw.is_empty() {
+            backtrace::resolve(addr as *mut std::ffi::c_void, |s| {
             let function = match s.name() {
                 Some(n) => format!("{n:#}"),
                 None => format!("{addr:#x}"),
@@ -93,7 +95,8 @@ impl Cache {
                 s.filename().map(|p| p.display().to_string()),
                 s.lineno(),
             ));
-        });
+            });
+        }
         if raw.is_empty() {
             raw.push((format!("{addr:#x}"), None, None, None));
         }
@@ -147,6 +150,7 @@ pub(crate) fn release_index_if_idle(idle: Duration) -> bool {
     // in progress may be (it notes its use after).
     let before = crate::stats::self_stats().live_bytes;
     backtrace::clear_symbol_cache();
+    exe::release();
     let freed = before.saturating_sub(crate::stats::self_stats().live_bytes);
     INDEX_BYTES.store(freed, std::sync::atomic::Ordering::Relaxed);
     true
@@ -163,6 +167,82 @@ pub(crate) fn index_to_load() -> u64 {
         0
     } else {
         INDEX_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The executable's own debug info, read through `/proc/self/exe`: the file the process
+/// runs, even after the path it was started from names another file (a deploy, a
+/// rebuild), where `backtrace` (which reopens the path) would find other debug info or
+/// none. Loaded on first use, given back with `backtrace`'s index.
+mod exe {
+    use parking_lot::Mutex;
+
+    use super::RawSym;
+
+    struct Exe {
+        loader: addr2line::Loader,
+        bias: u64,
+        ranges: Vec<(usize, usize)>,
+    }
+
+    /// `None`: not loaded; `Some(None)`: could not be loaded (the caller falls back to
+    /// `backtrace`).
+    static EXE: Mutex<Option<Option<Exe>>> = Mutex::new(None);
+
+    fn load() -> Option<Exe> {
+        let (bias, ranges) = crate::sys::main_program()?;
+        let loader = addr2line::Loader::new("/proc/self/exe").ok()?;
+        Some(Exe {
+            loader,
+            bias,
+            ranges,
+        })
+    }
+
+    /// The frames of return address `addr` if it lies in the executable (the call
+    /// instruction before it, innermost first); `None` elsewhere or without debug info
+    /// or symbol for it.
+    pub(super) fn frames(addr: usize) -> Option<Vec<RawSym>> {
+        let mut exe = EXE.lock();
+        let exe = exe.get_or_insert_with(load).as_ref()?;
+        if addr == 0 || !exe.ranges.iter().any(|&(s, e)| (s..e).contains(&addr)) {
+            return None;
+        }
+        let probe = (addr as u64 - 1).wrapping_sub(exe.bias);
+        let mut out: Vec<RawSym> = Vec::new();
+        if let Ok(mut frames) = exe.loader.find_frames(probe) {
+            while let Ok(Some(f)) = frames.next() {
+                let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
+                    continue;
+                };
+                let (file, line) = f
+                    .location
+                    .map_or((None, None), |l| (l.file.map(str::to_string), l.line));
+                out.push((demangled(&name), Some(name.into_owned()), file, line));
+            }
+        }
+        if out.is_empty() {
+            let name = exe.loader.find_symbol(probe)?.to_string();
+            let (file, line) = match exe.loader.find_location(probe) {
+                Ok(Some(l)) => (l.file.map(str::to_string), l.line),
+                _ => (None, None),
+            };
+            out.push((demangled(&name), Some(name), file, line));
+        }
+        Some(out)
+    }
+
+    /// A Rust symbol demangled without its hash (`{:#}`); other names as they are.
+    fn demangled(name: &str) -> String {
+        match rustc_demangle::try_demangle(name) {
+            Ok(d) => format!("{d:#}"),
+            Err(_) => name.to_string(),
+        }
+    }
+
+    /// Gives the loaded debug info back (it is loaded again on next use).
+    pub(super) fn release() {
+        *EXE.lock() = None;
     }
 }
 

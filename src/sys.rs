@@ -70,6 +70,43 @@ pub(crate) fn give_back_free_heap() {
     }
 }
 
+/// The main executable as loaded: its load bias (runtime address - file address) and
+/// the runtime ranges `[start, end)` of its executable segments; `None` where the
+/// dynamic linker does not tell.
+pub(crate) fn main_program() -> Option<(u64, Vec<(usize, usize)>)> {
+    struct Found(Option<(u64, Vec<(usize, usize)>)>);
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the `Found` passed to `dl_iterate_phdr` below, alive and
+        // not otherwise borrowed during the call; `info` is valid for this callback,
+        // its `dlpi_phdr` pointing to `dlpi_phnum` program headers.
+        unsafe {
+            let found = &mut *(data as *mut Found);
+            let info = &*info;
+            let bias = info.dlpi_addr as u64;
+            let mut ranges = Vec::new();
+            for i in 0..usize::from(info.dlpi_phnum) {
+                let ph = &*info.dlpi_phdr.add(i);
+                if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+                    let start = bias.wrapping_add(ph.p_vaddr) as usize;
+                    ranges.push((start, start + ph.p_memsz as usize));
+                }
+            }
+            found.0 = Some((bias, ranges));
+        }
+        // The first object is the main program: stop.
+        1
+    }
+    let mut found = Found(None);
+    // SAFETY: `first` only reads what the loader hands it and writes `found`, which
+    // outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(first), &mut found as *mut Found as *mut libc::c_void) };
+    found.0
+}
+
 /// The calling thread's OS id (`gettid`).
 pub(crate) fn thread_id() -> u64 {
     // SAFETY: `gettid` takes no argument and cannot fail.

