@@ -51,7 +51,11 @@ fn status_kib(field: &str) -> u64 {
     s.lines()
         .find_map(|l| {
             let rest = l.strip_prefix(field)?.strip_prefix(':')?;
-            rest.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()
+            rest.trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
         })
         .unwrap_or(0)
         * 1024
@@ -64,7 +68,11 @@ fn reset_high_water() {
 fn get(addr: SocketAddr, path: &str) -> usize {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = [0u8; 16 * 1024];
     let mut total = 0;
     loop {

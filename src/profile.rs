@@ -366,8 +366,7 @@ fn build_profile(_turn: &parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHash
     let mut c_runtime: AHashMap<usize, bool> = AHashMap::new();
     // Raw stacks merged by trimmed address stack (each key kept once, in the map, until
     // all are merged), then those merged by frames into sites.
-    let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> =
-        AHashMap::with_capacity(chosen.len());
+    let mut by_pcs: AHashMap<(Vec<Pc>, bool, u32), usize> = AHashMap::with_capacity(chosen.len());
     let mut stack_sums: Vec<Sums> = Vec::with_capacity(chosen.len() + 1);
     let mut of_stack: Vec<(u32, usize)> = Vec::with_capacity(chosen.len() + rest.ids.len());
     let mut span_paths: AHashMap<span_tag::SpanCallsites, u32> = AHashMap::new();
@@ -441,10 +440,7 @@ fn build_profile(_turn: &parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHash
     for (k, (pcs, truncated, span_path, sums)) in stacks_.iter().enumerate() {
         let mut frames = if left_out == Some(k) {
             vec![Frame {
-                function: symbolize::intern(&format!(
-                    "{LEFT_OUT} ({} stacks)",
-                    rest.ids.len()
-                )),
+                function: symbolize::intern(&format!("{LEFT_OUT} ({} stacks)", rest.ids.len())),
                 file: None,
                 line: None,
             }]

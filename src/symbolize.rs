@@ -82,19 +82,19 @@ impl Cache {
         // Other objects than the executable (shared libraries) by `backtrace`.
         if raw.is_empty() {
             backtrace::resolve(addr as *mut std::ffi::c_void, |s| {
-            let function = match s.name() {
-                Some(n) => format!("{n:#}"),
-                None => format!("{addr:#x}"),
-            };
-            let system_name = s
-                .name()
-                .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
-            raw.push((
-                function,
-                system_name,
-                s.filename().map(|p| p.display().to_string()),
-                s.lineno(),
-            ));
+                let function = match s.name() {
+                    Some(n) => format!("{n:#}"),
+                    None => format!("{addr:#x}"),
+                };
+                let system_name = s
+                    .name()
+                    .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned());
+                raw.push((
+                    function,
+                    system_name,
+                    s.filename().map(|p| p.display().to_string()),
+                    s.lineno(),
+                ));
             });
         }
         if raw.is_empty() {

@@ -45,10 +45,8 @@ fn child(case: &str, dir: &Path) {
 
 /// Runs the child for `case`; its exit code, stderr and the exit report it wrote.
 fn run(case: &str) -> (Option<i32>, String, Vec<PathBuf>) {
-    let dir = std::env::temp_dir().join(format!(
-        "leakscope-exit-hook-{}-{case}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("leakscope-exit-hook-{}-{case}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(std::env::current_exe().unwrap())
         .env(CHILD, case)
@@ -78,7 +76,11 @@ fn main() {
     for (case, code) in [("exit0", 0), ("exit7", 7), ("callback", 5)] {
         let (status, stderr, reports) = run(case);
         assert_eq!(status, Some(code), "{case}: stderr: {stderr}");
-        assert_eq!(reports.len(), 1, "{case}: one exit report; stderr: {stderr}");
+        assert_eq!(
+            reports.len(),
+            1,
+            "{case}: one exit report; stderr: {stderr}"
+        );
         let text = std::fs::read_to_string(&reports[0]).unwrap();
         assert!(
             text.contains("leak_on_purpose"),

@@ -278,7 +278,9 @@ fn formats_and_http() {
 fn memory_budget() {
     assert_eq!(parse(&[]).unwrap().memory_budget, DEFAULT_MEMORY_BUDGET);
     assert_eq!(
-        parse(&[(ENV_MEMORY_BUDGET, "64MiB")]).unwrap().memory_budget,
+        parse(&[(ENV_MEMORY_BUDGET, "64MiB")])
+            .unwrap()
+            .memory_budget,
         64 << 20
     );
     for bad in ["1KiB", "0", "lots", ""] {

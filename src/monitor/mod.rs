@@ -72,7 +72,10 @@ impl Monitor {
             .spawn(move || {
                 // Its whole life, teardown included, is leakscope's own work.
                 crate::alloc::thread::own_thread();
-                s.tid.store(crate::sys::thread_id(), std::sync::atomic::Ordering::Relaxed);
+                s.tid.store(
+                    crate::sys::thread_id(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 run(&ctx, &s);
                 *s.done.lock() = true;
                 s.done_cv.notify_all();
@@ -122,7 +125,13 @@ impl Monitor {
             }
             let deadline = Instant::now() + wait;
             let mut done = self.shared.done.lock();
-            while !*done && !self.shared.done_cv.wait_until(&mut done, deadline).timed_out() {}
+            while !*done
+                && !self
+                    .shared
+                    .done_cv
+                    .wait_until(&mut done, deadline)
+                    .timed_out()
+            {}
             if !*done {
                 drop(done);
                 std::mem::forget(t);
