@@ -86,6 +86,8 @@ pub(crate) fn main_program() -> Option<(u64, Vec<(usize, usize)>)> {
         unsafe {
             let found = &mut *(data as *mut Found);
             let info = &*info;
+            // `Elf32_Addr` on 32-bit targets.
+            #[allow(clippy::unnecessary_cast)]
             let bias = info.dlpi_addr as u64;
             let mut ranges = Vec::new();
             for i in 0..usize::from(info.dlpi_phnum) {

@@ -88,6 +88,9 @@ fn get(addr: SocketAddr, path: &str) -> usize {
 
 const LIMIT: u64 = 48 << 20;
 
+/// What is measured, its limit on the RSS rise, and the step.
+type Check = (&'static str, u64, Box<dyn FnOnce()>);
+
 /// Scrapes from other processes, as a Prometheus or a curl would: the scrapes' own
 /// allocations are not the profiled program's.
 fn scrape_from_children(addr: SocketAddr, n: usize) {
@@ -187,7 +190,7 @@ fn main() {
         assert!(!files.is_empty());
     } else {
         let _ = leakscope::dump("warm-up").unwrap();
-        let checks: [(&str, u64, Box<dyn FnOnce()>); 3] = [
+        let checks: [Check; 3] = [
             (
                 "a dump",
                 LIMIT,

@@ -148,7 +148,7 @@ pub(crate) fn heap_files_among(
 /// own vector is freed as leakscope's, the copy allocated as the program's).
 pub(crate) fn paths_for_program(paths: Vec<PathBuf>) -> Vec<PathBuf> {
     let _own = crate::alloc::thread::ProfilerGuard::new();
-    crate::alloc::thread::as_program(|| paths.iter().cloned().collect())
+    crate::alloc::thread::as_program(|| paths.to_vec())
 }
 
 /// `1.5 MiB`-style sizes for titles and messages.
