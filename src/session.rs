@@ -315,9 +315,9 @@ pub fn init_with(config: Config) -> Session {
         return Session::inert();
     }
     let _guard = ProfilerGuard::new();
-    // The session keeps a copy of its own: `config` is the program's, dropped (after the
-    // guard) as the program's.
-    let config = config.clone();
+    // `config` moves into the session's context: its blocks, the program's (most made
+    // before the session started, so never counted), are freed with the context at the
+    // session's end as leakscope's own.
     let mut active = ACTIVE.lock();
     if active.is_some() {
         diag::say(format_args!(
