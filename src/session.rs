@@ -414,6 +414,10 @@ pub fn dump(label: &str) -> io::Result<Vec<PathBuf>> {
             "leakscope is not profiling: set LEAKSCOPE=1 and call leakscope::init(), or use init_with",
         ));
     };
+    // No heap file among the formats: no profile built, nothing symbolized.
+    if !ctx.output().formats.iter().any(|&f| f != Format::Json) {
+        return Ok(Vec::new());
+    }
     let files = crate::profile::with_profile_own(|p| {
         write::heap_files(
             &ctx.output(),
