@@ -125,6 +125,9 @@ pub(crate) struct RawStack {
     /// The tracing spans the sample was taken in (a path id of the layer; 0 = none): their
     /// names are the stack's root-most frames.
     pub(crate) span_path: u32,
+    /// The ids of the hot side's stacks merged into this one (the DHAT file reads their
+    /// figures over time).
+    pub(crate) ids: Vec<u32>,
     pub(crate) live_bytes: u64,
     pub(crate) live_blocks: u64,
     pub(crate) alloc_bytes: u64,
@@ -294,17 +297,23 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     }
     let mut slots: Vec<Option<Site>> = sites.into_iter().map(Some).collect();
     let sites: Vec<Site> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let mut ids: Vec<Vec<u32>> = vec![Vec::new(); stacks_.len()];
+    for &(id, i) in &of_stack {
+        ids[i].push(id);
+    }
     let by_stack = of_stack
         .into_iter()
         .map(|(id, i)| (id, new_index[site_of[i]]))
         .collect();
     let raw_stacks = stacks_
         .into_iter()
+        .zip(ids)
         .map(
-            |(pcs, truncated, span_path, Sums([ab, ac, lb, lc]))| RawStack {
+            |((pcs, truncated, span_path, Sums([ab, ac, lb, lc])), ids)| RawStack {
                 pcs,
                 truncated,
                 span_path,
+                ids,
                 live_bytes: lb,
                 live_blocks: blocks(lc),
                 alloc_bytes: ab,

@@ -285,6 +285,7 @@ mod tests {
             pcs,
             truncated,
             span_path: 0,
+            ids: Vec::new(),
             live_bytes: live,
             live_blocks: 1,
             alloc_bytes: alloc,
