@@ -127,7 +127,7 @@ mod write;
 
 pub use alert::{on_alert, Alert, AlertKind, Growth, Severity, Suspect};
 pub use alloc::LeakScope;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, HttpToken};
 pub use cpu::cpu_profile;
 pub use layer::{layer, span_stats, task_stats, SpanLayer, SpanStats, TaskStats};
 pub use profile::{profile, Frame, HeapProfile, Site};

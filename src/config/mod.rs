@@ -3,8 +3,10 @@
 
 mod error;
 mod parse;
+mod token;
 
 pub use error::ConfigError;
+pub use token::HttpToken;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,8 @@ pub struct Config {
     /// Where the HTTP server listens while the session runs (cargo feature `http`);
     /// `None` = no server.
     pub http: Option<SocketAddr>,
+    /// The bearer token every HTTP request must carry; `None` = no authentication.
+    pub http_token: Option<HttpToken>,
     /// Span names that count as tasks, besides tokio's `runtime.spawn`.
     pub task_spans: Vec<String>,
     /// Total live tasks above which a `task_limit` alert fires; `None` = no limit.
@@ -91,6 +95,7 @@ impl Default for Config {
             max_dumps: DEFAULT_MAX_DUMPS,
             formats: DEFAULT_FORMATS.to_vec(),
             http: None,
+            http_token: None,
             task_spans: Vec::new(),
             task_limit: None,
             span_latency: Vec::new(),
@@ -242,6 +247,15 @@ impl Config {
     #[must_use]
     pub fn http(mut self, addr: Option<SocketAddr>) -> Config {
         self.http = addr;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every HTTP request (`None`: no
+    /// authentication). Without a token, only loopback addresses are quiet; with one,
+    /// clients must send it (Prometheus: `authorization: {credentials_file: ...}`).
+    #[must_use]
+    pub fn http_token(mut self, token: Option<HttpToken>) -> Config {
+        self.http_token = token;
         self
     }
 
