@@ -439,11 +439,7 @@ fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
             }
         }
     }
-    let before = peak::peak();
-    peak::observe();
-    if peak::peak() > before {
-        stacks::peak_reached(now);
-    }
+    stacks::observe_live(peak::observe(), now);
     t.word.set(w);
 }
 

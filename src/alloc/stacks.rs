@@ -11,8 +11,9 @@
 //! reached its peak, and the total lifetime of its freed sampled blocks. These are
 //! updated with shared atomics at every sampled allocation and free of the stack
 //! ([`on_sampled_alloc`], [`on_sampled_free`]), so they are exact when every allocation
-//! is sampled. The figures at the peak are taken lazily: [`peak_reached`] bumps an epoch,
-//! and a stack that changes after the epoch moved first saves the value it had then.
+//! is sampled. The figures at the peak are taken lazily: [`observe_live`] bumps an epoch
+//! when a sample point sees the heap above its highest, and a stack that changes after
+//! the epoch moved first saves the value it had then.
 //!
 //! The cold side reads the table through [`for_each`] and [`get`] (atomic loads, no
 //! allocation): the copies it makes are its own (`crate::snapshot`'s stacks).
@@ -63,7 +64,9 @@ struct Extremes {
     freed_life_ns: AtomicU64,
 }
 
-/// Bumped each time a sample point finds the heap above its previous peak.
+/// The highest live heap a sample point saw.
+static PEAK_LIVE: AtomicI64 = AtomicI64::new(0);
+/// Bumped each time a sample point finds the heap above `PEAK_LIVE`.
 static PEAK_EPOCH: AtomicU64 = AtomicU64::new(0);
 /// When the last peak was reached (`clock::now_ns`); 0 = none yet.
 static PEAK_NS: AtomicU64 = AtomicU64::new(0);
@@ -195,11 +198,17 @@ fn change(x: &Extremes, bytes: i64, count: i64) -> (i64, i64) {
     (b, c)
 }
 
-/// A sample point found the heap above its previous peak at `now_ns`: every stack's live
-/// figures now are its figures at the peak (saved when the stack next changes).
-pub(crate) fn peak_reached(now_ns: u64) {
-    PEAK_EPOCH.fetch_add(1, Ordering::Relaxed);
-    PEAK_NS.store(now_ns, Ordering::Relaxed);
+/// A sample point saw `live` bytes on the heap at `now_ns`. Above the highest seen so far,
+/// it is the new peak: every stack's live figures now are its figures at the peak (saved
+/// when the stack next changes). Only sample points count, not other readers of the
+/// counters, so the figures and the time belong to the same moment.
+pub(crate) fn observe_live(live: i64, now_ns: u64) {
+    if live > PEAK_LIVE.load(Ordering::Relaxed)
+        && live > PEAK_LIVE.fetch_max(live, Ordering::Relaxed)
+    {
+        PEAK_EPOCH.fetch_add(1, Ordering::Relaxed);
+        PEAK_NS.store(now_ns, Ordering::Relaxed);
+    }
 }
 
 /// When the heap last reached its peak (`clock::now_ns`), if a sample point saw one.
@@ -250,6 +259,7 @@ pub(crate) fn clear_counts() {
             }
         }
     }
+    PEAK_LIVE.store(0, Ordering::Relaxed);
     PEAK_EPOCH.store(0, Ordering::Relaxed);
     PEAK_NS.store(0, Ordering::Relaxed);
     STACKS.reset_full();
