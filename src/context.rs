@@ -6,7 +6,7 @@
 //! the session's state any other way.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::write::Format;
@@ -51,11 +51,6 @@ pub(crate) struct Output<'a> {
 }
 
 impl Output<'_> {
-    /// Time since the session started.
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
     /// True if heap dumps write files of format `f`.
     pub(crate) fn writes(&self, f: Format) -> bool {
         self.formats.contains(&f)

@@ -43,6 +43,12 @@ pub const ENV_FORMATS: &str = "LEAKSCOPE_FORMATS";
 /// Address of the HTTP server (`/debug/pprof/*`, `/metrics`; cargo feature `http`), e.g.
 /// `127.0.0.1:6060`; a bare port means loopback; `off` = no server.
 pub const ENV_HTTP: &str = "LEAKSCOPE_HTTP";
+/// Bearer token every HTTP request must carry (`Authorization: Bearer <token>`); unset =
+/// no authentication.
+pub const ENV_HTTP_TOKEN: &str = "LEAKSCOPE_HTTP_TOKEN";
+/// A file holding the bearer token (surrounding whitespace ignored), instead of
+/// `LEAKSCOPE_HTTP_TOKEN`: read once when the session starts.
+pub const ENV_HTTP_TOKEN_FILE: &str = "LEAKSCOPE_HTTP_TOKEN_FILE";
 
 /// Most heap leakscope's own work may hold (profiles, symbols, writers): a profile
 /// built when more would be needed takes the largest stacks and counts the rest in one
@@ -103,6 +109,8 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_FORMATS, "svg,folded,pprof,json"),
     (ENV_HTTP, "off"),
     (ENV_MEMORY_BUDGET, "32MiB"),
+    (ENV_HTTP_TOKEN, "none"),
+    (ENV_HTTP_TOKEN_FILE, "none"),
     (ENV_TASK_SPANS, "none"),
     (ENV_TASK_LIMIT, "none"),
     (ENV_SPAN_LATENCY, "none"),

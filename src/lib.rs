@@ -42,6 +42,8 @@
 //! | `LEAKSCOPE_FORMATS` | `svg,folded,pprof,json` | files a heap dump writes, comma-separated from `svg`, `folded`, `pprof`, `json`, `dhat`; `none` = no files |
 //! | `LEAKSCOPE_HTTP` | `off` | serve `/debug/pprof/*` and `/metrics` at this address while the session runs (cargo feature `http`); a bare port = loopback |
 //! | `LEAKSCOPE_MEMORY_BUDGET` | `32MiB` | most heap leakscope's own work may hold (profiles, symbols, writers; at least `1MiB`): a profile that would need more takes the largest stacks and counts the rest in one site `[left out: leakscope's memory budget]` |
+//! | `LEAKSCOPE_HTTP_TOKEN` | `none` | every HTTP request must carry `Authorization: Bearer <token>` |
+//! | `LEAKSCOPE_HTTP_TOKEN_FILE` | `none` | the same token read from a file, instead of `LEAKSCOPE_HTTP_TOKEN` |
 //! | `LEAKSCOPE_TASK_SPANS` | `none` | span names that count as tasks besides tokio's `runtime.spawn` |
 //! | `LEAKSCOPE_TASK_LIMIT` | `none` | a `task_limit` alert when live tasks exceed this number |
 //! | `LEAKSCOPE_SPAN_LATENCY` | `none` | `name=200ms,other=1s`: a `span_latency` alert when a span's p99 lifetime over the window exceeds its bound (a span still open past the bound counts at its age) |
@@ -79,8 +81,10 @@
 //!   `/debug/pprof/profile?seconds=N`, with the tracing [`layer`] `/debug/pprof/goroutine`
 //!   (live tasks by spawn site) and `/debug/pprof/spans` (time by span stack), `/metrics`
 //!   (Prometheus) and
-//!   `/debug/leakscope/report` (see the README for Parca, Pyroscope and Prometheus).
-//!   std::net only, no extra dependency.
+//!   `/debug/leakscope/report` (see the README for Parca, Pyroscope and Prometheus),
+//!   optionally behind a bearer token ([`HttpToken`]). One event-loop thread (`mio`,
+//!   requests parsed by `httparse`); idle and slow clients cannot starve it. With the
+//!   feature off, neither dependency is built.
 //! * `cpu-frame-pointer`: CPU profiles walk frame pointers instead of using libgcc's
 //!   unwinder; build with `RUSTFLAGS="-C force-frame-pointers=yes"`. Off by default: the
 //!   default unwinder gives complete stacks (see the README and BENCHMARKS.md).
@@ -129,7 +133,7 @@ mod write;
 
 pub use alert::{on_alert, Alert, AlertKind, Growth, Severity, Suspect};
 pub use alloc::LeakScope;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, HttpToken};
 pub use cpu::cpu_profile;
 pub use layer::{layer, span_stats, task_stats, SpanLayer, SpanStats, TaskStats};
 pub use profile::{profile, Frame, HeapProfile, Site};

@@ -161,6 +161,9 @@ pub(crate) struct RawStack {
     /// `Some(n)`: not a stack but the `n` stacks leakscope's memory budget left out of
     /// the profile, their figures summed (no address; see [`LEFT_OUT`]).
     pub(crate) left_out: Option<usize>,
+    /// The ids of the hot side's stacks merged into this one (the DHAT file reads their
+    /// figures over time).
+    pub(crate) ids: Vec<u32>,
     pub(crate) live_bytes: u64,
     pub(crate) live_blocks: u64,
     pub(crate) alloc_bytes: u64,
@@ -275,8 +278,8 @@ impl HeapProfile {
         }
         let mut stacks: Vec<RawStack> = as_program(|| Vec::with_capacity(self.raw.stacks.len()));
         for r in &self.raw.stacks {
-            let pcs = as_program(|| r.pcs.clone());
-            stacks.push(RawStack { pcs, ..*r });
+            let (pcs, ids) = as_program(|| (r.pcs.clone(), r.ids.clone()));
+            stacks.push(RawStack { pcs, ids, ..*r });
         }
         let raw = as_program(|| {
             Arc::new(RawProfile {
@@ -496,19 +499,25 @@ fn build_profile(_turn: &parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHash
     }
     let mut slots: Vec<Option<Site>> = sites.into_iter().map(Some).collect();
     let sites: Vec<Site> = order.iter().filter_map(|&i| slots[i].take()).collect();
+    let mut ids: Vec<Vec<u32>> = vec![Vec::new(); stacks_.len()];
+    for &(id, i) in &of_stack {
+        ids[i].push(id);
+    }
     let by_stack = of_stack
         .into_iter()
         .map(|(id, i)| (id, new_index[site_of[i]]))
         .collect();
     let raw_stacks = stacks_
         .into_iter()
+        .zip(ids)
         .enumerate()
         .map(
-            |(k, (pcs, truncated, span_path, Sums([ab, ac, lb, lc])))| RawStack {
+            |(k, ((pcs, truncated, span_path, Sums([ab, ac, lb, lc])), ids))| RawStack {
                 pcs,
                 truncated,
                 span_path,
                 left_out: (left_out == Some(k)).then_some(rest.ids.len()),
+                ids,
                 live_bytes: lb,
                 live_blocks: blocks(lc),
                 alloc_bytes: ab,

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::TempDir;
-use leakscope::env::{ENV_DIR, ENV_ENABLE, ENV_SAMPLE_BYTES, ENV_VARS};
+use leakscope::env::{ENV_DIR, ENV_ENABLE, ENV_HTTP_TOKEN, ENV_SAMPLE_BYTES, ENV_VARS};
 use leakscope::{Config, HeapStats};
 
 #[global_allocator]
@@ -209,6 +209,16 @@ fn bad_sample_bytes_unit() {
 #[test]
 fn zero_sample_bytes() {
     check_bad(&[(ENV_SAMPLE_BYTES, "0")], ENV_SAMPLE_BYTES, "0");
+}
+
+#[test]
+fn bad_http_token_is_not_shown() {
+    // The error carries the token's length, never the token.
+    check_bad(
+        &[(ENV_ENABLE, "1"), (ENV_HTTP_TOKEN, "my secret")],
+        ENV_HTTP_TOKEN,
+        "<9 characters, not shown>",
+    );
 }
 
 #[test]

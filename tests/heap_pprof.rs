@@ -1,7 +1,7 @@
 //! The heap profile as read by its real consumers: Go's pprof (`go tool pprof -raw` and
 //! `-top` on the `.pb.gz`), the structure Parca and Pyroscope require (checked with the
 //! pprof crate's own protobuf types), and DHAT's JSON checked field by field against what
-//! valgrind's `dh_view.js` requires. Exact mode (`sample_bytes = 1`), so figures are known.
+//! valgrind's `dh_view.js` requires, and loaded in that viewer. Exact mode (`sample_bytes = 1`), so figures are known.
 
 mod common;
 
@@ -213,7 +213,9 @@ fn pprof_and_dhat_files_are_read_by_their_consumers() {
     assert_eq!(ftbl[0], "[root]");
     let mut keep = [0u64; 4];
     for pp in dhat["pps"].as_array().unwrap() {
-        for f in ["tb", "tbk", "mb", "mbk", "gb", "gbk", "eb", "ebk", "fs"] {
+        for f in [
+            "tb", "tbk", "tl", "mb", "mbk", "gb", "gbk", "eb", "ebk", "fs",
+        ] {
             assert!(pp.get(f).is_some(), "pp without {f}: {pp}");
         }
         let fs: Vec<usize> = pp["fs"]
@@ -243,61 +245,14 @@ fn pprof_and_dhat_files_are_read_by_their_consumers() {
     drop(session);
 }
 
-/// Valgrind's viewer, `dh_view.js`, in headless Chromium: the page builds its tree from
-/// the file (its `buildTree` checks the fields and throws on a missing one) and shows our
-/// function. Skipped, and said so, where Chromium or valgrind's viewer is not installed
-/// (Debian `chromium`, `valgrind`; `.ci/run` does not install Chromium).
+/// Valgrind's viewer, `dh_view.js` (run by Node.js): it builds its tree from the file
+/// (its `buildTree` checks the fields and throws on a missing one or a repeated location)
+/// and shows our function, with lifetimes and no `NaN`.
 fn dh_view_loads(file: &Path) {
-    let viewer = Path::new("/usr/libexec/valgrind/dh_view.js");
-    let chromium = Path::new("/usr/bin/chromium");
-    if !viewer.exists() || !chromium.exists() {
-        eprintln!(
-            "dh_view check skipped: needs {} and {}",
-            viewer.display(),
-            chromium.display()
-        );
-        return;
-    }
-    let dir = TempDir::new("dh-view");
-    fs::copy(viewer, dir.path().join("dh_view.js")).unwrap();
-    let json = fs::read_to_string(file).unwrap();
-    fs::write(dir.path().join("data.js"), format!("const DATA = {json};")).unwrap();
-    // What the page's own `loadFile` does after reading the file, minus the file picker.
-    let page = r#"<!DOCTYPE html><html><head><meta charset="utf-8">
-<script src="dh_view.js"></script><script src="data.js"></script>
-<script>function run() { gFilename = "leakscope"; tryFunc(() => { gData = DATA; buildTree(); displayTree(); }); }</script>
-</head><body onload="onLoad(); run()"></body></html>"#;
-    fs::write(dir.path().join("view.html"), page).unwrap();
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--dump-dom",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            dir.path().join("profile").display()
-        ))
-        .arg(format!("file://{}", dir.path().join("view.html").display()))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !dom.contains("class=\"error\""),
-        "dh_view reports an error:\n{dom}"
-    );
-    assert!(dom.contains("Mode:    rust-heap"), "{dom}");
-    assert!(dom.contains("Allocated at {"), "{dom}");
-    assert!(dom.contains("heap_pprof_test_keep"), "{dom}");
+    let shown = common::dh_view::dh_view_text(file);
+    assert!(shown.contains("Mode:    rust-heap"), "{shown}");
+    assert!(shown.contains("Allocated at {"), "{shown}");
+    assert!(shown.contains("heap_pprof_test_keep"), "{shown}");
+    assert!(shown.contains("avg lifetime"), "{shown}");
+    assert!(!shown.contains("NaN"), "{shown}");
 }

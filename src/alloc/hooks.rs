@@ -485,6 +485,7 @@ fn realloc_counted(
 fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
     let w = t.word.get();
     t.word.set(w | IN_HOOK);
+    let now = clock::now_ns();
     if let Some(weight) = sampler::on_countdown_expired(t, size) {
         let mut bounds = t.stack.get();
         let mut stack = Captured::empty();
@@ -496,21 +497,22 @@ fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
             let sample = samples::Sample {
                 stack: id,
                 weight,
-                born_ns: clock::now_ns(),
+                born_ns: now,
             };
             if samples::insert(p as usize, sample) {
                 let (bytes, count) = (sampler::est_bytes(size, weight), sampler::est_count(weight));
                 t.slot
                     .get()
                     .stack_event(w & SHARED == 0, id, false, bytes, count);
+                stacks::on_sampled_alloc(id, bytes, count);
             }
         }
     }
-    peak::observe();
+    stacks::observe_live(peak::observe(), now);
     t.word.set(w);
 }
 
-/// Credits a sampled block's free to its stack.
+/// Credits a sampled block's free to its stack, with its lifetime.
 #[cold]
 fn credit_free(slot: &Slot, exclusive: bool, s: samples::Sample, size: u64) {
     let (bytes, count) = (
@@ -518,4 +520,6 @@ fn credit_free(slot: &Slot, exclusive: bool, s: samples::Sample, size: u64) {
         sampler::est_count(s.weight),
     );
     slot.stack_event(exclusive, s.stack, true, bytes, count);
+    let life = clock::now_ns().saturating_sub(s.born_ns);
+    stacks::on_sampled_free(s.stack, bytes, count, s.weight, life);
 }

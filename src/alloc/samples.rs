@@ -88,6 +88,12 @@ pub(crate) fn take(addr: usize) -> Option<Sample> {
     SAMPLES.take(addr)
 }
 
+/// Calls `f` with every live sample (cold: walks the whole table, allocates nothing).
+/// Samples taken or freed meanwhile may or may not be seen.
+pub(crate) fn for_each(mut f: impl FnMut(Sample)) {
+    SAMPLES.for_each(|slot| f(slot.load()));
+}
+
 /// Forgets every live sample (a new session starts).
 pub(crate) fn clear() {
     SAMPLES.clear()

@@ -3,8 +3,10 @@
 
 mod error;
 mod parse;
+mod token;
 
 pub use error::ConfigError;
+pub use token::HttpToken;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,8 @@ pub struct Config {
     /// profile that would need more takes the largest stacks and counts the rest in one
     /// site.
     pub memory_budget: u64,
+    /// The bearer token every HTTP request must carry; `None` = no authentication.
+    pub http_token: Option<HttpToken>,
     /// Span names that count as tasks, besides tokio's `runtime.spawn`.
     pub task_spans: Vec<String>,
     /// Total live tasks above which a `task_limit` alert fires; `None` = no limit.
@@ -96,6 +100,7 @@ impl Default for Config {
             formats: DEFAULT_FORMATS.to_vec(),
             http: None,
             memory_budget: DEFAULT_MEMORY_BUDGET,
+            http_token: None,
             task_spans: Vec::new(),
             task_limit: None,
             span_latency: Vec::new(),
@@ -254,6 +259,15 @@ impl Config {
     #[must_use]
     pub fn http(mut self, addr: Option<SocketAddr>) -> Config {
         self.http = addr;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every HTTP request (`None`: no
+    /// authentication). Without a token, only loopback addresses are quiet; with one,
+    /// clients must send it (Prometheus: `authorization: {credentials_file: ...}`).
+    #[must_use]
+    pub fn http_token(mut self, token: Option<HttpToken>) -> Config {
+        self.http_token = token;
         self
     }
 

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, HttpToken};
 use crate::alert::AlertKind;
 use crate::env::*;
 use crate::write::formats::parse_formats;
@@ -36,6 +36,11 @@ const FORMATS_FORM: &str =
     "none, or a comma-separated list from svg, folded, pprof, json, dhat (e.g. svg,pprof)";
 const HTTP_FORM: &str =
     "off, a port (loopback), or an IP address and port (e.g. 6060, 127.0.0.1:6060, [::1]:6060, 0.0.0.0:6060)";
+const TOKEN_FORM: &str =
+    "none, or a bearer token: 1 to 4096 letters, digits and -._~+/, then optional = padding (e.g. the output of `openssl rand -hex 32`)";
+const TOKEN_FILE_FORM: &str =
+    "none, or a readable file holding a bearer token (1 to 4096 letters, digits and -._~+/, then optional =; surrounding whitespace is ignored)";
+const TOKEN_BOTH_FORM: &str = "either LEAKSCOPE_HTTP_TOKEN or LEAKSCOPE_HTTP_TOKEN_FILE, not both";
 const NAMES_FORM: &str = "none, or a comma-separated list of span names (e.g. request,job)";
 const TASK_LIMIT_FORM: &str = "none, or a whole number of tasks >= 1 (e.g. 10000)";
 const LATENCY_FORM: &str =
@@ -126,6 +131,7 @@ pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Conf
     if let Some(v) = text(&get, ENV_HTTP, HTTP_FORM)? {
         c.http = parse_http(&v).ok_or_else(|| ConfigError::new(ENV_HTTP, &v, HTTP_FORM))?;
     }
+    c.http_token = http_token(&get)?;
     if let Some(v) = text(&get, ENV_TASK_SPANS, NAMES_FORM)? {
         c.task_spans =
             parse_names(&v).ok_or_else(|| ConfigError::new(ENV_TASK_SPANS, &v, NAMES_FORM))?;
@@ -167,6 +173,59 @@ fn parse_http(v: &str) -> Option<Option<SocketAddr>> {
         ))));
     }
     v.parse().ok().map(Some)
+}
+
+/// The token from `LEAKSCOPE_HTTP_TOKEN` or the file `LEAKSCOPE_HTTP_TOKEN_FILE` names
+/// (not both; `none` or empty = unset). Errors never show the token: the value is
+/// replaced by its length.
+fn http_token(get: &impl Fn(&str) -> Option<OsString>) -> Result<Option<HttpToken>, ConfigError> {
+    let hidden = |v: &str| format!("<{} characters, not shown>", v.chars().count());
+    let unset = |v: &Option<OsString>| {
+        v.as_ref()
+            .and_then(|v| v.to_str())
+            .is_some_and(|v| v.trim().is_empty() || v.trim().eq_ignore_ascii_case("none"))
+    };
+    let (token, file) = (get(ENV_HTTP_TOKEN), get(ENV_HTTP_TOKEN_FILE));
+    let token = if unset(&token) { None } else { token };
+    let file = if unset(&file) { None } else { file };
+    let direct = match token {
+        None => None,
+        Some(v) => {
+            let v = v.into_string().map_err(|_| {
+                ConfigError::new(ENV_HTTP_TOKEN, "<not UTF-8, not shown>", TOKEN_FORM)
+            })?;
+            Some(
+                HttpToken::new(&v)
+                    .ok_or_else(|| ConfigError::new(ENV_HTTP_TOKEN, &hidden(&v), TOKEN_FORM))?,
+            )
+        }
+    };
+    let Some(path) = file else {
+        return Ok(direct);
+    };
+    let shown = path.to_string_lossy().into_owned();
+    if direct.is_some() {
+        return Err(ConfigError::new(
+            ENV_HTTP_TOKEN_FILE,
+            &shown,
+            TOKEN_BOTH_FORM,
+        ));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError::new(
+            ENV_HTTP_TOKEN_FILE,
+            &format!("{shown} ({e})"),
+            TOKEN_FILE_FORM,
+        )
+    })?;
+    let token = HttpToken::new(text.trim()).ok_or_else(|| {
+        ConfigError::new(
+            ENV_HTTP_TOKEN_FILE,
+            &format!("{shown} (holding {})", hidden(text.trim())),
+            TOKEN_FILE_FORM,
+        )
+    })?;
+    Ok(Some(token))
 }
 
 /// `none`/empty -> empty; `a,b` -> the names, deduplicated; an empty item -> `None`.

@@ -293,3 +293,62 @@ fn memory_budget() {
         MIN_MEMORY_BUDGET
     );
 }
+
+#[test]
+fn http_token_from_the_variable_or_a_file() {
+    let want = HttpToken::new("s3cr3t-T0ken").unwrap();
+    let c = parse(&[(ENV_HTTP_TOKEN, "s3cr3t-T0ken")]).unwrap();
+    assert_eq!(c.http_token, Some(want.clone()));
+    for unset in ["none", "", " NONE "] {
+        assert_eq!(parse(&[(ENV_HTTP_TOKEN, unset)]).unwrap().http_token, None);
+        assert_eq!(
+            parse(&[(ENV_HTTP_TOKEN_FILE, unset)]).unwrap().http_token,
+            None
+        );
+    }
+    // A file: surrounding whitespace (a trailing newline) is not part of the token.
+    let dir = std::env::temp_dir().join(format!("leakscope-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "  s3cr3t-T0ken\n").unwrap();
+    let path = file.to_str().unwrap();
+    assert_eq!(
+        parse(&[(ENV_HTTP_TOKEN_FILE, path)]).unwrap().http_token,
+        Some(want)
+    );
+    // Errors name the variable and never show the token.
+    std::fs::write(&file, "not a token\n").unwrap();
+    for (vars, var, says) in [
+        (
+            vec![(ENV_HTTP_TOKEN, "has space")],
+            ENV_HTTP_TOKEN,
+            "bearer token",
+        ),
+        (vec![(ENV_HTTP_TOKEN, "é")], ENV_HTTP_TOKEN, "bearer token"),
+        (
+            vec![(ENV_HTTP_TOKEN_FILE, path)],
+            ENV_HTTP_TOKEN_FILE,
+            "readable file",
+        ),
+        (
+            vec![(ENV_HTTP_TOKEN_FILE, "/nonexistent/leakscope-token")],
+            ENV_HTTP_TOKEN_FILE,
+            "readable file",
+        ),
+        (
+            vec![(ENV_HTTP_TOKEN, "abc"), (ENV_HTTP_TOKEN_FILE, path)],
+            ENV_HTTP_TOKEN_FILE,
+            "not both",
+        ),
+    ] {
+        let e = parse(&vars).unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.var(), var, "{text}");
+        assert!(text.contains(says), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        for secret in ["has space", "not a token", "é"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

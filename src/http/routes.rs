@@ -1,9 +1,13 @@
-//! The endpoints: which path serves what, and the checking of their parameters.
+//! The endpoints: which path serves what, and the checking of their parameters. Cheap
+//! answers are built at once; a heap profile (or the report, built from one) and a CPU
+//! profile are jobs the server runs on threads of their own, one of each at a time.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{metrics, Request, Response};
+use super::request::Request;
+use super::{auth, metrics, Response};
 use crate::context::Context;
 use crate::readings::unix_nanos;
 use crate::write::layer_pprof::{span_pprof_gz, task_pprof_gz, LayerFrame};
@@ -27,9 +31,27 @@ const INDEX: &str =
 /metrics                       Prometheus text format
 /debug/leakscope/report        the JSON report, now";
 
-/// Answers `req` from the session of `ctx`. `wait` sleeps for a CPU profile's duration
-/// (or less, when the server stops).
-pub(crate) fn handle(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> Response {
+/// A heap profile's answer, built on a job thread.
+pub(crate) type HeapJob = Box<dyn FnOnce() -> Response + Send>;
+
+/// How a request is answered.
+pub(crate) enum Route {
+    /// At once.
+    Now(Response),
+    /// By building a heap profile (`/debug/pprof/heap`, `/allocs`, the report).
+    Heap(HeapJob),
+    /// By a CPU profile of `seconds`.
+    Cpu { seconds: u64, head_only: bool },
+}
+
+/// How `req` is answered from the session of `ctx`: 401 without the token when one is
+/// configured, 405 for anything but `GET` and `HEAD`, else the endpoint's answer.
+pub(crate) fn handle(req: &Request, ctx: &Context) -> Route {
+    if let Some(token) = &ctx.config.http_token {
+        if !auth::authorized(req, token) {
+            return Route::Now(auth::unauthorized(req));
+        }
+    }
     let head_only = req.method == "HEAD";
     if req.method != "GET" && !head_only {
         let mut r = Response::text(
@@ -40,37 +62,50 @@ pub(crate) fn handle(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> R
             ),
         );
         r.headers.push(("Allow", "GET, HEAD".to_string()));
-        return r;
+        return Route::Now(r);
     }
-    let mut r = route(req, wait, ctx);
-    r.head_only = head_only;
-    r
+    match route(req, head_only, ctx) {
+        Route::Now(mut r) => {
+            r.head_only = head_only;
+            Route::Now(r)
+        }
+        Route::Heap(job) => Route::Heap(Box::new(move || {
+            let mut r = job();
+            r.head_only = head_only;
+            r
+        })),
+        cpu => cpu,
+    }
 }
 
-fn route(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> Response {
+fn route(req: &Request, head_only: bool, ctx: &Context) -> Route {
+    let now = Route::Now;
     match req.path.as_str() {
-        "/" | "/debug/pprof" | "/debug/pprof/" => match no_params(req, &[]) {
+        "/" | "/debug/pprof" | "/debug/pprof/" => now(match no_params(req, &[]) {
             Ok(()) => Response::text(200, INDEX),
             Err(r) => r,
-        },
+        }),
         "/debug/pprof/heap" => heap(req, DefaultSample::InuseSpace),
         "/debug/pprof/allocs" => heap(req, DefaultSample::AllocSpace),
-        "/debug/pprof/profile" => cpu(req, wait, ctx),
-        "/debug/pprof/goroutine" => layer_profile(req, "task", || {
+        "/debug/pprof/profile" => cpu(req, head_only),
+        "/debug/pprof/goroutine" => now(layer_profile(req, "task", || {
             task_pprof_gz(&crate::layer::task_stats(), unix_nanos())
-        }),
-        "/debug/pprof/spans" => {
-            layer_profile(req, "span", || span_pprof_gz(&span_paths(), unix_nanos()))
-        }
-        "/metrics" => match no_params(req, &[]) {
+        })),
+        "/debug/pprof/spans" => now(layer_profile(req, "span", || {
+            span_pprof_gz(&span_paths(), unix_nanos())
+        })),
+        "/metrics" => now(match no_params(req, &[]) {
             Ok(()) => Response::bytes(metrics::CONTENT_TYPE, metrics::render(ctx).into_bytes()),
             Err(r) => r,
-        },
+        }),
         "/debug/leakscope/report" => match no_params(req, &[]) {
-            Ok(()) => report(),
-            Err(r) => r,
+            Ok(()) => Route::Heap(Box::new(report)),
+            Err(r) => now(r),
         },
-        other => Response::text(404, format!("no endpoint {other:?}; see / for the list")),
+        other => now(Response::text(
+            404,
+            format!("no endpoint {other:?}; see / for the list"),
+        )),
     }
 }
 
@@ -102,46 +137,59 @@ fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn heap(req: &Request, default: DefaultSample) -> Response {
+fn heap(req: &Request, default: DefaultSample) -> Route {
     // `gc` is what Go's handler takes to collect garbage first: nothing to do here.
     if let Err(r) = no_params(req, &["gc", "debug"]) {
-        return r;
+        return Route::Now(r);
     }
     if let Some(v) = param(req, "gc").filter(|v| !matches!(*v, "0" | "1")) {
-        return Response::text(400, format!("gc={v:?}: expected 0 or 1"));
+        return Route::Now(Response::text(400, format!("gc={v:?}: expected 0 or 1")));
     }
     if let Some(v) = param(req, "debug").filter(|v| *v != "0") {
-        return Response::text(
+        return Route::Now(Response::text(
             400,
             format!("debug={v:?}: only debug=0 (the protobuf) is served"),
-        );
+        ));
     }
     // Built and encoded in one turn: one heap profile in memory however many scrapes.
-    match crate::profile::with_profile_own(|p| heap_pprof_gz(p, default)) {
-        Ok(gz) => Response::bytes(PPROF_TYPE, gz),
-        Err(e) => Response::text(500, format!("cannot encode the heap profile: {e}")),
-    }
+    Route::Heap(Box::new(move || {
+        match crate::profile::with_profile_own(|p| heap_pprof_gz(p, default)) {
+            Ok(gz) => Response::bytes(PPROF_TYPE, gz),
+            Err(e) => Response::text(500, format!("cannot encode the heap profile: {e}")),
+        }
+    }))
 }
 
-fn cpu(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> Response {
+fn cpu(req: &Request, head_only: bool) -> Route {
     if let Err(r) = no_params(req, &["seconds"]) {
-        return r;
+        return Route::Now(r);
     }
     let seconds = match param(req, "seconds") {
         None => DEFAULT_CPU_SECONDS,
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (1..=MAX_CPU_SECONDS).contains(&n) && !v.starts_with('+') => n,
             _ => {
-                return Response::text(
+                return Route::Now(Response::text(
                     400,
                     format!(
                     "seconds={v:?}: expected a whole number of seconds from 1 to {MAX_CPU_SECONDS}"
                 ),
-                )
+                ))
             }
         },
     };
-    match crate::cpu::cpu_pprof_gz(ctx, wait, Duration::from_secs(seconds)) {
+    Route::Cpu { seconds, head_only }
+}
+
+/// A CPU profile of `seconds` for the session of `ctx` (on a job thread); `wait` sleeps
+/// for its duration, or less when the server stops.
+pub(crate) fn cpu_profile(
+    ctx: &Arc<Context>,
+    wait: &dyn Fn(Duration),
+    seconds: u64,
+    head_only: bool,
+) -> Response {
+    let mut r = match crate::cpu::cpu_pprof_gz(ctx, wait, Duration::from_secs(seconds)) {
         Ok(gz) => Response::bytes(PPROF_TYPE, gz),
         Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
             let mut r = Response::text(503, e.to_string());
@@ -149,7 +197,9 @@ fn cpu(req: &Request, wait: &dyn Fn(Duration), ctx: &Context) -> Response {
             r
         }
         Err(e) => Response::text(500, format!("CPU profile failed: {e}")),
-    }
+    };
+    r.head_only = head_only;
+    r
 }
 
 fn report() -> Response {
@@ -204,14 +254,27 @@ fn span_paths() -> Vec<(Vec<LayerFrame>, u64)> {
 mod tests {
     use super::*;
 
+    fn answer(route: Route) -> Response {
+        match route {
+            Route::Now(r) => r,
+            Route::Heap(_) => panic!("a heap profile job"),
+            Route::Cpu { .. } => panic!("a CPU profile job"),
+        }
+    }
+
+    fn request(raw: &str) -> Request {
+        match Request::parse(raw.as_bytes()) {
+            super::super::request::Head::Complete(r) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn get_with(target: &str, ctx: &Context) -> Route {
+        handle(&request(&format!("GET {target} HTTP/1.1\r\n\r\n")), ctx)
+    }
+
     fn get(target: &str) -> Response {
-        let head = format!("GET {target} HTTP/1.1\r\n\r\n");
-        let ctx = Context::new(crate::Config::new());
-        handle(
-            &Request::parse(head.as_bytes()).unwrap(),
-            &|_| panic!("no CPU profile should start"),
-            &ctx,
-        )
+        answer(get_with(target, &Context::new(crate::Config::new())))
     }
 
     fn body(r: &Response) -> String {
@@ -238,6 +301,7 @@ mod tests {
             ("/debug/pprof/goroutine?debug=2", "only debug=0"),
             ("/debug/pprof/spans?seconds=1", "accepted: debug"),
             ("/metrics?x=1", "accepted: none"),
+            ("/debug/leakscope/report?x", "accepted: none"),
         ] {
             let r = get(target);
             assert_eq!(r.status, 400, "{target}: {}", body(&r));
@@ -254,12 +318,59 @@ mod tests {
             assert_eq!(&r.body[..2], &[0x1f, 0x8b], "{path}: gzipped");
         }
         assert_eq!(get("/").status, 200);
-        let post = Request::parse(b"POST /debug/pprof/heap HTTP/1.1\r\n\r\n").unwrap();
-        let r = handle(&post, &|_| {}, &Context::new(crate::Config::new()));
+        let ctx = Context::new(crate::Config::new());
+        let r = answer(handle(
+            &request("POST /debug/pprof/heap HTTP/1.1\r\n\r\n"),
+            &ctx,
+        ));
         assert_eq!(r.status, 405);
         assert!(r
             .headers
             .iter()
             .any(|(k, v)| *k == "Allow" && v == "GET, HEAD"));
+        // Heap profiles and CPU profiles are jobs; HEAD answers carry no body.
+        for target in [
+            "/debug/pprof/heap",
+            "/debug/pprof/allocs?gc=1",
+            "/debug/leakscope/report",
+        ] {
+            assert!(matches!(get_with(target, &ctx), Route::Heap(_)), "{target}");
+        }
+        assert!(matches!(
+            get_with("/debug/pprof/profile?seconds=7", &ctx),
+            Route::Cpu {
+                seconds: 7,
+                head_only: false
+            }
+        ));
+        let r = answer(handle(&request("HEAD /metrics HTTP/1.1\r\n\r\n"), &ctx));
+        assert!(r.head_only && r.status == 200);
+    }
+
+    #[test]
+    fn a_token_guards_every_endpoint() {
+        let token = crate::config::HttpToken::new("t0ken").unwrap();
+        let ctx = Context::new(crate::Config::new().http_token(Some(token)));
+        for target in [
+            "/",
+            "/metrics",
+            "/debug/pprof/heap",
+            "/debug/pprof/profile",
+            "/nope",
+        ] {
+            for auth in [
+                "",
+                "Authorization: Bearer wrong\r\n",
+                "Authorization: t0ken\r\n",
+            ] {
+                let raw = format!("GET {target} HTTP/1.1\r\n{auth}\r\n");
+                let r = answer(handle(&request(&raw), &ctx));
+                assert_eq!(r.status, 401, "{raw}");
+            }
+        }
+        let ok = request("GET /metrics HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n\r\n");
+        assert_eq!(answer(handle(&ok, &ctx)).status, 200);
+        let post = request("POST /metrics HTTP/1.1\r\n\r\n");
+        assert_eq!(answer(handle(&post, &ctx)).status, 401, "before the method");
     }
 }

@@ -2,21 +2,21 @@
 //! valgrind's `dh_view.html` reads (format version 2, mode `rust-heap`).
 //!
 //! One program point (`pps[]`) per distinct trimmed address stack, frames innermost
-//! first as indices into `ftbl` (`"[root]"` first, as the dhat crate writes). What
-//! leakscope knows goes in as is: `tb`/`tbk` (allocated bytes and blocks) and `eb`/`ebk`
-//! (live at the snapshot), exact with `LEAKSCOPE_SAMPLE_BYTES=1` and unbiased estimates
-//! otherwise. What it does not record is filled so the viewer works and is documented:
-//! block lifetimes (`tl`) are left out (the viewer then shows no lifetime figures), the
-//! per-site maximum (`mb`/`mbk`) and the figures at the global peak (`gb`/`gbk`) are the
-//! live figures at the snapshot (lower bounds), and `tg` (time of the peak) is `te`.
+//! first as indices into `ftbl` (`"[root]"` first, as the dhat crate writes); stacks
+//! whose frames print the same are merged (the viewer rejects a repeated location). Per
+//! stack: `tb`/`tbk` (allocated bytes and blocks), `tl` (total lifetime of its blocks,
+//! the live ones counted up to the file's end time), `mb`/`mbk` (its maximum live bytes,
+//! and blocks then), `gb`/`gbk` (live at the heap's peak, at `tg`) and `eb`/`ebk` (live
+//! at the end); exact with `LEAKSCOPE_SAMPLE_BYTES=1`, unbiased estimates otherwise.
+//! Times are microseconds since the session started.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::profile::HeapProfile;
+use crate::snapshot::lifetimes::Lifetimes;
 
 /// The file's top level, field names as the format has them.
 #[derive(Serialize)]
@@ -43,6 +43,7 @@ pub(crate) struct DhatJson {
 pub(crate) struct Pp {
     pub(crate) tb: u64,
     pub(crate) tbk: u64,
+    pub(crate) tl: u128,
     pub(crate) mb: u64,
     pub(crate) mbk: u64,
     pub(crate) gb: u64,
@@ -52,12 +53,14 @@ pub(crate) struct Pp {
     pub(crate) fs: Vec<usize>,
 }
 
-/// Builds the DHAT data of `p`; `elapsed` is the time since the session started.
-pub(crate) fn dhat_json(p: &HeapProfile, elapsed: Duration, cmd: String) -> DhatJson {
+/// Builds the DHAT data of `p`, with the figures over time `t` read for it (their
+/// moment is the file's end time).
+pub(crate) fn dhat_json(p: &HeapProfile, t: &Lifetimes, cmd: String) -> DhatJson {
     let mut ftbl: Vec<String> = vec!["[root]".to_string()];
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut pps = Vec::with_capacity(p.raw.stacks.len());
-    for s in &p.raw.stacks {
+    let mut pps: Vec<Pp> = Vec::with_capacity(p.raw.stacks.len());
+    let mut pp_of: HashMap<Vec<usize>, usize> = HashMap::new();
+    for (k, s) in p.raw.stacks.iter().enumerate() {
         let mut fs = Vec::with_capacity(s.pcs.len() * 2);
         let mut push = |fs: &mut Vec<usize>, text: String| {
             let next = ftbl.len();
@@ -94,19 +97,38 @@ pub(crate) fn dhat_json(p: &HeapProfile, elapsed: Duration, cmd: String) -> Dhat
         if s.truncated {
             push(&mut fs, "[truncated]".to_string());
         }
-        pps.push(Pp {
+        let x = t.stacks.get(k).copied().unwrap_or_default();
+        let mut pp = Pp {
             tb: s.alloc_bytes,
             tbk: s.alloc_blocks,
-            mb: s.live_bytes,
-            mbk: s.live_blocks,
-            gb: s.live_bytes,
-            gbk: s.live_blocks,
+            tl: x.lifetime.as_micros(),
+            mb: x.max_bytes,
+            mbk: x.max_blocks,
+            gb: x.peak_bytes,
+            gbk: x.peak_blocks,
             eb: s.live_bytes,
             ebk: s.live_blocks,
-            fs,
-        });
+            fs: Vec::new(),
+        };
+        // The maximum is read a moment after the counts: never below what they say.
+        for (b, k) in [(pp.eb, pp.ebk), (pp.gb, pp.gbk)] {
+            if b > pp.mb {
+                (pp.mb, pp.mbk) = (b, k);
+            }
+        }
+        match pp_of.get(&fs) {
+            Some(&i) => pps[i].merge(&pp),
+            None => {
+                pp_of.insert(fs.clone(), pps.len());
+                pp.fs = fs;
+                pps.push(pp);
+            }
+        }
     }
-    let te = elapsed.as_micros();
+    let te = t.elapsed.as_micros();
+    let tg = t
+        .peak_ago
+        .map_or(0, |ago| t.elapsed.saturating_sub(ago).as_micros());
     DhatJson {
         dhatFileVersion: 2,
         mode: "rust-heap",
@@ -118,17 +140,33 @@ pub(crate) fn dhat_json(p: &HeapProfile, elapsed: Duration, cmd: String) -> Dhat
         tuth: 10,
         cmd,
         pid: std::process::id(),
-        tg: te,
+        tg,
         te,
         pps,
         ftbl,
     }
 }
 
-/// Writes `p` as DHAT JSON.
-pub(crate) fn write_dhat<W: Write>(p: &HeapProfile, elapsed: Duration, mut w: W) -> io::Result<()> {
+impl Pp {
+    /// Adds `o`'s figures (a stack whose frames print the same); maxima add up, so the
+    /// merged maximum is an upper bound, as DHAT's viewer does for a call tree's nodes.
+    fn merge(&mut self, o: &Pp) {
+        self.tb += o.tb;
+        self.tbk += o.tbk;
+        self.tl += o.tl;
+        self.mb += o.mb;
+        self.mbk += o.mbk;
+        self.gb += o.gb;
+        self.gbk += o.gbk;
+        self.eb += o.eb;
+        self.ebk += o.ebk;
+    }
+}
+
+/// Writes `p` as DHAT JSON, with its figures over time `t`.
+pub(crate) fn write_dhat<W: Write>(p: &HeapProfile, t: &Lifetimes, mut w: W) -> io::Result<()> {
     let cmd = std::env::args().collect::<Vec<_>>().join(" ");
-    serde_json::to_writer(&mut w, &dhat_json(p, elapsed, cmd)).map_err(io::Error::other)?;
+    serde_json::to_writer(&mut w, &dhat_json(p, t, cmd)).map_err(io::Error::other)?;
     writeln!(w)?;
     w.flush()
 }

@@ -134,8 +134,8 @@ pub(crate) fn heap_files_among(
             Format::Folded => write_atomic(&p, |w| profile.write_folded(w))?,
             Format::Pprof => write_atomic(&p, |w| profile.write_pprof(w))?,
             Format::Dhat => {
-                let elapsed = out.elapsed();
-                write_atomic(&p, |w| dhat::write_dhat(profile, elapsed, w))?
+                let times = crate::snapshot::lifetimes::read(&profile.raw, out.started);
+                write_atomic(&p, |w| dhat::write_dhat(profile, &times, w))?
             }
             Format::Json => continue,
         }

@@ -288,6 +288,7 @@ mod tests {
             truncated,
             span_path: 0,
             left_out: None,
+            ids: Vec::new(),
             live_bytes: live,
             live_blocks: 1,
             alloc_bytes: alloc,

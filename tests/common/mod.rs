@@ -2,6 +2,8 @@
 //! so not every binary uses every helper).
 #![allow(dead_code)]
 
+pub(crate) mod dh_view;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
