@@ -79,9 +79,6 @@
 //!   (Prometheus) and
 //!   `/debug/leakscope/report` (see the README for Parca, Pyroscope and Prometheus).
 //!   std::net only, no extra dependency.
-//! * `cpu-frame-pointer`: CPU profiles walk frame pointers instead of using libgcc's
-//!   unwinder; build with `RUSTFLAGS="-C force-frame-pointers=yes"`. Off by default: the
-//!   default unwinder gives complete stacks (see the README and BENCHMARKS.md).
 //! * While a session runs, a monitor thread reads the heap every `LEAKSCOPE_INTERVAL` and
 //!   raises an [`Alert`] on a `memory_leak` (the live heap, or one allocation site, grows
 //!   steadily over `LEAKSCOPE_LEAK_WINDOW`) or a `heap_limit`: it writes
@@ -154,4 +151,6 @@ pub mod __private {
     }
 
     pub use crate::profile::__slow_stack_walks as slow_stack_walks;
+
+    pub use crate::cpu::{last_sampler_stats, SamplerStats};
 }
