@@ -152,5 +152,5 @@ pub mod __private {
 
     pub use crate::profile::__slow_stack_walks as slow_stack_walks;
 
-    pub use crate::cpu::{last_sampler_stats, SamplerStats};
+    pub use crate::cpu::{force_process_timer, last_sampler_stats, SamplerStats};
 }

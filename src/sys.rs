@@ -3,10 +3,12 @@
 
 #![allow(unsafe_code)]
 
-// The CPU sampler's system side: loaded objects' unwind sections, probed stack reads,
-// the SIGPROF handler and timer.
+// The CPU sampler's system side: loaded objects' unwind sections, per-thread task clocks,
+// the SIGPROF handler and process timer, probed stack reads.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) mod loaded;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod perf;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) mod signal;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -1,7 +1,8 @@
 //! A CPU profile of a thread that spends nearly all its time in `malloc` and `free`,
 //! called from one marked function, at 99 Hz: every sample is kept (the allocator and the
 //! C library included), the stacks reach the marked function, and `go tool pprof` reads
-//! the file without a warning.
+//! the file without a warning. Once with per-thread task clocks (where the kernel allows
+//! them) and once with the process timer (`ITIMER_PROF`, the fallback).
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::TempDir;
+use common::{session_lock, TempDir};
 use leakscope::Config;
 
 #[global_allocator]
@@ -66,7 +67,23 @@ fn with_file<'a>(files: &'a [PathBuf], suffix: &str) -> &'a Path {
 
 #[test]
 fn time_in_the_allocator_is_sampled_under_its_caller() {
-    let dir = TempDir::new("cpu-malloc");
+    let _l = session_lock();
+    leakscope::__private::force_process_timer(false);
+    profile_the_allocator("cpu-malloc-clocks");
+}
+
+#[test]
+fn the_process_timer_keeps_them_too() {
+    let _l = session_lock();
+    leakscope::__private::force_process_timer(true);
+    let stats = profile_the_allocator("cpu-malloc-itimer");
+    leakscope::__private::force_process_timer(false);
+    assert!(!stats.per_thread_clocks);
+}
+
+/// Profiles the churning thread and checks the profile; returns the sampler's figures.
+fn profile_the_allocator(tag: &str) -> leakscope::__private::SamplerStats {
+    let dir = TempDir::new(tag);
     // No monitor thread: the process's CPU time is the churning thread's.
     let session = leakscope::init_with(Config::new().dir(dir.path()).cpu_hz(HZ).monitor(false));
     assert!(session.is_active());
@@ -183,10 +200,6 @@ fn time_in_the_allocator_is_sampled_under_its_caller() {
         first_mapping.contains(&*exe_name),
         "the first mapping is the executable: {first_mapping}\n{raw}"
     );
-    if std::env::var_os("KEEP_CPU_FILES").is_some() {
-        for f in &files {
-            let _ = fs::copy(f, Path::new("/tmp").join(f.file_name().unwrap()));
-        }
-    }
     drop(session);
+    stats
 }

@@ -33,10 +33,21 @@ fn process_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Allocates, grows and frees blocks of 8 B to 64 KiB until `stop`; returns the
-/// allocations made.
+/// CPU time of the calling thread, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Allocates, grows and frees blocks of 8 B to 64 KiB until `stop`, publishing its CPU
+/// time in `cpu`; returns the allocations made.
 #[inline(never)]
-fn cpu_stress_allocate(seed: u64, stop: &AtomicBool) -> u64 {
+fn cpu_stress_allocate(seed: u64, stop: &AtomicBool, cpu: &AtomicU64) -> u64 {
     let mut live: Vec<Vec<u8>> = (0..512).map(|_| Vec::new()).collect();
     let mut r = seed | 1;
     let mut n = 0u64;
@@ -55,6 +66,7 @@ fn cpu_stress_allocate(seed: u64, stop: &AtomicBool) -> u64 {
             live[i] = black_box(v);
             n += 1;
         }
+        cpu.store(thread_cpu_ns(), Ordering::Relaxed);
     }
     n
 }
@@ -90,12 +102,13 @@ fn a_long_profile_under_allocating_threads() {
     let before = leakscope::stats();
     let stop = Arc::new(AtomicBool::new(false));
     let spawned = Arc::new(AtomicU64::new(0));
+    let cpus: Arc<Vec<AtomicU64>> = Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
     let workers: Vec<_> = (0..4u64)
         .map(|i| {
-            let stop = Arc::clone(&stop);
+            let (stop, cpus) = (Arc::clone(&stop), Arc::clone(&cpus));
             thread::Builder::new()
                 .name(format!("allocator-{i}"))
-                .spawn(move || cpu_stress_allocate(0x2545_F491 * (i + 1), &stop))
+                .spawn(move || cpu_stress_allocate(0x2545_F491 * (i + 1), &stop, &cpus[i as usize]))
                 .unwrap()
         })
         .collect();
@@ -103,14 +116,18 @@ fn a_long_profile_under_allocating_threads() {
         let (stop, spawned) = (Arc::clone(&stop), Arc::clone(&spawned));
         thread::spawn(move || cpu_stress_spawn(&stop, &spawned))
     };
-    // The process's CPU time over the sampling window.
-    let watcher = thread::spawn(|| {
-        let c0 = process_cpu_ns();
-        thread::sleep(Duration::from_secs(SECONDS));
-        process_cpu_ns() - c0
-    });
+    // The CPU time of the process and of the allocating threads over the sampling window.
+    let watcher = {
+        let cpus = Arc::clone(&cpus);
+        let allocating = move || cpus.iter().map(|c| c.load(Ordering::Relaxed)).sum::<u64>();
+        thread::spawn(move || {
+            let (p0, a0) = (process_cpu_ns(), allocating());
+            thread::sleep(Duration::from_secs(SECONDS));
+            (process_cpu_ns() - p0, allocating() - a0)
+        })
+    };
     let files = leakscope::cpu_profile(Duration::from_secs(SECONDS)).expect("cpu profile");
-    let cpu_ns = watcher.join().unwrap();
+    let (cpu_ns, allocating_cpu_ns) = watcher.join().unwrap();
     let stats = leakscope::__private::last_sampler_stats().expect("sampler stats");
     stop.store(true, Ordering::Relaxed);
     let allocations: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
@@ -136,16 +153,18 @@ fn a_long_profile_under_allocating_threads() {
             unknown += n;
         }
     }
-    let expected = cpu_ns as f64 / 1e9 * f64::from(HZ);
+    let expected = allocating_cpu_ns as f64 / 1e9 * f64::from(HZ);
     let summary = format!(
-        "{total} samples ({allocating} under cpu_stress_allocate, {unknown} [unknown]) for {:.1} s of process CPU at {HZ} Hz (expected ~{expected:.0}); {allocations} allocations, {} threads started; sampler {stats:?}",
+        "{total} samples ({allocating} of the allocating threads under cpu_stress_allocate, {unknown} [unknown]); the allocating threads used {:.1} s of CPU (expected ~{expected:.0} samples at {HZ} Hz), the process {:.1} s; {allocations} allocations, {} threads started; sampler {stats:?}",
+        allocating_cpu_ns as f64 / 1e9,
         cpu_ns as f64 / 1e9,
         spawned.load(Ordering::Relaxed),
     );
     eprintln!("{summary}");
     assert_eq!(total, stats.samples, "every signal is a sample: {summary}");
-    assert!(total as f64 >= 0.8 * expected, "{summary}");
-    assert!(allocating * 2 >= total, "{summary}");
+    // Threads that live a few milliseconds may go unsampled (they are clocked from the
+    // first scan that finds them); the long-lived ones are sampled at the rate.
+    assert!(allocating as f64 >= 0.8 * expected, "{summary}");
     assert!(
         allocations > 0 && spawned.load(Ordering::Relaxed) > 0,
         "{summary}"

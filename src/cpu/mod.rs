@@ -1,10 +1,13 @@
 //! CPU profiles: leakscope's `SIGPROF` sampler over the whole process, written as an
 //! inferno flamegraph, folded stacks and a gzipped pprof protobuf.
 //!
-//! One CPU profile runs at a time per process (the sampler is one process-wide
-//! `setitimer(ITIMER_PROF)` and one signal handler); [`Gate`] enforces it. Profiles are
+//! One CPU profile runs at a time per process (the sampler is one process-wide signal
+//! handler); [`Gate`] enforces it. Profiles are
 //! taken on demand ([`cpu_profile`]) or, for an alert, on a background thread
 //! ([`start_background_cpu_profile`]) that the end of the session stops early and joins.
+//!
+//! Signals: a task clock per thread raises `SIGPROF` on the thread after every `1 / hz`
+//! of its CPU time ([`clocks`]; `ITIMER_PROF` where perf events are refused).
 //!
 //! Signal safety: the handler ([`sampler`]) walks the interrupted stack with `framehop`
 //! over unwind tables read in place when the profile starts ([`walk`]), checks every stack
@@ -13,6 +16,8 @@
 //! the dynamic loader, so samples inside `malloc`, `free`, libc or the loader are kept
 //! like any other. The profile is then symbolized and trimmed ([`report`]).
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod clocks;
 pub(crate) mod report;
 pub(crate) mod sampler;
 pub(crate) mod table;
@@ -187,7 +192,7 @@ pub struct SamplerStats {
     pub stacks: usize,
     /// Stack pages checked for readability, over all samples.
     pub probes: u64,
-    /// Time spent in the signal handler, over all samples.
+    /// CPU time spent in the signal handler, over all samples.
     pub handler: Duration,
     /// Wall time sampled.
     pub wall: Duration,
@@ -195,6 +200,10 @@ pub struct SamplerStats {
     pub table_bytes: usize,
     /// Loaded objects whose unwind information the walker had.
     pub modules: usize,
+    /// The signals came from per-thread task clocks (else from `ITIMER_PROF`).
+    pub per_thread_clocks: bool,
+    /// Threads given a task clock over the profile.
+    pub clocked_threads: usize,
 }
 
 impl SamplerStats {
@@ -211,11 +220,24 @@ impl SamplerStats {
             wall: s.wall,
             table_bytes: s.table_bytes,
             modules: s.modules,
+            per_thread_clocks: s.timer.per_thread,
+            clocked_threads: s.timer.threads,
         }
     }
 }
 
 static LAST: Mutex<Option<SamplerStats>> = Mutex::new(None);
+
+/// Makes later CPU profiles use the process timer (`ITIMER_PROF`) even where per-thread
+/// task clocks are allowed (`true`), or not (`false`): for this crate's tests of the
+/// fallback.
+#[doc(hidden)]
+pub fn force_process_timer(on: bool) {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    clocks::FORCE_PROCESS_TIMER.store(on, Ordering::Relaxed);
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    let _ = on;
+}
 
 /// What the sampler of the last CPU profile in this process did.
 #[doc(hidden)]

@@ -22,6 +22,9 @@ pub(crate) const ROOT_TRUNCATED: &str = "[truncated]";
 /// The thread name of samples whose thread found no room in the thread table.
 const OTHER_THREADS: &str = "[other threads]";
 
+/// What stacks are merged by: thread, trimmed addresses, root marker.
+type StackKey = (Arc<str>, Vec<Pc>, Option<&'static str>);
+
 /// One distinct stack of a thread with its samples.
 #[derive(Clone, Debug)]
 pub(crate) struct CpuStack {
@@ -50,6 +53,8 @@ pub(crate) struct CpuProfile {
     pub(crate) wall: Duration,
     /// When sampling started, in nanoseconds since the Unix epoch.
     pub(crate) started_unix_ns: i64,
+    /// The signals came from per-thread task clocks (else from `ITIMER_PROF`).
+    pub(crate) per_thread: bool,
 }
 
 impl CpuProfile {
@@ -79,7 +84,7 @@ impl CpuProfile {
         };
         let mut syms: AHashMap<usize, Arc<Resolved>> = AHashMap::new();
         let mut c_runtime: AHashMap<usize, bool> = AHashMap::new();
-        let mut merged: HashMap<(Arc<str>, Vec<Pc>, Option<&'static str>), u64> = HashMap::new();
+        let mut merged: HashMap<StackKey, u64> = HashMap::new();
         for r in &s.stacks {
             // The interrupted instruction is not a return address: resolved as if it were
             // the one after it, so that every address is looked up at `addr - 1`.
@@ -155,6 +160,7 @@ impl CpuProfile {
             hz,
             wall: s.wall,
             started_unix_ns,
+            per_thread: s.timer.per_thread,
         }
     }
 
@@ -198,6 +204,7 @@ impl CpuProfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::sampler::TimerStats;
     use crate::cpu::table::{Recorded, Thread};
 
     #[inline(never)]
@@ -246,6 +253,7 @@ mod tests {
             wall: Duration::from_secs(1),
             table_bytes: 0,
             modules: 0,
+            timer: TimerStats::default(),
         };
         let p = CpuProfile::build(&samples, 99);
         assert_eq!(p.samples, 15);

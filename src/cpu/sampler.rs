@@ -1,15 +1,16 @@
-//! The CPU sampler: `ITIMER_PROF` raises `SIGPROF` once per `1 / hz` seconds of the
-//! process's CPU time on a running thread; the handler walks that thread's stack
-//! ([`Walker`]) and counts it in fixed tables ([`StackTable`], [`ThreadTable`]).
+//! The CPU sampler: a task clock per thread (or, where perf events are refused,
+//! `ITIMER_PROF`) raises `SIGPROF` on a thread once per `1 / hz` seconds of its CPU time
+//! (`clocks.rs`); the handler walks that thread's stack (`walk.rs`) and counts it in
+//! fixed tables (`table.rs`).
 //!
 //! Every signal is one sample: a stack that cannot be walked keeps what was walked (at
 //! least the interrupted address) and is marked `Broken`; a sample the tables have no room
 //! for is counted under its thread. The handler allocates nothing, takes no lock and waits
 //! for nothing; what it uses is made before the timer starts, handed to it through a
-//! [`HandlerSlot`], and taken back (once no handler runs) after the timer stops.
+//! `HandlerSlot`, and taken back (once no handler runs) after the timer stops.
 //!
 //! Memory is fixed when the profile starts and sized from the rate, the duration and the
-//! cores that can run at once ([`Sizing`]); it is allocated with the caller's
+//! cores that can run at once (`Sizing`); it is allocated with the caller's
 //! `ProfilerGuard` held (leakscope's own memory) and freed when the profile ends.
 
 use std::io;
@@ -38,6 +39,7 @@ mod imp {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use std::time::{Duration, Instant};
 
+    use super::super::clocks::Timer;
     use super::super::table::{End, StackTable, ThreadTable, MAX_DEPTH};
     use super::super::walk::Walker;
     use super::{busy, Samples, Sizing};
@@ -71,7 +73,7 @@ mod imp {
     impl Sampler {
         /// One sample of the interrupted thread. Async-signal-safe.
         fn sample(&self, at: &Interrupted) {
-            let t0 = signal::monotonic_ns();
+            let t0 = signal::thread_cpu_ns();
             let tid = signal::gettid();
             let thread = self.threads.slot(tid, signal::thread_name);
             let mut frames = [0u64; MAX_DEPTH];
@@ -99,7 +101,7 @@ mod imp {
             self.probes.fetch_add(u64::from(w.probes), Relaxed);
             self.samples.fetch_add(1, Relaxed);
             self.handler_ns
-                .fetch_add(signal::monotonic_ns().saturating_sub(t0), Relaxed);
+                .fetch_add(signal::thread_cpu_ns().saturating_sub(t0), Relaxed);
         }
     }
 
@@ -132,19 +134,18 @@ mod imp {
         let published = SLOT
             .publish(sampler)
             .map_err(|_| busy("the sampler is in use"))?;
-        let started = match signal::install_sigprof::<Handler>()
-            .and_then(|()| signal::start_prof_timer(hz))
-        {
-            Ok(()) => Instant::now(),
+        let timer = match signal::install_sigprof::<Handler>().and_then(|()| Timer::start(hz)) {
+            Ok(t) => t,
             Err(e) => {
-                signal::stop_prof_timer();
                 signal::ignore_sigprof::<Handler>();
                 drop(published.retract(Duration::from_secs(2)));
                 return Err(e);
             }
         };
+        let started = Instant::now();
         wait(duration);
-        signal::stop_prof_timer();
+        let timer = timer.stop();
+        // A signal still pending is discarded: no handler runs after this.
         signal::ignore_sigprof::<Handler>();
         let wall = started.elapsed();
         let s = published.retract(Duration::from_secs(2));
@@ -163,8 +164,18 @@ mod imp {
             wall,
             table_bytes: s.stacks.bytes() + s.threads.bytes(),
             modules: s.walker.modules(),
+            timer,
         })
     }
+}
+
+/// How the signals came.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TimerStats {
+    /// Per-thread task clocks (else `ITIMER_PROF`).
+    pub(crate) per_thread: bool,
+    /// Threads clocked over the profile.
+    pub(crate) threads: usize,
 }
 
 /// Table sizes for one profile.
@@ -223,7 +234,7 @@ pub(crate) struct Samples {
     pub(crate) not_stored: u64,
     /// Stack pages checked for readability, over all samples.
     pub(crate) probes: u64,
-    /// Time spent in the handler, over all samples.
+    /// CPU time spent in the handler, over all samples.
     pub(crate) handler: Duration,
     /// Wall time from the timer's start to its stop.
     pub(crate) wall: Duration,
@@ -231,6 +242,8 @@ pub(crate) struct Samples {
     pub(crate) table_bytes: usize,
     /// Objects with unwind information.
     pub(crate) modules: usize,
+    /// Where the signals came from.
+    pub(crate) timer: TimerStats,
 }
 
 fn busy(what: &str) -> io::Error {

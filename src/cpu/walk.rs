@@ -106,10 +106,10 @@ impl Walker {
             return w;
         };
         let mut stack = StackReader::new(at.sp);
-        let mut read = |addr: u64| stack.read(addr).ok_or(());
         let mut regs = UnwindRegsX86_64::new(at.pc, at.sp, at.bp);
         let mut addr = FrameAddress::from_instruction_pointer(at.pc);
         w.end = loop {
+            let mut read = |a: u64| stack.read(a).ok_or(());
             match self
                 .unwinder
                 .unwind_frame(addr, &mut regs, &mut cache, &mut read)
@@ -130,7 +130,6 @@ impl Walker {
                 Err(_) => break End::Broken,
             }
         };
-        drop(read);
         w.probes = stack.probes();
         w
     }

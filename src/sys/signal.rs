@@ -4,8 +4,8 @@
 //!
 //! What runs in the handler is async-signal-safe by construction: [`HandlerSlot::with`]
 //! and [`Claim::try_claim`] are atomics only (a claimant that finds the cell taken is
-//! turned away, it never waits), [`gettid`], [`thread_name`] and [`monotonic_ns`] are
-//! one system call (or a vDSO read) each, and the trampoline saves and restores `errno`.
+//! turned away, it never waits), [`gettid`], [`thread_name`] and [`thread_cpu_ns`] are
+//! one system call each, and the trampoline saves and restores `errno`.
 
 use std::cell::UnsafeCell;
 use std::ffi::{c_int, c_void};
@@ -196,14 +196,15 @@ pub(crate) fn thread_name() -> [u8; 16] {
     name
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds (a vDSO read; async-signal-safe); 0 if unreadable.
-pub(crate) fn monotonic_ns() -> u64 {
+/// The calling thread's CPU time in nanoseconds (one system call; async-signal-safe); 0
+/// if unreadable.
+pub(crate) fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid out-pointer; on failure it stays zero.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
@@ -411,6 +412,6 @@ mod tests {
             .unwrap();
         assert_ne!(tid, gettid());
         assert_eq!(&name[..13], b"sys-name-test");
-        assert!(monotonic_ns() > 0);
+        assert!(thread_cpu_ns() > 0);
     }
 }

@@ -84,6 +84,7 @@ pub(crate) fn write_cpu_flamegraph<W: Write>(
         title.wall.as_secs_f64(),
         1000.0 / f64::from(title.hz.max(1)),
     ), "samples", BasicPalette::Hot);
+    super::span_flamegraph::fit_title_and_subtitle(&mut opts);
     from_lines(&mut opts, lines, w)
 }
 
@@ -199,8 +200,15 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
         });
     }
     let comment = vec![st.get(&format!(
-        "leakscope CPU profile: {} samples at {} Hz of CPU time; one sample ~ {} ns of CPU",
-        p.samples, p.hz, period
+        "leakscope CPU profile: {} samples at {} Hz of CPU time ({}); one sample ~ {} ns of CPU",
+        p.samples,
+        p.hz,
+        if p.per_thread {
+            "per-thread task clocks"
+        } else {
+            "the process timer ITIMER_PROF, checked at the kernel's tick"
+        },
+        period
     ))];
     let default_sample_type = st.get("cpu");
     Profile {
