@@ -12,18 +12,21 @@
 //! * Samples: the worker's samples against its CPU time × 99 Hz, the share whose stack
 //!   reaches the workload function, the share with an `[unknown]` root, and the time the
 //!   handler took per sample.
+//! * Bursts: a thread that works 1 ms and sleeps 5 ms, profiled for 3 s with per-thread
+//!   task clocks and with the process timer (`ITIMER_PROF`): its samples against its CPU
+//!   time × 99 Hz.
 //! * Memory: the process's peak RSS during a 2 s profile above its RSS before it
 //!   (`/proc/self/clear_refs` resets the peak), for the first profile of the process (which
 //!   also loads the symbolizer's debug-info index) and for a later one; and the bytes of
 //!   the sampler's fixed tables.
 //!
-//! `cargo bench --bench cpu_overhead` (about a minute).
+//! `cargo bench --bench cpu_overhead` (about a minute and a half).
 
 #[path = "support/workload.rs"]
 #[allow(dead_code)]
 mod workload;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -133,6 +136,70 @@ fn profile_peak_kib(w: Workload) -> (u64, u64) {
     out
 }
 
+/// Works `work` and sleeps `sleep` until `stop`; publishes its CPU time.
+#[inline(never)]
+fn workload_bursts(work: Duration, sleep: Duration, stop: &AtomicBool, cpu: &AtomicU64) {
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let mut x = 1u64;
+        while t.elapsed() < work {
+            for i in 0..100 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        cpu.store(thread_cpu().as_nanos() as u64, Ordering::Relaxed);
+        thread::sleep(sleep);
+    }
+}
+
+/// Samples of a bursty thread in a 3 s profile and its CPU time meanwhile, with the
+/// process timer forced or not; and whether per-thread clocks ran.
+fn bursts(process_timer: bool) -> (u64, Duration, bool) {
+    leakscope::__private::force_process_timer(process_timer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let (stop, cpu) = (Arc::clone(&stop), Arc::clone(&cpu));
+        thread::Builder::new()
+            .name("bursts".into())
+            .spawn(move || {
+                workload_bursts(
+                    Duration::from_millis(1),
+                    Duration::from_millis(5),
+                    &stop,
+                    &cpu,
+                )
+            })
+            .expect("bursts")
+    };
+    thread::sleep(Duration::from_millis(200));
+    let c0 = cpu.load(Ordering::Relaxed);
+    let watcher = {
+        let cpu = Arc::clone(&cpu);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_secs(3));
+            cpu.load(Ordering::Relaxed)
+        })
+    };
+    let files = leakscope::cpu_profile(Duration::from_secs(3)).expect("cpu profile");
+    let c1 = watcher.join().expect("watcher");
+    stop.store(true, Ordering::Relaxed);
+    worker.join().expect("bursts");
+    leakscope::__private::force_process_timer(false);
+    let folded = files
+        .iter()
+        .find(|p| p.extension().is_some_and(|e| e == "folded"))
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .unwrap_or_default();
+    let samples = folded
+        .lines()
+        .filter(|l| l.starts_with("bursts;"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum();
+    let clocks = leakscope::__private::last_sampler_stats().is_some_and(|s| s.per_thread_clocks);
+    (samples, Duration::from_nanos(c1 - c0), clocks)
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -157,6 +224,16 @@ fn main() {
         later as f64 / 1024.0,
         tables as f64 / (1 << 20) as f64
     );
+
+    for process_timer in [false, true] {
+        let (samples, cpu, clocks) = bursts(process_timer);
+        println!(
+            "bursts (1 ms of work, 5 ms of sleep), {}: {samples} samples for {:.0} ms of the thread's CPU ({:.1} expected at {HZ} Hz)",
+            if clocks { "per-thread task clocks" } else { "process timer (ITIMER_PROF)" },
+            cpu.as_secs_f64() * 1e3,
+            cpu.as_secs_f64() * f64::from(HZ),
+        );
+    }
 
     for w in WORKLOADS {
         let mut ratios = Vec::new();
@@ -209,13 +286,14 @@ fn main() {
         let median = (ratios[ROUNDS / 2 - 1] + ratios[ROUNDS / 2]) / 2.0;
         println!("median slowdown at {HZ} Hz (worker CPU time per iteration): {median:.3}x");
         println!(
-            "worker samples: {samples} for {:.2} s of its CPU in profiled windows ({:.0}% of CPU time x {HZ} Hz), reaching {}: {:.1}%, [unknown] root: {:.1}%; handler {:.1} us per sample",
+            "worker samples: {samples} for {:.2} s of its CPU in profiled windows ({:.0}% of CPU time x {HZ} Hz), reaching {}: {:.1}%, [unknown] root: {:.1}%; handler {:.1} us of CPU per sample, {:.2}% of the worker's CPU time",
             profiled_cpu.as_secs_f64(),
             100.0 * samples as f64 / (profiled_cpu.as_secs_f64() * f64::from(HZ)).max(1e-9),
             w.0,
             100.0 * reaching as f64 / samples.max(1) as f64,
             100.0 * unknown as f64 / samples.max(1) as f64,
             handler.as_secs_f64() * 1e6 / handled.max(1) as f64,
+            100.0 * handler.as_secs_f64() / profiled_cpu.as_secs_f64().max(1e-9),
         );
     }
     drop(session);

@@ -56,8 +56,9 @@
 //! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg`, `.folded` and `.pb.gz`
 //!   (pprof) now; `LEAKSCOPE_FORMATS` ([`Format`]) picks the files, `dhat` adds DHAT's
 //!   JSON for valgrind's `dh_view.html`.
-//! * [`cpu_profile`]: samples the CPU of every thread for a while (pprof's `SIGPROF`
-//!   timer) and writes `leakscope-<pid>-<seq>-cpu.svg`, `.folded` and `.pb.gz` (pprof).
+//! * [`cpu_profile`]: samples the CPU of every thread for a while (a `SIGPROF` per
+//!   `1 / LEAKSCOPE_CPU_HZ` of each thread's CPU time, allocator and C library included)
+//!   and writes `leakscope-<pid>-<seq>-cpu.svg`, `.folded` and `.pb.gz` (pprof).
 //! * The [`Session`] returned by [`init`] writes the same plus a JSON report when dropped.
 //! * [`testing`]: leak tests for your test suite. [`testing::measure`] gives exact figures
 //!   for what a closure allocates on the calling thread (parallel tests do not disturb

@@ -25,12 +25,16 @@ pub(crate) const SCAN: Duration = Duration::from_millis(20);
 /// Threads clocked at once, at most.
 pub(crate) const MAX_CLOCKS: usize = 1024;
 
-/// The running signal source.
-pub(crate) enum Timer {
+/// The running signal source; stopped when dropped.
+pub(crate) struct Timer(Source);
+
+enum Source {
     /// One task clock per thread, kept by a scanning thread.
     PerThread(Scanner),
     /// `ITIMER_PROF`: the process's CPU time, checked at the kernel's tick.
     Process,
+    /// Stopped.
+    Stopped,
 }
 
 /// The scanning thread and its stop signal.
@@ -83,7 +87,7 @@ impl Timer {
         };
         if first == 0 {
             signal::start_prof_timer(hz)?;
-            return Ok(Timer::Process);
+            return Ok(Timer(Source::Process));
         }
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop2 = Arc::clone(&stop);
@@ -107,27 +111,32 @@ impl Timer {
                 clocked
             });
         match spawned {
-            Ok(thread) => Ok(Timer::PerThread(Scanner { stop, thread })),
+            Ok(thread) => Ok(Timer(Source::PerThread(Scanner { stop, thread }))),
             Err(_) => {
                 // No scanning thread: the process's timer instead (the clocks opened so far
                 // were moved into the closure that did not run, and are closed).
                 signal::start_prof_timer(hz)?;
-                Ok(Timer::Process)
+                Ok(Timer(Source::Process))
             }
         }
     }
 
     /// Stops every clock (or the process's timer); no new signal is raised after this.
-    pub(crate) fn stop(self) -> TimerStats {
-        match self {
-            Timer::Process => {
+    pub(crate) fn stop(mut self) -> TimerStats {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> TimerStats {
+        match std::mem::replace(&mut self.0, Source::Stopped) {
+            Source::Stopped => TimerStats::default(),
+            Source::Process => {
                 signal::stop_prof_timer();
                 TimerStats {
                     per_thread: false,
                     threads: 0,
                 }
             }
-            Timer::PerThread(s) => {
+            Source::PerThread(s) => {
                 *s.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 s.stop.1.notify_all();
                 TimerStats {
@@ -136,6 +145,13 @@ impl Timer {
                 }
             }
         }
+    }
+}
+
+impl Drop for Timer {
+    /// A timer dropped without `stop` (a panic on the way) is stopped all the same.
+    fn drop(&mut self) {
+        self.halt();
     }
 }
 
