@@ -1,9 +1,9 @@
 //! The cost of a CPU profile to the profiled program, and what the profile keeps.
 //!
 //! * Slowdown: one worker thread runs a workload, alternately with and without
-//!   `leakscope::cpu_profile` sampling at 99 Hz, 10 rounds of 1 s windows per workload in
-//!   one run: serde_json round trips, and an allocation churn (nearly all its time in
-//!   `malloc`/`free`). The cost is the worker thread's own CPU time per iteration
+//!   `leakscope::cpu_profile` sampling at 99 Hz, 10 rounds (`LEAKSCOPE_BENCH_ROUNDS`) of
+//!   1 s windows per workload in one run: serde_json round trips, and an allocation churn
+//!   (nearly all its time in `malloc`/`free`). The cost is the worker thread's own CPU time per iteration
 //!   (`CLOCK_THREAD_CPUTIME_ID`: the `SIGPROF` handler runs on the interrupted thread, so
 //!   its walk is charged there), which other processes on a shared machine disturb far
 //!   less than wall time. Prints the ratio per round and the median (the slowdown). Heap
@@ -35,7 +35,14 @@ use std::time::{Duration, Instant};
 static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();
 
 const WINDOW: Duration = Duration::from_secs(1);
-const ROUNDS: usize = 10;
+/// Rounds per workload (`LEAKSCOPE_BENCH_ROUNDS`, default 10).
+fn rounds() -> usize {
+    std::env::var("LEAKSCOPE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 2)
+        .unwrap_or(10)
+}
 const HZ: u32 = 99;
 
 /// CPU time of the calling thread.
@@ -243,7 +250,8 @@ fn main() {
             "\n{}: round  plain ns/it (cpu)  profiled ns/it (cpu)  slowdown (cpu)  slowdown (wall)",
             w.0
         );
-        for round in 0..ROUNDS {
+        let rounds = rounds();
+        for round in 0..rounds {
             // Alternate which window goes first, so drift on a shared machine cancels.
             let plain_window = || iterations_while(w, || thread::sleep(WINDOW));
             let mut files = Vec::new();
@@ -283,7 +291,11 @@ fn main() {
             ratios.push(ratio);
         }
         ratios.sort_by(f64::total_cmp);
-        let median = (ratios[ROUNDS / 2 - 1] + ratios[ROUNDS / 2]) / 2.0;
+        let median = if rounds % 2 == 0 {
+            (ratios[rounds / 2 - 1] + ratios[rounds / 2]) / 2.0
+        } else {
+            ratios[rounds / 2]
+        };
         println!("median slowdown at {HZ} Hz (worker CPU time per iteration): {median:.3}x");
         println!(
             "worker samples: {samples} for {:.2} s of its CPU in profiled windows ({:.0}% of CPU time x {HZ} Hz), reaching {}: {:.1}%, [unknown] root: {:.1}%; handler {:.1} us of CPU per sample, {:.2}% of the worker's CPU time",

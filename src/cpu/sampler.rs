@@ -196,7 +196,7 @@ const MAX_STACKS: usize = 1 << 16;
 /// At most this many frames over all stacks (8 MiB).
 const MAX_FRAMES: usize = 1 << 20;
 /// Frames reserved per expected sample: the average depth of a distinct stack is well
-/// below [`MAX_DEPTH`], and repeated stacks take no new frames.
+/// below `MAX_DEPTH` (128), and repeated stacks take no new frames.
 const FRAMES_PER_SAMPLE: usize = 48;
 
 impl Sizing {

@@ -9,7 +9,7 @@
 //! `.eh_frame_hdr`/`.eh_frame` in place, allocates nothing during a walk with
 //! [`MustNotAllocateDuringUnwind`] and falls back to frame pointers where an address has
 //! no unwind information. Every stack word it asks for goes through
-//! [`StackReader`](crate::sys::stack::StackReader), which never loads from a page the
+//! [`crate::sys::stack::StackReader`], which never loads from a page the
 //! kernel did not report readable.
 //!
 //! The unwinder's modules are fixed for the profile (objects loaded later have no unwind
