@@ -2,9 +2,9 @@
 //! inferno flamegraph, folded stacks and a gzipped pprof protobuf.
 //!
 //! One CPU profile runs at a time per process (the sampler is one process-wide signal
-//! handler); [`Gate`] enforces it. Profiles are
-//! taken on demand ([`cpu_profile`]) or, for an alert, on a background thread
-//! ([`start_background_cpu_profile`]) that the end of the session stops early and joins.
+//! handler); [`Gate`] enforces it. Profiles are taken on demand ([`cpu_profile`]) or, for
+//! an alert, on a background thread ([`start_background_cpu_profile`]) that the end of the
+//! session stops early and joins.
 //!
 //! Signals: a task clock per thread raises `SIGPROF` on the thread after every `1 / hz`
 //! of its CPU time ([`clocks`]; `ITIMER_PROF` where perf events are refused).
