@@ -60,8 +60,9 @@
 //! * [`dump`]: writes `leakscope-<pid>-<seq>-<label>.svg`, `.folded` and `.pb.gz`
 //!   (pprof) now; `LEAKSCOPE_FORMATS` ([`Format`]) picks the files, `dhat` adds DHAT's
 //!   JSON for valgrind's `dh_view.html`.
-//! * [`cpu_profile`]: samples the CPU of every thread for a while (pprof's `SIGPROF`
-//!   timer) and writes `leakscope-<pid>-<seq>-cpu.svg`, `.folded` and `.pb.gz` (pprof).
+//! * [`cpu_profile`]: samples the CPU of every thread for a while (a `SIGPROF` per
+//!   `1 / LEAKSCOPE_CPU_HZ` of each thread's CPU time, allocator and C library included)
+//!   and writes `leakscope-<pid>-<seq>-cpu.svg`, `.folded` and `.pb.gz` (pprof).
 //! * The [`Session`] returned by [`init`] writes the same plus a JSON report when dropped.
 //! * [`testing`]: leak tests for your test suite. [`testing::measure`] gives exact figures
 //!   for what a closure allocates on the calling thread (parallel tests do not disturb
@@ -85,9 +86,6 @@
 //!   optionally behind a bearer token ([`HttpToken`]). One event-loop thread (`mio`,
 //!   requests parsed by `httparse`); idle and slow clients cannot starve it. With the
 //!   feature off, neither dependency is built.
-//! * `cpu-frame-pointer`: CPU profiles walk frame pointers instead of using libgcc's
-//!   unwinder; build with `RUSTFLAGS="-C force-frame-pointers=yes"`. Off by default: the
-//!   default unwinder gives complete stacks (see the README and BENCHMARKS.md).
 //! * While a session runs, a monitor thread reads the heap every `LEAKSCOPE_INTERVAL` and
 //!   raises an [`Alert`] on a `memory_leak` (the live heap, or one allocation site, grows
 //!   steadily over `LEAKSCOPE_LEAK_WINDOW`) or a `heap_limit`: it writes
@@ -160,4 +158,6 @@ pub mod __private {
     }
 
     pub use crate::profile::__slow_stack_walks as slow_stack_walks;
+
+    pub use crate::cpu::{force_process_timer, last_sampler_stats, SamplerStats};
 }

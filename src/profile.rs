@@ -587,6 +587,28 @@ pub(crate) fn symbolize_stack(addrs: &[usize], truncated: bool) -> Vec<Frame> {
 pub(crate) fn trim_stack(
     addrs: &[usize],
     truncated: bool,
+    resolve: impl FnMut(usize) -> Arc<Resolved>,
+    in_c_runtime: impl FnMut(usize) -> bool,
+) -> Vec<Pc> {
+    trim(addrs, truncated, true, resolve, in_c_runtime)
+}
+
+/// [`trim_stack`] at the root end only: the start-up frames go, every leaf-end frame
+/// stays (a CPU sample's stack, whose leaf is where the time went, allocator included).
+pub(crate) fn trim_root(
+    addrs: &[usize],
+    truncated: bool,
+    resolve: impl FnMut(usize) -> Arc<Resolved>,
+    in_c_runtime: impl FnMut(usize) -> bool,
+) -> Vec<Pc> {
+    trim(addrs, truncated, false, resolve, in_c_runtime)
+}
+
+/// [`trim_stack`], the leaf end's machinery cut only if `cut_leaf`.
+fn trim(
+    addrs: &[usize],
+    truncated: bool,
+    cut_leaf: bool,
     mut resolve: impl FnMut(usize) -> Arc<Resolved>,
     mut in_c_runtime: impl FnMut(usize) -> bool,
 ) -> Vec<Pc> {
@@ -606,12 +628,12 @@ pub(crate) fn trim_stack(
             end -= 1;
         }
         if end < addrs.len() {
-            if let (pcs, true) = trim_resolved(&addrs[..end], false, &mut resolve) {
+            if let (pcs, true) = trim_resolved(&addrs[..end], false, cut_leaf, &mut resolve) {
                 return pcs;
             }
         }
     }
-    trim_resolved(addrs, truncated, &mut resolve).0
+    trim_resolved(addrs, truncated, cut_leaf, &mut resolve).0
 }
 
 /// [`trim_stack`] with every address resolved; also says whether a program frame was
@@ -619,20 +641,21 @@ pub(crate) fn trim_stack(
 fn trim_resolved(
     addrs: &[usize],
     truncated: bool,
+    cut_leaf: bool,
     resolve: &mut impl FnMut(usize) -> Arc<Resolved>,
 ) -> (Vec<Pc>, bool) {
     let resolved: Vec<Arc<Resolved>> = addrs.iter().map(|&a| resolve(a)).collect();
     // The outermost allocator entry (decided per address when it was resolved): the cut
     // starts just past it.
     let mut cut = (0, 0);
-    for (i, r) in resolved.iter().enumerate() {
+    for (i, r) in resolved.iter().enumerate().filter(|_| cut_leaf) {
         if let Some(e) = r.entry {
             cut = (i, e + 1);
         }
     }
     // Then through allocation plumbing.
     let (mut i, mut j) = cut;
-    while let Some(r) = resolved.get(i) {
+    while let Some(r) = resolved.get(i).filter(|_| cut_leaf) {
         if j >= r.frames.len() {
             (i, j) = (i + 1, 0);
         } else if r.plumbing[j] {
@@ -935,6 +958,28 @@ mod tests {
                 "start_thread"
             ]
         );
+    }
+
+    #[test]
+    fn trimming_the_root_only_keeps_the_allocator_at_the_leaf() {
+        let resolve = |a: usize| match a {
+            1 => syms(&["malloc"]),
+            2 => syms(&["__rust_alloc"]),
+            3 => syms(&["alloc::raw_vec::finish_grow", "app::fill"]),
+            4 => syms(&["app::main"]),
+            5 => syms(&["std::rt::lang_start::{closure#0}"]),
+            6 => syms(&["main"]),
+            _ => syms(&["0x0"]),
+        };
+        let pcs = trim_root(&[1, 2, 3, 4, 5, 6, 7], false, resolve, |a| a == 7);
+        assert_eq!(pcs.iter().map(|p| p.addr).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert!(pcs.iter().all(|p| p.skip == 0));
+        // The heap's trimming cuts the same stack at both ends.
+        let heap = trim_stack(&[1, 2, 3, 4, 5, 6, 7], false, resolve, |a| a == 7);
+        assert_eq!(heap.iter().map(|p| p.addr).collect::<Vec<_>>(), [3, 4]);
+        // A stack that is not known to reach its root keeps its root end.
+        let open = trim_root(&[1, 2, 3, 4, 5, 6], true, resolve, |_| false);
+        assert_eq!(open.len(), 6);
     }
 
     #[test]

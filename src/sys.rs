@@ -1,7 +1,18 @@
 //! Safe wrappers of the C library calls made outside the allocator's hot side: the only
-//! module of the cold side with `unsafe` blocks.
+//! module of the cold side with `unsafe` blocks (with its submodules in `src/sys/`).
 
 #![allow(unsafe_code)]
+
+// The CPU sampler's system side: loaded objects' unwind sections, per-thread task clocks,
+// the SIGPROF handler and process timer, probed stack reads.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod loaded;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod perf;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod signal;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod stack;
 
 use std::time::Duration;
 

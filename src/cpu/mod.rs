@@ -1,18 +1,29 @@
-//! CPU profiles: pprof's `SIGPROF` sampler over the whole process, written as an inferno
-//! flamegraph, folded stacks and a gzipped pprof protobuf.
+//! CPU profiles: leakscope's `SIGPROF` sampler over the whole process, written as an
+//! inferno flamegraph, folded stacks and a gzipped pprof protobuf.
 //!
-//! One CPU profile runs at a time per process (pprof's sampler is one process-wide
-//! `setitimer(ITIMER_PROF)` and one signal handler); [`Gate`] enforces it. Profiles are
-//! taken on demand ([`cpu_profile`]) or, for an alert, on a background thread
-//! ([`start_background_cpu_profile`]) that the end of the session stops early and joins.
+//! One CPU profile runs at a time per process (the sampler is one process-wide signal
+//! handler); [`Gate`] enforces it. Profiles are taken on demand ([`cpu_profile`]) or, for
+//! an alert, on a background thread ([`start_background_cpu_profile`]) that the end of the
+//! session stops early and joins.
 //!
-//! Signal safety: pprof's handler does not allocate (fixed-size `SmallVec`s and a
-//! preallocated collector that spills to a temporary file with `write(2)`), takes only
-//! its own `try_write` spin lock, and skips samples whose interrupted instruction lies in
-//! [`BLOCKLIST`] libraries, so it never re-enters libc's allocator or libgcc's unwinder
-//! on a thread that was inside them. leakscope's allocation hooks take no lock at all.
+//! Signals: a task clock per thread raises `SIGPROF` on the thread after every `1 / hz`
+//! of its CPU time ([`clocks`]; `ITIMER_PROF` where perf events are refused).
+//!
+//! Signal safety: the handler ([`sampler`]) walks the interrupted stack with `framehop`
+//! over unwind tables read in place when the profile starts ([`walk`]), checks every stack
+//! page with the kernel before reading it, and counts the stack in fixed tables
+//! ([`table`]) with atomics: it allocates nothing, takes no lock and never calls libgcc or
+//! the dynamic loader, so samples inside `malloc`, `free`, libc or the loader are kept
+//! like any other. The profile is then symbolized and trimmed ([`report`]).
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod clocks;
+pub(crate) mod report;
+pub(crate) mod sampler;
+pub(crate) mod table;
 pub(crate) mod usage;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+pub(crate) mod walk;
 
 use std::io;
 use std::path::PathBuf;
@@ -27,14 +38,7 @@ use crate::alert::AlertKind;
 use crate::alloc::thread::ProfilerGuard;
 use crate::context::Context;
 use crate::write::{self, cpu::CpuTitle};
-
-/// Libraries whose code the sampler never unwinds from (pprof's recommendation): a
-/// sample that lands in them is dropped, so the handler never runs the unwinder on top
-/// of a thread holding libc's allocator lock, the dynamic loader's lock or libgcc's.
-pub(crate) const BLOCKLIST: &[&str] = &["libc", "libgcc", "pthread", "vdso"];
-
-/// Frames of the sampler itself at the leaf end of each stack (the handler's unwinder).
-const SAMPLER_FRAME_PREFIXES: &[&str] = &["backtrace::", "pprof::", "<pprof::"];
+use report::CpuProfile;
 
 static BUSY: AtomicBool = AtomicBool::new(false);
 
@@ -80,8 +84,9 @@ fn busy() -> io::Error {
 ///
 /// * no session is profiling (`LEAKSCOPE` off or [`init`](crate::init) not called):
 ///   `ErrorKind::Other`, nothing is sampled;
-/// * another CPU profile is running (this one, or any user of the `pprof` crate's
-///   sampler in the process): `ErrorKind::ResourceBusy`;
+/// * another CPU profile is running (this one, or another profiler holding `SIGPROF` or
+///   the profiling timer): `ErrorKind::ResourceBusy`;
+/// * the platform has no sampler (only Linux x86_64 has one): `ErrorKind::Unsupported`;
 /// * `duration` is zero: `ErrorKind::InvalidInput`;
 /// * the files cannot be written: the I/O error, naming the path.
 pub fn cpu_profile(duration: Duration) -> io::Result<Vec<PathBuf>> {
@@ -111,57 +116,35 @@ fn capture(
     duration: Duration,
 ) -> io::Result<Vec<PathBuf>> {
     let _own = ProfilerGuard::new();
-    let (report, wall) = sample(ctx, gate, wait, duration)?;
-    let profile = report
-        .pprof()
-        .map_err(|e| io::Error::other(format!("cannot build the pprof profile: {e}")))?;
-    let lines = folded_lines(&report);
+    let p = sample(ctx, gate, wait, duration)?;
+    let lines = p.folded_lines();
     let title = CpuTitle {
-        hz: ctx.config.cpu_hz,
-        wall,
-        samples: report.data.values().map(|&n| n.max(0) as u64).sum(),
+        hz: p.hz,
+        wall: p.wall,
+        samples: p.samples,
+        unknown: p.unknown,
     };
-    write::cpu::cpu_files(
-        ctx.output().dir,
-        seq,
-        label,
-        &lines,
-        &title,
-        &profile.encode_to_vec(),
-    )
+    let pb = write::cpu::cpu_pprof(&p, &write::mappings::executable_mappings()).encode_to_vec();
+    write::cpu::cpu_files(ctx.output().dir, seq, label, &lines, &title, &pb)
 }
 
-/// Runs the sampler for `duration` (waiting with `wait`) and returns the samples with
-/// the wall time sampled. Symbolized, the sampler's own frames removed.
+/// Runs the sampler for `duration` (waiting with `wait`) and returns the profile,
+/// symbolized.
 fn sample(
     ctx: &Context,
     _gate: &Gate,
     wait: impl FnOnce(Duration),
     duration: Duration,
-) -> io::Result<(pprof::Report, Duration)> {
+) -> io::Result<CpuProfile> {
     let _own = ProfilerGuard::new();
-    let hz = i32::try_from(ctx.config.cpu_hz.max(1)).unwrap_or(i32::MAX);
-    let started = Instant::now();
-    let guard = pprof::ProfilerGuardBuilder::default()
-        .frequency(hz)
-        .blocklist(BLOCKLIST)
-        .build()
-        .map_err(|e| match e {
-            pprof::Error::Running => busy(),
-            e => io::Error::other(format!("cannot start the CPU sampler: {e}")),
-        })?;
-    wait(duration);
-    let report = guard
-        .report()
-        .frames_post_processor(trim_sampler_frames)
-        .build()
-        .map_err(|e| io::Error::other(format!("cannot read the CPU samples: {e}")));
-    let wall = started.elapsed();
-    drop(guard);
-    // The report resolved its frames with `backtrace`'s debug-info index, which is kept
-    // a while for the next profile and then given back (as heap profiles do).
+    let hz = ctx.config.cpu_hz.max(1);
+    let samples = sampler::run(hz, duration, wait)?;
+    *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some(SamplerStats::of(&samples));
+    let profile = CpuProfile::build(&samples, hz);
+    // The frames were resolved with the symbolizer's debug-info index, which is kept a
+    // while for the next profile and then given back (as for heap profiles).
     crate::symbolize::index_used();
-    Ok((report?, wall))
+    Ok(profile)
 }
 
 /// Samples the CPU for `duration` (waiting with `wait`, which may return early) at the
@@ -182,51 +165,84 @@ pub(crate) fn cpu_pprof_gz(
     }
     let gate = Gate::acquire()?;
     let _own = ProfilerGuard::new();
-    let (report, _) = sample(ctx, &gate, wait, duration)?;
-    let profile = report
-        .pprof()
-        .map_err(|e| io::Error::other(format!("cannot build the pprof profile: {e}")))?;
+    let p = sample(ctx, &gate, wait, duration)?;
+    let pb = write::cpu::cpu_pprof(&p, &write::mappings::executable_mappings()).encode_to_vec();
     let mut out = Vec::new();
-    write::gzip::write_gzip(&profile.encode_to_vec(), &mut out)?;
+    write::gzip::write_gzip(&pb, &mut out)?;
     Ok(out)
 }
 
-/// Drops the sampler's own frames (the unwinder called from the signal handler) from the
-/// leaf end of a stack; pprof already drops the handler and the signal trampoline.
-fn trim_sampler_frames(frames: &mut pprof::Frames) {
-    let own = frames
-        .frames
-        .iter()
-        .take_while(|symbols| {
-            !symbols.is_empty()
-                && symbols.iter().all(|s| {
-                    let name = s.name();
-                    SAMPLER_FRAME_PREFIXES.iter().any(|p| name.starts_with(p))
-                })
-        })
-        .count();
-    frames.frames.drain(..own);
+/// What the sampler of the last CPU profile did: for this crate's benchmarks and tests
+/// (`__private`), no stability promise.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SamplerStats {
+    /// Signals handled (every one a sample).
+    pub samples: u64,
+    /// Samples whose walk stopped before the root (`[unknown]` root).
+    pub broken: u64,
+    /// Samples deeper than the sampler keeps (`[truncated]` root).
+    pub truncated: u64,
+    /// Samples that found no free unwinder cache (only the interrupted address kept).
+    pub no_cache: u64,
+    /// Samples the fixed tables had no room for (counted as `[unknown]`).
+    pub not_stored: u64,
+    /// Distinct stacks stored.
+    pub stacks: usize,
+    /// Stack pages checked for readability, over all samples.
+    pub probes: u64,
+    /// CPU time spent in the signal handler, over all samples.
+    pub handler: Duration,
+    /// Wall time sampled.
+    pub wall: Duration,
+    /// Bytes of the fixed sample tables.
+    pub table_bytes: usize,
+    /// Loaded objects whose unwind information the walker had.
+    pub modules: usize,
+    /// The signals came from per-thread task clocks (else from `ITIMER_PROF`).
+    pub per_thread_clocks: bool,
+    /// Threads given a task clock over the profile.
+    pub clocked_threads: usize,
 }
 
-/// Folded stacks, root first: the thread's name (or id), then frames outermost first
-/// (inlined functions after the function they are inlined into).
-fn folded_lines(report: &pprof::Report) -> Vec<String> {
-    let mut lines: Vec<String> = report
-        .data
-        .iter()
-        .filter(|(_, &n)| n > 0)
-        .map(|(frames, n)| {
-            let mut parts = vec![write::folded::frame_name(&frames.thread_name_or_id())];
-            for frame in frames.frames.iter().rev() {
-                for symbol in frame.iter().rev() {
-                    parts.push(write::folded::frame_name(&symbol.name()));
-                }
-            }
-            format!("{} {n}", parts.join(";"))
-        })
-        .collect();
-    lines.sort();
-    lines
+impl SamplerStats {
+    fn of(s: &sampler::Samples) -> SamplerStats {
+        SamplerStats {
+            samples: s.samples,
+            broken: s.broken,
+            truncated: s.truncated,
+            no_cache: s.no_cache,
+            not_stored: s.not_stored,
+            stacks: s.stacks.len(),
+            probes: s.probes,
+            handler: s.handler,
+            wall: s.wall,
+            table_bytes: s.table_bytes,
+            modules: s.modules,
+            per_thread_clocks: s.timer.per_thread,
+            clocked_threads: s.timer.threads,
+        }
+    }
+}
+
+static LAST: Mutex<Option<SamplerStats>> = Mutex::new(None);
+
+/// Makes later CPU profiles use the process timer (`ITIMER_PROF`) even where per-thread
+/// task clocks are allowed (`true`), or not (`false`): for this crate's tests of the
+/// fallback.
+#[doc(hidden)]
+pub fn force_process_timer(on: bool) {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    clocks::FORCE_PROCESS_TIMER.store(on, Ordering::Relaxed);
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    let _ = on;
+}
+
+/// What the sampler of the last CPU profile in this process did.
+#[doc(hidden)]
+pub fn last_sampler_stats() -> Option<SamplerStats> {
+    *LAST.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The background profile running for an alert, if any: its stop signal and thread.

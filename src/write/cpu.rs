@@ -1,12 +1,27 @@
 //! CPU profile files: inferno flamegraph, folded stacks and the gzipped pprof protobuf.
+//!
+//! The pprof profile is Go's CPU profile: sample types `samples/count` and
+//! `cpu/nanoseconds`, `period_type` `cpu/nanoseconds` with `period` = one sample's share
+//! of CPU time (`1 / hz` s), a `thread` label on every sample, mappings from
+//! `/proc/self/maps` with GNU build IDs (the executable first, so consumers find the main
+//! binary), locations at the interrupted instruction (leaf) or the call instruction
+//! (`return address - 1`) with one `Line` per inlined frame, innermost first;
+//! `[unknown]` / `[truncated]` root frames as locations without an address. Ids are
+//! sequential from 1 and `string_table[0]` is `""`, as in the heap profiles.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use inferno::flamegraph::{color::BasicPalette, from_lines};
+use pprof::protos::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 
+use super::mappings::Mapping as ProcMapping;
+use super::pprof::{to_i64, Strings};
 use super::{gzip, path, write_atomic};
+use crate::cpu::report::CpuProfile;
+use crate::profile::Pc;
 
 /// What the flamegraph's title says about a CPU profile.
 #[derive(Clone, Copy, Debug)]
@@ -14,6 +29,8 @@ pub(crate) struct CpuTitle {
     pub(crate) hz: u32,
     pub(crate) wall: Duration,
     pub(crate) samples: u64,
+    /// Samples whose stack's root is unknown.
+    pub(crate) unknown: u64,
 }
 
 /// The three files of a CPU profile, in the order written: `.svg`, `.folded`, `.pb.gz`.
@@ -55,14 +72,161 @@ pub(crate) fn write_cpu_flamegraph<W: Write>(
     if lines.is_empty() {
         lines.push("[no CPU samples] 1");
     }
+    let unknown = if title.unknown > 0 {
+        format!(" ({} with an [unknown] root)", title.unknown)
+    } else {
+        String::new()
+    };
     let mut opts = super::flamegraph::options("CPU time by stack", format!(
-        "{} samples at {} Hz over {:.1} s of wall time (one sample ~ {:.1} ms of CPU); root frames are threads",
+        "{} samples{unknown} at {} Hz over {:.1} s of wall time (one sample ~ {:.1} ms of CPU); root frames are threads",
         title.samples,
         title.hz,
         title.wall.as_secs_f64(),
         1000.0 / f64::from(title.hz.max(1)),
     ), "samples", BasicPalette::Hot);
+    super::span_flamegraph::fit_title_and_subtitle(&mut opts);
     from_lines(&mut opts, lines, w)
+}
+
+/// The pprof profile of `p`, with `maps` as the process's executable mappings (sorted by
+/// start, not overlapping).
+pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
+    let mut st = Strings::new();
+    let mut vt = |ty: &str, unit: &str| ValueType {
+        ty: st.get(ty),
+        unit: st.get(unit),
+    };
+    let sample_type = vec![vt("samples", "count"), vt("cpu", "nanoseconds")];
+    let period_type = Some(vt("cpu", "nanoseconds"));
+    let period = 1_000_000_000 / i64::from(p.hz.max(1));
+    let mapping: Vec<Mapping> = maps
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Mapping {
+            id: i as u64 + 1,
+            memory_start: m.start,
+            memory_limit: m.limit,
+            file_offset: m.offset,
+            filename: st.get(&m.path),
+            build_id: m.build_id.as_deref().map_or(0, |b| st.get(b)),
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+        })
+        .collect();
+    let mapping_of = |addr: u64| -> u64 {
+        let i = maps.partition_point(|m| m.start <= addr);
+        match i.checked_sub(1).map(|i| (i, &maps[i])) {
+            Some((i, m)) if addr < m.limit => i as u64 + 1,
+            _ => 0,
+        }
+    };
+    let mut functions: Vec<Function> = Vec::new();
+    let mut function_ids: HashMap<(i64, i64), u64> = HashMap::new();
+    let mut function_id = |st: &mut Strings, name: &str, file: &str| -> u64 {
+        let key = (st.get(name), st.get(file));
+        *function_ids.entry(key).or_insert_with(|| {
+            functions.push(Function {
+                id: functions.len() as u64 + 1,
+                name: key.0,
+                system_name: key.0,
+                filename: key.1,
+                start_line: 0,
+            });
+            functions.len() as u64
+        })
+    };
+    let mut locations: Vec<Location> = Vec::new();
+    let mut location_ids: HashMap<Pc, u64> = HashMap::new();
+    let mut synthetic_ids: HashMap<&str, u64> = HashMap::new();
+    let thread_key = st.get("thread");
+    let mut samples = Vec::with_capacity(p.stacks.len());
+    for s in &p.stacks {
+        let mut ids = Vec::with_capacity(s.pcs.len() + 1);
+        for pc in &s.pcs {
+            let id = *location_ids.entry(*pc).or_insert_with(|| {
+                let line = p
+                    .frames_of(pc)
+                    .iter()
+                    .map(|f| Line {
+                        function_id: function_id(
+                            &mut st,
+                            &f.function,
+                            f.file.as_deref().unwrap_or(""),
+                        ),
+                        line: f.line.map_or(0, i64::from),
+                    })
+                    .collect();
+                let address = (pc.addr as u64).saturating_sub(1);
+                locations.push(Location {
+                    id: locations.len() as u64 + 1,
+                    mapping_id: mapping_of(address),
+                    address,
+                    line,
+                    is_folded: false,
+                });
+                locations.len() as u64
+            });
+            ids.push(id);
+        }
+        if let Some(root) = s.root {
+            let id = *synthetic_ids.entry(root).or_insert_with(|| {
+                let function_id = function_id(&mut st, root, "");
+                locations.push(Location {
+                    id: locations.len() as u64 + 1,
+                    mapping_id: 0,
+                    address: 0,
+                    line: vec![Line {
+                        function_id,
+                        line: 0,
+                    }],
+                    is_folded: false,
+                });
+                locations.len() as u64
+            });
+            ids.push(id);
+        }
+        let n = to_i64(s.samples);
+        samples.push(Sample {
+            location_id: ids,
+            value: vec![n, n.saturating_mul(period)],
+            label: vec![Label {
+                key: thread_key,
+                str: st.get(&s.thread),
+                num: 0,
+                num_unit: 0,
+            }],
+        });
+    }
+    let comment = vec![st.get(&format!(
+        "leakscope CPU profile: {} samples at {} Hz of CPU time ({}); one sample ~ {} ns of CPU",
+        p.samples,
+        p.hz,
+        if p.per_thread {
+            "per-thread task clocks"
+        } else {
+            "the process timer ITIMER_PROF, checked at the kernel's tick"
+        },
+        period
+    ))];
+    let default_sample_type = st.get("cpu");
+    Profile {
+        sample_type,
+        sample: samples,
+        mapping,
+        location: locations,
+        function: functions,
+        string_table: st.table,
+        drop_frames: 0,
+        keep_frames: 0,
+        time_nanos: p.started_unix_ns,
+        duration_nanos: i64::try_from(p.wall.as_nanos()).unwrap_or(i64::MAX),
+        period_type,
+        period,
+        comment,
+        default_sample_type,
+    }
 }
 
 #[cfg(test)]
@@ -77,6 +241,7 @@ mod tests {
             hz: 99,
             wall: Duration::from_millis(2500),
             samples: 8,
+            unknown: 0,
         };
         let mut svg = Vec::new();
         write_cpu_flamegraph(&lines, &title, &mut svg).unwrap();
