@@ -181,6 +181,17 @@ fn profile_the_allocator(tag: &str) -> leakscope::__private::SamplerStats {
     );
     assert!(stdout.contains("Type: cpu"), "{stdout}");
     assert!(stdout.contains(MARKED), "{stdout}");
+    // Names are shown as the profile gives them: a system name equal to the name would
+    // have pprof shorten `<Global as Allocator>::allocate` to `::allocate`.
+    let shortened: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|name| name.starts_with("::"))
+        .collect();
+    assert!(
+        shortened.is_empty(),
+        "names cut by pprof: {shortened:?}\n{stdout}"
+    );
     // The main binary is named, with its build ID.
     let raw = Command::new("go")
         .args(["tool", "pprof", "-raw"])

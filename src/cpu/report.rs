@@ -166,12 +166,30 @@ impl CpuProfile {
 
     /// The frames of `pc` that the stack keeps, innermost (inlined) first.
     pub(crate) fn frames_of(&self, pc: &Pc) -> Vec<crate::profile::Frame> {
-        let r = self
-            .syms
+        pc.kept(&self.resolved(pc)).to_vec()
+    }
+
+    /// [`frames_of`](Self::frames_of), each with the symbol as the binary names it
+    /// (mangled), where known: pprof's `system_name`, which consumers demangle and
+    /// shorten themselves when it equals the displayed name.
+    pub(crate) fn frames_with_system_names(
+        &self,
+        pc: &Pc,
+    ) -> Vec<(crate::profile::Frame, Option<Arc<str>>)> {
+        let r = self.resolved(pc);
+        let kept = pc.kept(&r);
+        let skip = usize::from(pc.skip).min(r.frames.len());
+        kept.iter()
+            .cloned()
+            .zip(r.system_names.iter().skip(skip).cloned())
+            .collect()
+    }
+
+    fn resolved(&self, pc: &Pc) -> Arc<Resolved> {
+        self.syms
             .get(&pc.addr)
             .cloned()
-            .unwrap_or_else(|| symbolize::resolve(pc.addr));
-        pc.kept(&r).to_vec()
+            .unwrap_or_else(|| symbolize::resolve(pc.addr))
     }
 
     /// Folded lines, sorted: the thread, the root marker if any, then frames outermost

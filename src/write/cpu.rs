@@ -123,15 +123,18 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
         }
     };
     let mut functions: Vec<Function> = Vec::new();
-    let mut function_ids: HashMap<(i64, i64), u64> = HashMap::new();
-    let mut function_id = |st: &mut Strings, name: &str, file: &str| -> u64 {
-        let key = (st.get(name), st.get(file));
+    // Keyed by (name, system name, file). The system name is the mangled symbol where
+    // known: a consumer that finds it equal to the name takes the name for a mangled one
+    // and shortens it (`go tool pprof` shows `<T as Trait>::f` as `::f`).
+    let mut function_ids: HashMap<(i64, i64, i64), u64> = HashMap::new();
+    let mut function_id = |st: &mut Strings, name: &str, system: &str, file: &str| -> u64 {
+        let key = (st.get(name), st.get(system), st.get(file));
         *function_ids.entry(key).or_insert_with(|| {
             functions.push(Function {
                 id: functions.len() as u64 + 1,
                 name: key.0,
-                system_name: key.0,
-                filename: key.1,
+                system_name: key.1,
+                filename: key.2,
                 start_line: 0,
             });
             functions.len() as u64
@@ -147,12 +150,13 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
         for pc in &s.pcs {
             let id = *location_ids.entry(*pc).or_insert_with(|| {
                 let line = p
-                    .frames_of(pc)
+                    .frames_with_system_names(pc)
                     .iter()
-                    .map(|f| Line {
+                    .map(|(f, system)| Line {
                         function_id: function_id(
                             &mut st,
                             &f.function,
+                            system.as_deref().unwrap_or(&f.function),
                             f.file.as_deref().unwrap_or(""),
                         ),
                         line: f.line.map_or(0, i64::from),
@@ -172,7 +176,7 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
         }
         if let Some(root) = s.root {
             let id = *synthetic_ids.entry(root).or_insert_with(|| {
-                let function_id = function_id(&mut st, root, "");
+                let function_id = function_id(&mut st, root, root, "");
                 locations.push(Location {
                     id: locations.len() as u64 + 1,
                     mapping_id: 0,
