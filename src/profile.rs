@@ -825,8 +825,8 @@ pub(crate) mod budget {
 
     /// Bytes of leakscope's own heap per frame of a stack taken into a profile and
     /// written (address stack and its key, frames and their key, the writers' lines),
-    /// and per stack beyond its frames: `benches/self_memory.rs` measured a peak of
-    /// ~2.4 KiB per stack of ~22 frames without the cap.
+    /// and per stack beyond its frames; `benches/self_memory.rs` measures what a stack
+    /// really costs (BENCHMARKS.md, "leakscope's own memory").
     pub(crate) const PER_FRAME: u64 = 100;
     pub(crate) const PER_STACK: u64 = 400;
 

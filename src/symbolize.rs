@@ -121,12 +121,12 @@ impl Cache {
 
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
-/// When `backtrace`'s debug-info index (the binary's DWARF, parsed: ~20 MiB of heap and
-/// the mapped file for a binary of tens of MiB) was last used; `None` once released.
+/// When the debug-info index (the binary's DWARF, parsed, and the mapped file: it grows
+/// with the binary's debug info) was last used; `None` once released.
 static INDEX_USED: Mutex<Option<Instant>> = Mutex::new(None);
 
-/// How long the debug-info index is kept after its last use. Building it again costs
-/// tens of ms of CPU; keeping it, its memory. Profiles taken more often than this (an
+/// How long the debug-info index is kept after its last use. Building it again costs CPU
+/// (BENCHMARKS.md, "leakscope's own memory"); keeping it, its memory. Profiles taken more often than this (an
 /// HTTP scraper pulling `/debug/pprof/heap` every 10–60 s, alerts of several kinds in
 /// a row) reuse it; one alert, then quiet, gives it back two minutes later.
 pub(crate) const KEEP_INDEX: Duration = Duration::from_secs(120);

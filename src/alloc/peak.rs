@@ -1,7 +1,7 @@
 //! Peak live bytes, checked at sample points rather than on every allocation.
 //!
 //! A shared read-modify-write on every allocation would cost more than the rest of the
-//! hook (two threads bumping one atomic slow a workload by ~27% here). Instead the live
+//! hook (threads bumping one atomic contend for its cache line). Instead the live
 //! heap is summed over the per-thread counters whenever a thread reaches a sample point
 //! (on average every `LEAKSCOPE_SAMPLE_BYTES` allocated bytes per thread), at thread exit
 //! and whenever stats are read. With `LEAKSCOPE_SAMPLE_BYTES=1` every allocation is a
