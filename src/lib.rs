@@ -44,6 +44,7 @@
 //! | `LEAKSCOPE_TASK_SPANS` | `none` | span names that count as tasks besides tokio's `runtime.spawn` |
 //! | `LEAKSCOPE_TASK_LIMIT` | `none` | a `task_limit` alert when live tasks exceed this number |
 //! | `LEAKSCOPE_SPAN_LATENCY` | `none` | `name=200ms,other=1s`: a `span_latency` alert when a span's p99 lifetime over the window exceeds its bound (a span still open past the bound counts at its age) |
+//! | `LEAKSCOPE_TOKIO_SPANS` | `hide` | tracing layer: `show` records and lists tokio's own spans and the tasks tokio spawns for itself; `hide` leaves them out |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].

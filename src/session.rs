@@ -105,6 +105,7 @@ impl Session {
         if let Some(mut m) = self.monitor.take() {
             m.stop();
         }
+        crate::layer::session_ended();
         let result = exit_files(&ctx);
         session_word::stop();
         *ACTIVE.lock() = None;
@@ -189,7 +190,6 @@ pub fn init_with(config: Config) -> Session {
         ));
         return Session::inert();
     }
-    crate::layer::tasks::set_task_names(&config.task_spans);
     session_word::start();
     if !allocator_is_hooked() {
         session_word::stop();
@@ -199,6 +199,7 @@ pub fn init_with(config: Config) -> Session {
         ));
         return Session::inert();
     }
+    crate::layer::session_started(&config);
     let ctx = Arc::new(Context::new(config));
     let monitor = match ctx.config.monitor.then(|| Monitor::start(&ctx)) {
         None => None,

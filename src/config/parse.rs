@@ -36,6 +36,7 @@ const HTTP_FORM: &str =
     "off, a port (loopback), or an IP address and port (e.g. 6060, 127.0.0.1:6060, [::1]:6060, 0.0.0.0:6060)";
 const NAMES_FORM: &str = "none, or a comma-separated list of span names (e.g. request,job)";
 const TASK_LIMIT_FORM: &str = "none, or a whole number of tasks >= 1 (e.g. 10000)";
+const TOKIO_SPANS_FORM: &str = "hide or show";
 const LATENCY_FORM: &str =
     "none, or comma-separated name=duration pairs with units ms, s, m or h (e.g. request=200ms,job=1s)";
 
@@ -135,6 +136,13 @@ pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Conf
     if let Some(v) = text(&get, ENV_SPAN_LATENCY, LATENCY_FORM)? {
         c.span_latency = parse_latency(&v)
             .ok_or_else(|| ConfigError::new(ENV_SPAN_LATENCY, &v, LATENCY_FORM))?;
+    }
+    if let Some(v) = text(&get, ENV_TOKIO_SPANS, TOKIO_SPANS_FORM)? {
+        c.tokio_spans = match v.trim().to_ascii_lowercase().as_str() {
+            "hide" => false,
+            "show" => true,
+            _ => return Err(ConfigError::new(ENV_TOKIO_SPANS, &v, TOKIO_SPANS_FORM)),
+        };
     }
     Ok(c)
 }
