@@ -100,7 +100,6 @@ impl<S> Filter<S> for SessionFilter {
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        super::hints::callsite_registered(meta);
         if wanted(meta, state()) {
             Interest::always()
         } else {

@@ -10,7 +10,7 @@
 //!   set; said when the session starts (or at the first monitor tick, if the layer is
 //!   added after it starts);
 //! * **a filter that disables `runtime.spawn` spans** (`EnvFilter` on the registry with
-//!   `RUST_LOG=info`): tokio runs (a thread named `tokio-runtime-worker` exists) and the
+//!   `RUST_LOG=info`): tokio runs (a thread named as tokio's workers exists) and the
 //!   callsite was registered, but no task span reached the layer;
 //! * **tokio built without `--cfg tokio_unstable` and its `tracing` feature**: tokio runs
 //!   and its task callsite was never registered (a filter outside the layer that rejects
@@ -140,15 +140,18 @@ pub(crate) fn tick() {
 /// Most threads looked at per tick.
 const THREADS_READ: usize = 256;
 
-/// True if a thread of this process is named as tokio names its multi-thread runtime's
-/// workers (`tokio-runtime-worker`, cut to 15 bytes by the kernel).
+/// The names tokio gives its multi-thread runtime's workers by default: `tokio-rt-worker`,
+/// and `tokio-runtime-worker` in older versions (cut to 15 bytes by the kernel).
+const TOKIO_WORKERS: [&str; 2] = ["tokio-rt-worker", "tokio-runtime-w"];
+
+/// True if a thread of this process is named as a tokio runtime's worker.
 fn tokio_worker_running() -> bool {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return false;
     };
     dir.flatten().take(THREADS_READ).any(|t| {
         std::fs::read_to_string(t.path().join("comm"))
-            .is_ok_and(|name| name.trim_end().starts_with("tokio-runtime-w"))
+            .is_ok_and(|name| TOKIO_WORKERS.iter().any(|w| name.starts_with(w)))
     })
 }
 

@@ -35,8 +35,6 @@ pub(crate) mod timing;
 
 use std::any::TypeId;
 use std::fmt;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
@@ -116,10 +114,21 @@ where
     }
 
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        hints::callsite_registered(meta);
+        if !gate::on() {
+            // No interest of its own: the other layers' filters decide alone (what is
+            // returned here is not read: the layer counts as a per-layer filter).
+            return Interest::always();
+        }
         self.inner.register_callsite(meta)
     }
 
     fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        if !gate::on() {
+            // No say (see `register_callsite`): the span is left enabled for the
+            // layer, which ignores it while no session runs.
+            return true;
+        }
         self.inner.enabled(meta, ctx)
     }
 
@@ -128,8 +137,10 @@ where
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        // Always through the filter: it consumes the filter's bit for this span.
-        self.inner.on_new_span(attrs, id, ctx);
+        if gate::on() {
+            // Through the filter: it consumes the filter's bit for this span.
+            self.inner.on_new_span(attrs, id, ctx);
+        }
     }
 
     fn on_record(&self, _: &Id, _: &Record<'_>, _: Context<'_, S>) {}
@@ -137,34 +148,29 @@ where
     fn on_follows_from(&self, _: &Id, _: &Id, _: Context<'_, S>) {}
 
     fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
-        self.inner.event_enabled(event, ctx)
+        !gate::on() || self.inner.event_enabled(event, ctx)
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        // The recorder wants no event; this consumes the filter's bit for it.
-        self.inner.on_event(event, ctx);
+        if gate::on() {
+            // The recorder wants no event; this consumes the filter's bit for it.
+            self.inner.on_event(event, ctx);
+        }
     }
 
     #[inline]
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if !gate::on() {
-            return;
-        }
-        if !stack::enter_cached(id.into_u64(), allocated) {
-            // Not known on this thread: the registry says whether the filter enabled it.
-            self.inner.on_enter(id, ctx);
+        if gate::on() && !stack::enter_cached(id.into_u64(), allocated) {
+            self.enter_other(id, ctx);
         }
     }
 
     #[inline]
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        // Not 0: a session runs or ran (spans entered in it may still exit).
         let s = gate::state();
-        if s & gate::EVER == 0 {
-            return;
-        }
-        let key = id.into_u64();
-        if !stack::exit_fast(key, allocated_bytes) {
-            exit_other(key, s);
+        if s != 0 && !stack::exit_fast(id.into_u64(), allocated_bytes) {
+            exit_other(id.into_u64(), s);
         }
     }
 
@@ -188,6 +194,10 @@ where
         if id == TypeId::of::<Self>() {
             return Some(self as *const Self as *const ());
         }
+        if id == TypeId::of::<tracing_subscriber::Registry>() {
+            // Asked at every close by each `Layered` above: nothing inside is one.
+            return None;
+        }
         // SAFETY: forwards to the wrapped `Filtered`'s own `downcast_raw`, whose contract
         // is this method's: a pointer it returns points to a value of the type `id`
         // names, inside `self.inner`, which lives as long as `self`. This is how
@@ -195,6 +205,19 @@ where
         // asks for its filter marker), so the layer's interest combines as a per-layer
         // filter's; it only reads through the pointer.
         unsafe { self.inner.downcast_raw(id) }
+    }
+}
+
+impl<S> SpanLayer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    /// An enter of a span this thread does not know (created on another thread, or
+    /// evicted from its cache): the registry says whether the layer's filter enabled it.
+    #[cold]
+    #[inline(never)]
+    fn enter_other(&self, id: &Id, ctx: Context<'_, S>) {
+        self.inner.on_enter(id, ctx);
     }
 }
 
@@ -227,11 +250,11 @@ fn close_counted(cs: u32, timed: bool, key: u64) {
 #[derive(Clone, Copy, Debug)]
 struct Recorder;
 
-/// Nanoseconds since the layer's clock started.
+/// The layer's clock: `CLOCK_MONOTONIC` in nanoseconds (the one heap samples are
+/// stamped with), read through the vDSO.
 #[inline]
 pub(crate) fn now_ns() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    crate::alloc::clock::now_ns()
 }
 
 /// What the layer keeps in a task span's extensions.
