@@ -13,9 +13,12 @@
 //! cache ([`session_started`], [`session_ended`]), so callsites registered before are
 //! asked again.
 //!
-//! Spans created while no session runs are never seen by the layer, even if entered or
-//! closed later (the registry keeps, per span, which per-layer filters enabled it);
-//! spans created while a session runs are followed to their close, even after it ends.
+//! While no session runs the layer leaves the filter out entirely: its callsite
+//! interest is not added (the others' filters decide alone, no `sometimes` of its
+//! making), `enabled` says yes without a say, and its callbacks return after one relaxed
+//! load. So a span open when a session starts is counted from then on (its entries,
+//! exits and close, not its creation), and one created while a session runs is followed
+//! to its close, even after the session ends.
 
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 

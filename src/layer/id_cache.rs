@@ -12,7 +12,7 @@
 use std::cell::Cell;
 
 /// Entries of the cache.
-const ENTRIES: usize = 64;
+const ENTRIES: usize = 256;
 
 /// Flag of an entry written by `on_new_span` on this thread.
 pub(crate) const CREATED_HERE: u32 = 1 << 31;

@@ -62,10 +62,9 @@ use id_cache::{PLAIN, TIMED, UNSTACKED};
 /// a per-layer filter: it adds no interest of its own while no session runs.
 #[must_use]
 pub struct SpanLayer<S = tracing_subscriber::Registry> {
-    /// The recorder behind the layer's own per-layer filter: it registers the filter,
-    /// answers for the layer's interest, and handles creations, events and the slow
-    /// paths of enters and closes (the registry's per-span filter bits decide there).
-    /// Enters, exits and closes of spans this thread knows skip it.
+    /// The recorder behind the layer's own per-layer filter: it registers the filter and
+    /// answers for the layer's interest and creations (and events, which it skips)
+    /// while a session runs. Enters, exits and closes go to the layer's own paths.
     inner: Filtered<Recorder, gate::SessionFilter, S>,
 }
 
@@ -87,8 +86,9 @@ impl<S> fmt::Debug for SpanLayer<S> {
 /// ```
 ///
 /// It records while a session runs (`LEAKSCOPE=1` and [`init`](crate::init)), from the
-/// moment it starts: spans created before are not counted. With no session it costs a
-/// relaxed load per callback and adds no interest in any callsite. Give other layers
+/// moment it starts: spans open then are counted from then on (their entries and close,
+/// not their creation). With no session it costs a relaxed load per callback and adds no
+/// interest in any callsite. Give other layers
 /// their filters as per-layer filters (`.with_filter(..)`): a filter on the registry
 /// applies to this layer too, and the usual `RUST_LOG=info` there hides tokio's task
 /// spans (see the crate's docs on the tracing layer).
@@ -184,7 +184,7 @@ where
             close_counted(cs, timed, id.into_u64());
             return;
         }
-        self.inner.on_close(id, ctx);
+        close_other(&id, &ctx);
     }
 
     fn on_id_change(&self, _: &Id, _: &Id, _: Context<'_, S>) {}
@@ -212,12 +212,12 @@ impl<S> SpanLayer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    /// An enter of a span this thread does not know (created on another thread, or
-    /// evicted from its cache): the registry says whether the layer's filter enabled it.
+    /// An enter of a span this thread does not know (created on another thread or before
+    /// the session, or evicted from its cache): one registry lookup.
     #[cold]
     #[inline(never)]
     fn enter_other(&self, id: &Id, ctx: Context<'_, S>) {
-        self.inner.on_enter(id, ctx);
+        enter_uncached(id, &ctx);
     }
 }
 
@@ -295,8 +295,8 @@ fn add_allocated(callsite: u32, before: (u64, u64), after: (u64, u64)) {
     }
 }
 
-/// Enter of a span this thread has not cached (created on another thread, or evicted),
-/// which the filter enabled: one registry lookup.
+/// Enter of a span this thread has not cached (created on another thread or before the
+/// session, or evicted): one registry lookup.
 #[cold]
 #[inline(never)]
 fn enter_uncached<S>(id: &Id, ctx: &Context<'_, S>)
@@ -318,11 +318,43 @@ where
     stack::enter(key, cs, allocated);
 }
 
-/// True for spans whose entries the layer does not record: tokio's task spans while
-/// tokio's spans are hidden (a task span is entered on every poll; its busy times and
-/// allocations are not shown then).
+/// True for spans whose entries the layer does not record: tokio's own spans while they
+/// are hidden (a task span is entered on every poll; its busy times and allocations are
+/// not shown then; a resource span exists only if another layer wants it).
 fn unstacked(meta: &'static Metadata<'static>) -> bool {
-    !gate::tokio_shown() && gate::is_tokio_task(meta)
+    !gate::tokio_shown() && (gate::is_tokio_task(meta) || gate::is_tokio_resource(meta))
+}
+
+/// The close of a span the thread's cache cannot vouch for: a task span (its data is in
+/// its extensions), one created on another thread or before the session, or evicted.
+/// One registry lookup.
+#[inline(never)]
+fn close_other<S>(id: &Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(span) = ctx.span(id) else {
+        return;
+    };
+    let meta = span.metadata();
+    if !gate::tokio_shown() && gate::is_tokio_resource(meta) {
+        return;
+    }
+    let Some((cs, s)) = callsites::lookup(meta) else {
+        return;
+    };
+    counts::closed(cs);
+    let ext = span.extensions();
+    if let Some(d) = ext.get::<SpanData>() {
+        if d.created != 0 {
+            s.lifetime.record(now_ns().saturating_sub(d.created));
+        }
+        d.task.close();
+    } else {
+        // Not a task, closed on another thread than its creator's (or evicted from
+        // the cache): it may be timed.
+        record_lifetime(s, id.into_u64());
+    }
 }
 
 /// Exit of a timed entry, of one exited out of order, of one while which the thread
@@ -428,32 +460,6 @@ where
         }
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if gate::on() {
-            enter_uncached(id, &ctx);
-        }
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else {
-            return;
-        };
-        let Some((cs, s)) = callsites::lookup(span.metadata()) else {
-            return;
-        };
-        counts::closed(cs);
-        let ext = span.extensions();
-        if let Some(d) = ext.get::<SpanData>() {
-            if d.created != 0 {
-                s.lifetime.record(now_ns().saturating_sub(d.created));
-            }
-            d.task.close();
-        } else {
-            // Not a task, closed on another thread than its creator's (or evicted from
-            // the cache): it may be timed.
-            record_lifetime(s, id.into_u64());
-        }
-    }
 }
 
 /// The clock for a span whose lifetime is timed (out of line: one span in
