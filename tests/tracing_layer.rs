@@ -507,7 +507,6 @@ fn task_verdicts_with_a_real_runtime() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
-    eprintln!("DEBUG {:?}", span("slow_request"));
     drop(session);
     stop.notify_waiters();
     let all = alerts().lock().unwrap().clone();
