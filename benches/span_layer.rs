@@ -116,9 +116,8 @@ fn main() {
             Some(w) => (w, true),
             None => (only.as_str(), false),
         };
-        let _session = (!off).then(|| {
-            leakscope::init_with(leakscope::Config::new().monitor(false))
-        });
+        let _session =
+            (!off).then(|| leakscope::init_with(leakscope::Config::new().monitor(false)));
         let d = dispatch(which);
         // Warm-up outside the counted functions is not possible (they are the loops), so
         // the counts include one-time costs; they are small against 200k iterations.
@@ -126,14 +125,38 @@ fn main() {
         return;
     }
     // Off: no session.
-    run("off, span enter+exit", ENTERS, enter_exit, "noop", "noop-layer");
-    run("off, span create+close", CREATES, create_close, "noop", "noop-layer");
+    run(
+        "off, span enter+exit",
+        ENTERS,
+        enter_exit,
+        "noop",
+        "noop-layer",
+    );
+    run(
+        "off, span create+close",
+        CREATES,
+        create_close,
+        "noop",
+        "noop-layer",
+    );
     let _session = leakscope::init_with(leakscope::Config::new().monitor(false));
     assert!(
         _session.is_active(),
         "the bench needs the leakscope allocator"
     );
     run("on, span enter+exit", ENTERS, enter_exit, "bare", "layer");
-    run("on, span create+close", CREATES, create_close, "bare", "layer");
-    run("on, span create+close against a no-op layer", CREATES, create_close, "noop", "layer");
+    run(
+        "on, span create+close",
+        CREATES,
+        create_close,
+        "bare",
+        "layer",
+    );
+    run(
+        "on, span create+close against a no-op layer",
+        CREATES,
+        create_close,
+        "noop",
+        "layer",
+    );
 }

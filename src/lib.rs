@@ -65,11 +65,14 @@
 //!   each other; no env var needed), and [`assert_no_leak!`] / [`assert_max_alloc!`]
 //!   fail with the stacks that allocated what is left.
 //!
-//! * [`layer`]: a `tracing-subscriber` layer. Per span callsite: counts, busy and
-//!   lifetime percentiles, the exact bytes and blocks allocated while entered
-//!   ([`span_stats`]); tokio tasks (`runtime.spawn` spans, `--cfg tokio_unstable`) by
-//!   spawn site ([`task_stats`]); heap samples taken inside spans get the span names as
-//!   root frames. The monitor raises `task_leak`, `task_limit` and `span_latency`.
+//! * [`layer`]: a `tracing-subscriber` layer, recording while a session runs (with none it
+//!   adds no callsite interest and each callback is a relaxed load). Per span callsite:
+//!   counts, busy and lifetime percentiles, the exact bytes and blocks allocated while
+//!   entered ([`span_stats`]); tokio tasks (`runtime.spawn` spans, `--cfg tokio_unstable`)
+//!   by spawn site, named by the function that spawned them ([`task_stats`]); heap
+//!   samples taken inside spans get the span names as root frames. The monitor raises
+//!   `task_leak`, `task_limit` and `span_latency`; a filter that hides tokio's task spans
+//!   from it gets one stderr line.
 //!
 //! ## Feature flags
 //!

@@ -389,7 +389,8 @@ fn architecture_code_map_matches_the_tree() {
 }
 
 /// `unsafe` is denied crate-wide; only the hot side (allowed on its `mod` line in
-/// `lib.rs`) and `src/sys.rs` may lift that.
+/// `lib.rs`) and `src/sys.rs` may lift that, and the tracing layer's `downcast_raw` (a
+/// forwarding method the trait declares `unsafe`).
 #[test]
 fn unsafe_code_is_allowed_only_for_the_hot_side_and_sys() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -418,6 +419,7 @@ fn unsafe_code_is_allowed_only_for_the_hot_side_and_sys() {
     assert_eq!(
         allowed,
         vec![
+            "src/layer/mod.rs: #[allow(unsafe_code)] / unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {".to_string(),
             "src/lib.rs: #[allow(unsafe_code)] / mod alloc;".to_string(),
             "src/sys.rs: #![allow(unsafe_code)] / ".to_string(),
         ],

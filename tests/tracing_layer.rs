@@ -182,7 +182,10 @@ fn inert_without_a_session_and_recording_while_one_runs() {
     // A session: from its start, every span is recorded, the trace ones included.
     let dir = TempDir::new("inert");
     let session = quiet_session(&dir);
-    assert!(inert_round(10), "the layer wants every span while a session runs");
+    assert!(
+        inert_round(10),
+        "the layer wants every span while a session runs"
+    );
     assert_eq!((count_of("inert_info"), count_of("inert_trace")), (10, 10));
     let line = rt.block_on(async {
         let (h, l) = (tokio::spawn(async {}), line!());
@@ -219,7 +222,11 @@ fn spans_open_across_a_session_start_or_end() {
     drop(entered);
     drop(during);
     let s = span("across_start");
-    assert_eq!((s.count, s.closed), (0, 1), "created before the session: {s:?}");
+    assert_eq!(
+        (s.count, s.closed),
+        (0, 1),
+        "created before the session: {s:?}"
+    );
     let s = span("across_end");
     assert_eq!((s.count, s.closed, s.live), (1, 1, 0), "{s:?}");
 }
@@ -554,8 +561,7 @@ fn task_verdicts_with_a_real_runtime() {
     assert_eq!(report["kind"], "task_leak");
     assert_eq!(report["suspects"][0]["location"], want.as_str());
     assert_eq!(
-        report["suspects"][0]["function"],
-        "tracing_layer::task_verdicts_with_a_real_runtime",
+        report["suspects"][0]["function"], "tracing_layer::task_verdicts_with_a_real_runtime",
         "the spawning function names the suspect: {}",
         report["suspects"][0]
     );
@@ -564,7 +570,8 @@ fn task_verdicts_with_a_real_runtime() {
         "the task span as detail"
     );
     assert!(
-        leak.message.contains("tracing_layer::task_verdicts_with_a_real_runtime"),
+        leak.message
+            .contains("tracing_layer::task_verdicts_with_a_real_runtime"),
         "{}",
         leak.message
     );

@@ -165,7 +165,7 @@ fn task_report_suspects(f: &Finding) -> Vec<report::Suspect> {
             .layer
             .leaking
             .iter()
-            .map(|t| row(&t.site, t.live, Some(&t.trend)))
+            .map(|t| row(t.site, t.live, Some(&t.trend)))
             .collect(),
         _ => f
             .layer

@@ -113,7 +113,11 @@ pub(crate) fn suggestions(f: &Finding, suspects: &[(Site, Trend)]) -> Vec<String
     match f.kind {
         AlertKind::TaskLeak | AlertKind::TaskLimit => {
             if let Some(t) = f.layer.leaking.first() {
-                let by = t.site.spawner().map(|w| format!(" in {}", w.function)).unwrap_or_default();
+                let by = t
+                    .site
+                    .spawner()
+                    .map(|w| format!(" in {}", w.function))
+                    .unwrap_or_default();
                 out.push(format!("Look at the spawn at {}{by}: its tasks are spawned faster than they end; check for tasks that wait forever (a channel never closed, a missing timeout, a loop without exit) or are never aborted.", t.site.site));
             }
             out.push(

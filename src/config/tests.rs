@@ -177,7 +177,10 @@ fn task_and_span_variables() {
         vec![("a".to_string(), Duration::from_secs(2))]
     );
     assert_eq!(c.task_spans, vec!["job"]);
-    assert!(!Config::new().tokio_spans, "tokio's spans hidden by default");
+    assert!(
+        !Config::new().tokio_spans,
+        "tokio's spans hidden by default"
+    );
     assert!(parse(&[(ENV_TOKIO_SPANS, "show")]).unwrap().tokio_spans);
     assert!(!parse(&[(ENV_TOKIO_SPANS, "HIDE")]).unwrap().tokio_spans);
     assert!(Config::new().tokio_spans(true).tokio_spans);

@@ -282,7 +282,11 @@ mod tests {
             let _ = wait.recv();
         });
         seen.recv().unwrap();
-        assert_eq!(of(a).created - before[0].created, 4, "counted in the other thread's slot");
+        assert_eq!(
+            of(a).created - before[0].created,
+            4,
+            "counted in the other thread's slot"
+        );
         go.send(()).unwrap();
         t.join().unwrap();
         for (k, &i) in ids.iter().enumerate() {

@@ -159,7 +159,10 @@ mod tests {
         assert!(!is_tokio_resource(&own) && !is_tokio_task(&own));
         assert!(!wanted(&own, 0), "off: nothing");
         assert!(wanted(&own, ON) && wanted(&task, ON));
-        assert!(!wanted(&sleep, ON), "tokio's resource spans hidden by default");
+        assert!(
+            !wanted(&sleep, ON),
+            "tokio's resource spans hidden by default"
+        );
         assert!(wanted(&sleep, ON | SHOW_TOKIO));
     }
 }

@@ -162,10 +162,19 @@ mod tests {
     #[test]
     fn each_cause_says_what_to_do() {
         let cap = Blind::LevelCap(LevelFilter::INFO).line();
-        assert!(cap.contains("below INFO") && cap.contains("with_filter"), "{cap}");
+        assert!(
+            cap.contains("below INFO") && cap.contains("with_filter"),
+            "{cap}"
+        );
         let f = Blind::Filtered.line();
-        assert!(f.contains("runtime.spawn") && f.contains("tokio::task=trace"), "{f}");
+        assert!(
+            f.contains("runtime.spawn") && f.contains("tokio::task=trace"),
+            "{f}"
+        );
         let none = Blind::NoTaskSpans.line();
-        assert!(none.contains("tokio_unstable") && none.contains("`tracing` feature"), "{none}");
+        assert!(
+            none.contains("tokio_unstable") && none.contains("`tracing` feature"),
+            "{none}"
+        );
     }
 }

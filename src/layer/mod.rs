@@ -459,7 +459,6 @@ where
             stack::exclude_own(a.0.wrapping_sub(b.0), a.1.wrapping_sub(b.1));
         }
     }
-
 }
 
 /// The clock for a span whose lifetime is timed (out of line: one span in

@@ -72,9 +72,11 @@ pub(crate) fn find(
     spawn_location: &str,
     span_name: &str,
 ) -> Option<Spawner> {
-    let at = frames
-        .iter()
-        .position(|f| f.file.as_deref().is_some_and(|file| same_file(file, spawn_file)))?;
+    let at = frames.iter().position(|f| {
+        f.file
+            .as_deref()
+            .is_some_and(|file| same_file(file, spawn_file))
+    })?;
     let own = frames[at..]
         .iter()
         .position(|f| source_path::origin(&f.function, f.file.as_deref()) == Origin::Program)
@@ -133,23 +135,45 @@ mod tests {
         let tokio = format!("{reg}/tokio-1.54.1/src/task/spawn.rs");
         let hyper = format!("{reg}/hyper-1.6.0/src/server/conn.rs");
         let own = frames_of(&[
-            ("leakscope::layer::tasks::site", "/work/app/src/layer/tasks.rs", 10),
+            (
+                "leakscope::layer::tasks::site",
+                "/work/app/src/layer/tasks.rs",
+                10,
+            ),
             ("tokio::task::spawn::spawn_inner", tokio.as_str(), 160),
-            ("app::server::accept::{{closure}}::{{closure}}", "src/server.rs", 42),
+            (
+                "app::server::accept::{{closure}}::{{closure}}",
+                "src/server.rs",
+                42,
+            ),
             ("app::main", "src/main.rs", 7),
         ]);
         let s = find(&own, "src/server.rs", "src/server.rs:41", "runtime.spawn").unwrap();
         assert_eq!(s.function, "app::server::accept");
-        assert_eq!(s.location.as_deref(), Some("src/server.rs:41"), "the spawn call's");
+        assert_eq!(
+            s.location.as_deref(),
+            Some("src/server.rs:41"),
+            "the spawn call's"
+        );
         assert_eq!(s.frames, vec!["runtime.spawn", "app::server::accept"]);
         // A dependency spawned: the program's function that called into it.
         let dep = frames_of(&[
             ("tokio::task::spawn::spawn_inner", tokio.as_str(), 160),
-            ("hyper::server::conn::serve::{{closure}}", hyper.as_str(), 88),
+            (
+                "hyper::server::conn::serve::{{closure}}",
+                hyper.as_str(),
+                88,
+            ),
             ("hyper::server::conn::run", hyper.as_str(), 20),
             ("app::serve::{{closure}}", "src/main.rs", 30),
         ]);
-        let s = find(&dep, &hyper, "hyper-1.6.0/src/server/conn.rs:88", "runtime.spawn").unwrap();
+        let s = find(
+            &dep,
+            &hyper,
+            "hyper-1.6.0/src/server/conn.rs:88",
+            "runtime.spawn",
+        )
+        .unwrap();
         assert_eq!(s.function, "app::serve");
         assert_eq!(s.location.as_deref(), Some("src/main.rs:30"));
         assert_eq!(
@@ -161,7 +185,10 @@ mod tests {
                 "app::serve"
             ]
         );
-        assert_eq!(find(&dep, "src/other.rs", "src/other.rs:1", "runtime.spawn"), None);
+        assert_eq!(
+            find(&dep, "src/other.rs", "src/other.rs:1", "runtime.spawn"),
+            None
+        );
     }
 
     fn frames_of(v: &[(&str, &str, u32)]) -> Vec<Frame> {

@@ -70,7 +70,8 @@ impl Site {
             } else {
                 format!("{shown}:{line}")
             },
-            in_tokio: shown.starts_with("tokio-") && shown[6..].starts_with(|c: char| c.is_ascii_digit()),
+            in_tokio: shown.starts_with("tokio-")
+                && shown[6..].starts_with(|c: char| c.is_ascii_digit()),
             file: file.to_string(),
             line,
             name,

@@ -231,10 +231,15 @@ mod tests {
         assert!((900..=1100).contains(&count), "{count} of {n} timed");
         // Gaps of 1 to 2 × LIFE_EVERY − 1.
         let at: Vec<usize> = (0..timed.len()).filter(|&i| timed[i]).collect();
-        assert!(at.windows(2).all(|w| (1..2 * LIFE_EVERY as usize).contains(&(w[1] - w[0]))));
+        assert!(at
+            .windows(2)
+            .all(|w| (1..2 * LIFE_EVERY as usize).contains(&(w[1] - w[0]))));
         // Two kinds of span created in turn both get their lifetimes timed.
         let odd = at.iter().filter(|&&i| i % 2 == 1).count();
-        assert!(odd * 3 > count && odd * 3 < 2 * count, "{odd} of {count} on one kind");
+        assert!(
+            odd * 3 > count && odd * 3 < 2 * count,
+            "{odd} of {count} on one kind"
+        );
     }
 
     #[test]
