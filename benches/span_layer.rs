@@ -1,8 +1,13 @@
-//! Cost of leakscope's tracing layer: span enter+exit and span create+close with
-//! `Registry + leakscope::layer()` against a bare `Registry`, both under the leakscope
-//! allocator with a session running (so the layer reads the thread's exact counters).
-//! Rounds alternate between the two subscribers; the figure is the median of the
-//! per-round ratios.
+//! Cost of leakscope's tracing layer: span enter+exit and span create+close.
+//!
+//! * **on**: `Registry + leakscope::layer()` against a bare `Registry`, under the
+//!   leakscope allocator with a session running (so the layer records and reads the
+//!   thread's exact counters);
+//! * **off**: no session, the layer beside a layer that wants every span (a no-op layer,
+//!   standing for the program's own `fmt` layer): `Registry + layer() + no-op` against
+//!   `Registry + no-op`. (Spans no other layer wants are not created at all then.)
+//!
+//! Rounds rotate the configurations; the figure is the median of the per-round ratios.
 //!
 //! `cargo bench --bench span_layer`
 
@@ -53,65 +58,105 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn run(name: &str, per_round: u32, f: fn(&Dispatch) -> Duration) {
-    let bare = Dispatch::new(tracing_subscriber::registry());
-    let layered = Dispatch::new(tracing_subscriber::registry().with(leakscope::layer()));
-    let noop = Dispatch::new(tracing_subscriber::registry().with(Noop));
+/// The subscribers compared: a bare `Registry`, one with a no-op layer, one with the
+/// layer, one with both.
+fn dispatch(which: &str) -> Dispatch {
+    match which {
+        "bare" => Dispatch::new(tracing_subscriber::registry()),
+        "noop" => Dispatch::new(tracing_subscriber::registry().with(Noop)),
+        "layer" => Dispatch::new(tracing_subscriber::registry().with(leakscope::layer())),
+        "noop-noop" => Dispatch::new(tracing_subscriber::registry().with(Noop).with(Noop)),
+        "noop-layer" => Dispatch::new(
+            tracing_subscriber::registry()
+                .with(leakscope::layer())
+                .with(Noop),
+        ),
+        other => panic!("unknown configuration {other}"),
+    }
+}
+
+/// Rounds of `f` over `base` and `with` (and the no-op layer, for reference), printing
+/// the median ratio `with / base`.
+fn run(name: &str, per_round: u32, f: fn(&Dispatch) -> Duration, base: &str, with: &str) {
+    let (b, w) = (dispatch(base), dispatch(with));
     // Warm up (tables, slab pages, callsite registration).
-    f(&bare);
-    f(&layered);
-    f(&noop);
-    let (mut ratios, mut b_ns, mut l_ns, mut n_ns) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut noop_ratios = Vec::new();
+    f(&b);
+    f(&w);
+    let (mut ratios, mut b_ns, mut w_ns) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        // Rotate the order every round, so no configuration always runs first.
-        let mut t = [0f64; 3];
-        for k in 0..3 {
-            let which = (round + k) % 3;
-            let d = [&bare, &layered, &noop][which];
+        // Alternate the order every round, so neither always runs first.
+        let mut t = [0f64; 2];
+        for k in 0..2 {
+            let which = (round + k) % 2;
+            let d = [&b, &w][which];
             t[which] = f(d).as_nanos() as f64 / f64::from(per_round);
         }
-        let (b, l, n) = (t[0], t[1], t[2]);
-        ratios.push(l / b);
-        noop_ratios.push(l / n);
-        b_ns.push(b);
-        l_ns.push(l);
-        n_ns.push(n);
+        ratios.push(t[1] / t[0]);
+        b_ns.push(t[0]);
+        w_ns.push(t[1]);
     }
     let (lo, hi) = ratios
         .iter()
         .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
     println!(
-        "{name}: bare Registry {:.1} ns, with a no-op layer {:.1} ns, with leakscope::layer() {:.1} ns, ratio to bare {:.2}x (median of {ROUNDS} rounds; range {lo:.2}-{hi:.2}), ratio to the no-op layer {:.2}x",
+        "{name}: {base} {:.1} ns, {with} {:.1} ns, ratio {:.2}x (median of {ROUNDS} rounds; range {lo:.2}-{hi:.2})",
         median(b_ns),
-        median(n_ns),
-        median(l_ns),
+        median(w_ns),
         median(ratios),
-        median(noop_ratios),
     );
 }
 
 fn main() {
+    // For instruction counts (repeatable on a busy machine), one configuration at a time:
+    // SPAN_BENCH_ONLY=bare|noop|layer|noop-layer[,off] valgrind --tool=callgrind \
+    //   --toggle-collect='span_layer::enter_exit' --toggle-collect='span_layer::create_close' <bench binary>
+    // (`,off`: no session.)
+    if let Ok(only) = std::env::var("SPAN_BENCH_ONLY") {
+        let (which, off) = match only.strip_suffix(",off") {
+            Some(w) => (w, true),
+            None => (only.as_str(), false),
+        };
+        let _session =
+            (!off).then(|| leakscope::init_with(leakscope::Config::new().monitor(false)));
+        let d = dispatch(which);
+        // Warm-up outside the counted functions is not possible (they are the loops), so
+        // the counts include one-time costs; they are small against 200k iterations.
+        println!("{only}: {:?} {:?}", enter_exit(&d), create_close(&d));
+        return;
+    }
+    // Off: no session.
+    run(
+        "off, span enter+exit",
+        ENTERS,
+        enter_exit,
+        "noop",
+        "noop-layer",
+    );
+    run(
+        "off, span create+close",
+        CREATES,
+        create_close,
+        "noop",
+        "noop-layer",
+    );
     let _session = leakscope::init_with(leakscope::Config::new().monitor(false));
     assert!(
         _session.is_active(),
         "the bench needs the leakscope allocator"
     );
-    // For instruction counts (repeatable on a busy machine), one configuration at a time:
-    // SPAN_BENCH_ONLY=bare|noop|layer valgrind --tool=callgrind \
-    //   --toggle-collect='span_layer::enter_exit' --toggle-collect='span_layer::create_close' <bench binary>
-    if let Ok(which) = std::env::var("SPAN_BENCH_ONLY") {
-        let d = match which.as_str() {
-            "bare" => Dispatch::new(tracing_subscriber::registry()),
-            "noop" => Dispatch::new(tracing_subscriber::registry().with(Noop)),
-            _ => Dispatch::new(tracing_subscriber::registry().with(leakscope::layer())),
-        };
-        // Warm-up outside the counted functions is not possible (they are the loops), so
-        // the counts include one-time costs; they are small against 200k iterations.
-        println!("{which}: {:?} {:?}", enter_exit(&d), create_close(&d));
-        return;
-    }
-    run("span enter+exit", ENTERS, enter_exit);
-    run("span create+close", CREATES, create_close);
+    run("on, span enter+exit", ENTERS, enter_exit, "bare", "layer");
+    run(
+        "on, span create+close",
+        CREATES,
+        create_close,
+        "bare",
+        "layer",
+    );
+    run(
+        "on, span create+close against a no-op layer",
+        CREATES,
+        create_close,
+        "noop",
+        "layer",
+    );
 }

@@ -13,7 +13,8 @@
 //! With `LEAKSCOPE=1` the monitor runs every 100 ms over a 3 s window (unless
 //! `LEAKSCOPE_INTERVAL` / `LEAKSCOPE_LEAK_WINDOW` say otherwise); within a few seconds
 //! leakscope writes `flamegraphs/leakscope-<pid>-<seq>-task_leak.json`, whose suspect is
-//! the spawn site `examples/tokio_tasks.rs:<line>` of `watch_forever`.
+//! `tokio_tasks::handle`, the function that spawns `watch_forever` at
+//! `examples/tokio_tasks.rs:<line>`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -30,6 +30,9 @@ options:
   --rounds N       interleaved rounds of the bench scenarios (default 5)
   --requests N     redis-benchmark -n of bench-redis (default 200000)
   --seconds N      wrk duration of one bench-http run (default 8)
+  --callgrind N    bench scenarios: instructions of the server per request under callgrind
+                   (N requests counted after a warm-up, each configuration once) instead of
+                   wall-clock rounds
   --no-taskset     do not pin servers to CPU 0 and load generators to CPU 1
   --repeat N       run the field scenarios N times each (default 1); a summary counts the PASSes
   --no-build       use the binaries already built in field/target/variants
@@ -49,6 +52,7 @@ BENCH_SECONDS=8
 TASKSET=1
 DO_BUILD=1
 REPEAT=1
+CALLGRIND=0
 EXTRA_ENV=()
 SCENARIOS=()
 while (($#)); do
@@ -60,6 +64,7 @@ while (($#)); do
         --rounds) ROUNDS=$2; shift 2 ;;
         --requests) REQUESTS=$2; shift 2 ;;
         --seconds) BENCH_SECONDS=$2; shift 2 ;;
+        --callgrind) CALLGRIND=$2; shift 2 ;;
         --no-taskset) TASKSET=0; shift ;;
         --no-build) DO_BUILD=0; shift ;;
         --repeat) REPEAT=$2; shift 2 ;;
@@ -504,6 +509,74 @@ bench() {
     say "   per round: $dir/rounds.txt"
 }
 
+# bench_callgrind PKG NAME DESCRIPTION: each configuration once under valgrind's
+# callgrind, counting the instructions of the server process (all its threads, user
+# space) while the load generator sends CALLGRIND requests after a warm-up; prints
+# instructions per request and the ratio to the none build. Valgrind runs the server
+# about 50 times slower and one thread at a time: the layer's timing, which adapts to
+# elapsed time, then times a far larger share of entries than natively, so the
+# LEAKSCOPE=1 figures overstate the timing's part.
+bench_callgrind() {
+    local pkg=$1 name=$2 what=$3
+    local dir="$RUNS/$name-callgrind"
+    mkdir -p "$dir"
+    command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || {
+        verdict "$name" FAIL "valgrind (callgrind_control) not found"
+        return
+    }
+    say ""
+    say "== $name · instructions under callgrind · $what, $CALLGRIND requests counted after a warm-up"
+    local k cfg build env_kv d port vpid base="" per
+    for ((k = 0; k < ${#CONFIGS[@]}; k++)); do
+        cfg=${CONFIGS[$k]}
+        build=${cfg%%|*}
+        env_kv=${cfg#*|}
+        d="$dir/c$k"
+        mkdir -p "$d/out"
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        local env=(LEAKSCOPE_DIR="$d/out" FIELD_ADDR="127.0.0.1:$port")
+        [[ -n $env_kv ]] && env+=("$env_kv")
+        setsid env "${env[@]}" "${SERVER_CPU[@]}" valgrind --tool=callgrind --instr-atstart=no \
+            --callgrind-out-file="$d/callgrind.out" "$VARIANTS/$pkg-$build" \
+            >"$d/server.stdout" 2>"$d/server.stderr" </dev/null &
+        vpid=$!
+        LIVE+=("$vpid")
+        local i
+        for ((i = 0; i < 600; i++)); do
+            grep -q '^listening on' "$d/server.stdout" 2>/dev/null && break
+            sleep 0.1
+        done
+        case "$pkg" in
+            field-redis)
+                "${LOAD_CPU[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -n 2000 -c 50 -r 100000 -d 100 -q >/dev/null 2>&1 || true
+                callgrind_control -i on "$vpid" >/dev/null
+                "${LOAD_CPU[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -n "$CALLGRIND" -c 50 \
+                    -r 100000 -d 100 --csv >"$d/load.out" 2>&1 </dev/null || true
+                echo $((2 * CALLGRIND)) >"$d/requests" ;;
+            field-http)
+                "${LOAD_CPU[@]}" wrk -t1 -c32 -d 3s -s "$FIELD/load/http_mixed.lua" "http://127.0.0.1:$port" >/dev/null 2>&1 || true
+                callgrind_control -i on "$vpid" >/dev/null
+                # wrk runs for a time: ask for about CALLGRIND requests at the warm-up's rate.
+                "${LOAD_CPU[@]}" wrk -t1 -c32 -d "$((CALLGRIND / 500 + 5))s" -s "$FIELD/load/http_mixed.lua" \
+                    "http://127.0.0.1:$port" >"$d/load.out" 2>&1 </dev/null || true
+                awk '/ requests in / { print $1 }' "$d/load.out" >"$d/requests" ;;
+        esac
+        callgrind_control -d "$vpid" >/dev/null
+        kill -TERM "$vpid" 2>/dev/null || true
+        wait "$vpid" 2>/dev/null || true
+        forget "$vpid"
+        local dump instr n
+        dump=$(ls -t "$d"/callgrind.out.* 2>/dev/null | head -1)
+        instr=$(awk '/^summary:/ { print $2 } /^totals:/ { print $2 }' "$dump" 2>/dev/null | head -1)
+        n=$(cat "$d/requests" 2>/dev/null)
+        per=$(awk -v i="${instr:-0}" -v n="${n:-0}" 'BEGIN { if (n > 0) printf "%.0f", i / n; else print 0 }')
+        [[ -z $base ]] && base=$per
+        say "$(printf '   %-38s %12s instructions per request (%s requests) %7.3fx' "$(config_name "$cfg")" "$per" "$n" \
+            "$(awk -v p="$per" -v b="$base" 'BEGIN { printf "%.3f", (b > 0 ? p / b : 0) }')")"
+    done
+    say "   dumps: $dir/c*/callgrind.out.*"
+}
+
 bench_once() {
     local pkg=$1 d=$2 port=${SERVER_ADDR##*:}
     case "$pkg" in
@@ -536,8 +609,18 @@ for s in "${SCENARIOS[@]}"; do
             continue ;;
     esac
     case "$s" in
-        bench-redis) bench field-redis bench-redis "mini-redis, redis-benchmark -t set,get -n $REQUESTS -c 50 -r 100000 -d 100" "SET GET" ;;
-        bench-http) bench field-http bench-http "field-http, wrk -t1 -c32 -d ${BENCH_SECONDS}s with the http-cache traffic" "HTTP" ;;
+        bench-redis)
+            if ((CALLGRIND > 0)); then
+                bench_callgrind field-redis bench-redis "mini-redis, redis-benchmark -t set,get -c 50 -r 100000 -d 100"
+            else
+                bench field-redis bench-redis "mini-redis, redis-benchmark -t set,get -n $REQUESTS -c 50 -r 100000 -d 100" "SET GET"
+            fi ;;
+        bench-http)
+            if ((CALLGRIND > 0)); then
+                bench_callgrind field-http bench-http "field-http, wrk -t1 -c32 with the http-cache traffic"
+            else
+                bench field-http bench-http "field-http, wrk -t1 -c32 -d ${BENCH_SECONDS}s with the http-cache traffic" "HTTP"
+            fi ;;
     esac
 done
 say ""

@@ -60,6 +60,11 @@ pub const ENV_MEMORY_BUDGET: &str = "LEAKSCOPE_MEMORY_BUDGET";
 pub const ENV_TASK_SPANS: &str = "LEAKSCOPE_TASK_SPANS";
 /// Total live tasks above which a `task_limit` alert is raised; `none` = no limit.
 pub const ENV_TASK_LIMIT: &str = "LEAKSCOPE_TASK_LIMIT";
+/// tokio's own spans in the tracing layer: `hide` (its resource spans not recorded, its
+/// task spans' entries not recorded, both left out of the span figures; tasks tokio
+/// spawns from its own code counted as one `[tokio]` site) or `show` (all recorded and
+/// listed).
+pub const ENV_TOKIO_SPANS: &str = "LEAKSCOPE_TOKIO_SPANS";
 /// Latency bounds per span name, `name=200ms,other=1s`: a `span_latency` alert when a
 /// span's p99 lifetime over the window exceeds its bound (a timed span still open for
 /// longer than the bound counts at its age); `none` = no bounds.
@@ -114,6 +119,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_TASK_SPANS, "none"),
     (ENV_TASK_LIMIT, "none"),
     (ENV_SPAN_LATENCY, "none"),
+    (ENV_TOKIO_SPANS, "hide"),
 ];
 
 /// What `LEAKSCOPE_FORMATS` means when unset.

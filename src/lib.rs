@@ -47,6 +47,7 @@
 //! | `LEAKSCOPE_TASK_SPANS` | `none` | span names that count as tasks besides tokio's `runtime.spawn` |
 //! | `LEAKSCOPE_TASK_LIMIT` | `none` | a `task_limit` alert when live tasks exceed this number |
 //! | `LEAKSCOPE_SPAN_LATENCY` | `none` | `name=200ms,other=1s`: a `span_latency` alert when a span's p99 lifetime over the window exceeds its bound (a span still open past the bound counts at its age) |
+//! | `LEAKSCOPE_TOKIO_SPANS` | `hide` | tracing layer: `show` records and lists tokio's own spans and the tasks tokio spawns for itself; `hide` leaves them out |
 //!
 //! A bad value prints one line to stderr naming the variable, the value and the accepted
 //! form, and profiling stays off; [`Config::from_env`] returns it as a [`ConfigError`].
@@ -69,11 +70,14 @@
 //!   each other; no env var needed), and [`assert_no_leak!`] / [`assert_max_alloc!`]
 //!   fail with the stacks that allocated what is left.
 //!
-//! * [`layer`]: a `tracing-subscriber` layer. Per span callsite: counts, busy and
-//!   lifetime percentiles, the exact bytes and blocks allocated while entered
-//!   ([`span_stats`]); tokio tasks (`runtime.spawn` spans, `--cfg tokio_unstable`) by
-//!   spawn site ([`task_stats`]); heap samples taken inside spans get the span names as
-//!   root frames. The monitor raises `task_leak`, `task_limit` and `span_latency`.
+//! * [`layer`]: a `tracing-subscriber` layer, recording while a session runs (with none it
+//!   adds no callsite interest and each callback is a relaxed load). Per span callsite:
+//!   counts, busy and lifetime percentiles, the exact bytes and blocks allocated while
+//!   entered ([`span_stats`]); tokio tasks (`runtime.spawn` spans, `--cfg tokio_unstable`)
+//!   by spawn site, named by the function that spawned them ([`task_stats`]); heap
+//!   samples taken inside spans get the span names as root frames. The monitor raises
+//!   `task_leak`, `task_limit` and `span_latency`; a filter that hides tokio's task spans
+//!   from it gets one stderr line.
 //!
 //! ## Feature flags
 //!

@@ -159,6 +159,7 @@ fn shutdown(mut running: Running, exiting: Option<Exiting>) -> io::Result<Vec<Pa
         Some(mut m) => m.stop_within(exiting.map(|e| (e.wait, e.caller))),
         None => true,
     };
+    crate::layer::session_ended();
     let wait = exiting.map(|e| e.wait);
     if stopped {
         result = exit_files(&running.ctx, wait);
@@ -337,7 +338,6 @@ pub fn init_with(config: Config) -> Session {
         ));
         return Session::inert();
     }
-    crate::layer::tasks::set_task_names(&config.task_spans);
     crate::profile::budget::set(config.memory_budget);
     session_word::start();
     if !allocator_is_hooked() {
@@ -348,6 +348,7 @@ pub fn init_with(config: Config) -> Session {
         ));
         return Session::inert();
     }
+    crate::layer::session_started(&config);
     let ctx = Arc::new(Context::new(config));
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {

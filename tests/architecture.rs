@@ -390,7 +390,8 @@ fn architecture_code_map_matches_the_tree() {
 
 /// `unsafe` is denied crate-wide; only the hot side (allowed on its `mod` line in
 /// `lib.rs`) and `src/sys.rs` (which covers its submodules in `src/sys/`) may lift that,
-/// and no other file has an `unsafe` block, function or impl.
+/// and the tracing layer's `downcast_raw` (a forwarding method the trait declares
+/// `unsafe`).
 #[test]
 fn unsafe_code_is_allowed_only_for_the_hot_side_and_sys() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -404,7 +405,13 @@ fn unsafe_code_is_allowed_only_for_the_hot_side_and_sys() {
         if rel.starts_with("src/alloc/") || rel == "src/sys.rs" || rel.starts_with("src/sys/") {
             continue;
         }
-        let code = code_only(&fs::read_to_string(&f).expect("read a source file"));
+        let mut code = code_only(&fs::read_to_string(&f).expect("read a source file"));
+        if rel == "src/layer/mod.rs" {
+            // The one named exception: the trait's `unsafe fn downcast_raw`, forwarded.
+            code = code
+                .replacen("unsafe fn downcast_raw", "fn downcast_raw", 1)
+                .replacen("unsafe { self.inner.downcast_raw(id) }", "", 1);
+        }
         let uses_unsafe = code.match_indices("unsafe").any(|(i, _)| {
             let before = code[..i].chars().next_back();
             let after = code[i + 6..].chars().next();
@@ -443,6 +450,7 @@ fn unsafe_code_is_allowed_only_for_the_hot_side_and_sys() {
     assert_eq!(
         allowed,
         vec![
+            "src/layer/mod.rs: #[allow(unsafe_code)] / unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {".to_string(),
             "src/lib.rs: #[allow(unsafe_code)] / mod alloc;".to_string(),
             "src/sys.rs: #![allow(unsafe_code)] / ".to_string(),
         ],

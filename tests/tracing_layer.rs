@@ -1,9 +1,12 @@
 //! The tracing layer under the LeakScope allocator, installed as the global subscriber
-//! together with a `fmt` layer behind a per-layer `EnvFilter`: span counts and times,
-//! exact allocations while entered (nested spans), span names as root frames of heap
-//! samples, and, with a real tokio multi-thread runtime (`--cfg tokio_unstable`, set in
-//! `.cargo/config.toml`), live tasks by spawn site and the `task_leak`, `task_limit` and
-//! `span_latency` verdicts of the monitor (also from a span that never closes).
+//! together with a `fmt` layer behind a per-layer `EnvFilter` (the first documented
+//! setup): inert while no session runs (nothing recorded, nothing allocated, spans nobody
+//! else wants never created), span counts and times, exact allocations while entered
+//! (nested spans), span names as root frames of heap samples, and, with a real tokio
+//! multi-thread runtime (`--cfg tokio_unstable`, set in `.cargo/config.toml`), live tasks
+//! by spawn site named by the spawning function, tokio's own spans hidden unless shown,
+//! and the `task_leak`, `task_limit` and `span_latency` verdicts of the monitor (also
+//! from a span that never closes).
 
 mod common;
 
@@ -119,9 +122,121 @@ fn exact_allocations_while_entered_with_nested_spans() {
     drop(session);
 }
 
+/// A session without the monitor, writing into `dir`.
+fn quiet_session(dir: &TempDir) -> leakscope::Session {
+    let session = leakscope::init_with(Config::new().monitor(false).dir(dir.path()));
+    assert!(session.is_active());
+    session
+}
+
+fn count_of(name: &str) -> u64 {
+    leakscope::span_stats()
+        .into_iter()
+        .find(|s| s.name == name)
+        .map_or(0, |s| s.count)
+}
+
+/// Spans the fmt layer wants (`info`) and spans nobody but the layer could want
+/// (`trace`), entered and closed; returns whether the trace spans were created.
+#[inline(never)]
+fn inert_round(n: usize) -> bool {
+    let mut created = false;
+    for i in 0..n {
+        let s = tracing::info_span!("inert_info", i);
+        let _e = s.enter();
+        let t = tracing::trace_span!("inert_trace");
+        created |= !t.is_disabled();
+        let _t = t.entered();
+    }
+    created
+}
+
+#[test]
+fn inert_without_a_session_and_recording_while_one_runs() {
+    install();
+    let _lock = session_lock();
+    // No session: the layer wants nothing, so the trace spans are never created, and the
+    // info spans (the fmt layer's) are not recorded.
+    assert!(!inert_round(10), "a span nobody else wants was created");
+    let (created, d) = leakscope::testing::measure(|| {
+        (0..100)
+            .map(|_| tracing::trace_span!("inert_trace").entered().is_disabled())
+            .filter(|disabled| !disabled)
+            .count()
+    });
+    assert_eq!(created, 0);
+    assert_eq!(
+        (d.alloc_blocks, d.alloc_bytes),
+        (0, 0),
+        "the layer allocated while off: {d:?}"
+    );
+    assert_eq!((count_of("inert_info"), count_of("inert_trace")), (0, 0));
+    let rt = runtime();
+    let line = rt.block_on(async {
+        let (h, l) = (tokio::spawn(async {}), line!());
+        h.await.unwrap();
+        l
+    });
+    assert!(site(line).is_none(), "a task counted with no session");
+
+    // A session: from its start, every span is recorded, the trace ones included.
+    let dir = TempDir::new("inert");
+    let session = quiet_session(&dir);
+    assert!(
+        inert_round(10),
+        "the layer wants every span while a session runs"
+    );
+    assert_eq!((count_of("inert_info"), count_of("inert_trace")), (10, 10));
+    let line = rt.block_on(async {
+        let (h, l) = (tokio::spawn(async {}), line!());
+        h.await.unwrap();
+        l
+    });
+    let t = site(line).expect("a task counted in a session");
+    assert_eq!((t.spawned, t.closed), (1, 1));
+    drop(session);
+
+    // Ended: nothing more.
+    assert!(!inert_round(10));
+    assert_eq!((count_of("inert_info"), count_of("inert_trace")), (10, 10));
+    drop(rt);
+}
+
+/// A span open when the session starts is counted from then on (its entries and close,
+/// not its creation); one opened in the session and closed after it ends is followed to
+/// its close.
+#[test]
+fn spans_open_across_a_session_start_or_end() {
+    install();
+    let _lock = session_lock();
+    let before = tracing::info_span!("across_start");
+    let dir = TempDir::new("across");
+    let session = quiet_session(&dir);
+    for _ in 0..3 {
+        drop(before.enter());
+    }
+    drop(before);
+    let during = tracing::info_span!("across_end");
+    let entered = during.clone().entered();
+    drop(session);
+    drop(entered);
+    drop(during);
+    let s = span("across_start");
+    assert_eq!(
+        (s.count, s.closed),
+        (0, 1),
+        "created before the session: {s:?}"
+    );
+    let s = span("across_end");
+    assert_eq!((s.count, s.closed, s.live), (1, 1, 0), "{s:?}");
+}
+
 #[test]
 fn counts_times_and_the_fmt_layer() {
     install();
+    let _lock = session_lock();
+    let dir = TempDir::new("counts");
+    let session = quiet_session(&dir);
     let before = leakscope::span_stats()
         .into_iter()
         .find(|s| s.name == "sleepy")
@@ -155,6 +270,7 @@ fn counts_times_and_the_fmt_layer() {
     assert!(s.lifetime_p99 >= s.lifetime_p50 && s.busy_p99 >= s.busy_p50);
     drop(open);
     assert_eq!(span("sleepy").live, 0);
+    drop(session);
     let out = String::from_utf8(fmt_output().lock().unwrap().clone()).unwrap();
     assert!(
         out.contains("sleepy{i=0}") && out.contains("inside the sleepy span"),
@@ -230,6 +346,9 @@ fn tokio_tasks_by_spawn_site() {
         tokio_spans(),
         "tokio emits task spans only with --cfg tokio_unstable (set in .cargo/config.toml; a RUSTFLAGS variable replaces it)"
     );
+    let _lock = session_lock();
+    let dir = TempDir::new("tasks");
+    let session = quiet_session(&dir);
     let rt = runtime();
     let (line, senders) = rt.block_on(async {
         let mut senders = Vec::new();
@@ -245,6 +364,11 @@ fn tokio_tasks_by_spawn_site() {
     let t = site(line).expect("the spawn site is counted");
     assert_eq!((t.live, t.spawned, t.closed, t.peak), (100, 100, 0, 100));
     assert_eq!(t.name, "runtime.spawn");
+    assert_eq!(
+        t.function.as_deref(),
+        Some("tracing_layer::tokio_tasks_by_spawn_site"),
+        "the spawning function: {t:?}"
+    );
     drop(senders); // every task ends
     let deadline = Instant::now() + Duration::from_secs(10);
     while site(line).unwrap().live > 0 && Instant::now() < deadline {
@@ -252,6 +376,53 @@ fn tokio_tasks_by_spawn_site() {
     }
     let t = site(line).unwrap();
     assert_eq!((t.live, t.closed, t.peak), (0, 100, 100), "{t:?}");
+    // tokio's own spans are hidden by default: no `runtime.*` span callsite, no tokio file.
+    let shown: Vec<SpanStats> = leakscope::span_stats()
+        .into_iter()
+        .filter(|s| s.target.starts_with("tokio"))
+        .collect();
+    assert!(shown.is_empty(), "{shown:?}");
+    drop(session);
+    drop(rt);
+}
+
+#[test]
+fn tokio_spans_shown_when_asked() {
+    install();
+    let _lock = session_lock();
+    let dir = TempDir::new("tokio_shown");
+    let session = leakscope::init_with(
+        Config::new()
+            .monitor(false)
+            .tokio_spans(true)
+            .dir(dir.path()),
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        for _ in 0..10 {
+            tokio::spawn(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            })
+            .await
+            .unwrap();
+        }
+    });
+    let stats = leakscope::span_stats();
+    let task = stats
+        .iter()
+        .find(|s| s.name == "runtime.spawn" && s.target == "tokio::task")
+        .unwrap_or_else(|| panic!("no task span row: {stats:?}"));
+    assert!(task.entries >= 10, "polls are entries: {task:?}");
+    let file = task.callsite.as_deref().unwrap_or_default();
+    assert!(
+        file.starts_with("tokio-1."),
+        "a dependency's callsite as crate-version/src/file.rs: {file}"
+    );
+    assert!(
+        stats.iter().any(|s| s.name == "runtime.resource"),
+        "the sleep's resource span: {stats:?}"
+    );
+    drop(session);
     drop(rt);
 }
 
@@ -389,6 +560,21 @@ fn task_verdicts_with_a_real_runtime() {
         serde_json::from_str(&std::fs::read_to_string(json.unwrap()).unwrap()).unwrap();
     assert_eq!(report["kind"], "task_leak");
     assert_eq!(report["suspects"][0]["location"], want.as_str());
+    assert_eq!(
+        report["suspects"][0]["function"], "tracing_layer::task_verdicts_with_a_real_runtime",
+        "the spawning function names the suspect: {}",
+        report["suspects"][0]
+    );
+    assert_eq!(
+        report["suspects"][0]["frames"][0], "runtime.spawn",
+        "the task span as detail"
+    );
+    assert!(
+        leak.message
+            .contains("tracing_layer::task_verdicts_with_a_real_runtime"),
+        "{}",
+        leak.message
+    );
     assert!(report["tasks"]
         .as_array()
         .unwrap()

@@ -79,8 +79,8 @@ pub(crate) fn suspect_sites(ev: &Evidence) -> Vec<(Site, Trend)> {
 /// (`task_limit`); none for other kinds.
 fn task_suspects(f: &Finding) -> Vec<TaskStats> {
     let want: Vec<&crate::layer::tasks::Site> = match f.kind {
-        AlertKind::TaskLeak => f.layer.leaking.iter().map(|t| &*t.site).collect(),
-        AlertKind::TaskLimit => f.layer.top_sites.iter().map(|t| &*t.0).collect(),
+        AlertKind::TaskLeak => f.layer.leaking.iter().map(|t| t.site).collect(),
+        AlertKind::TaskLimit => f.layer.top_sites.iter().map(|t| t.0).collect(),
         _ => return Vec::new(),
     };
     let all = crate::layer::task_stats();

@@ -140,26 +140,33 @@ fn growth_lines(ev: &Evidence, p: &HeapProfile, by_stack: &AHashMap<u32, usize>)
     GrowthLines::new(p.sites(), &rows, ev.baseline_secs)
 }
 
-/// The report's suspects of a task alert: its spawn sites.
+/// The report's suspects of a task alert: its spawn sites, each named by the function
+/// that spawned its tasks (the task span's name when the stack does not show it), with
+/// the task span's name and any dependency's frames between as detail.
 fn task_report_suspects(f: &Finding) -> Vec<report::Suspect> {
-    let row =
-        |site: &crate::layer::tasks::Site, live: u64, trend: Option<&Trend>| report::Suspect {
-            function: site.name.clone(),
-            location: Some(site.site.clone()),
-            frames: Vec::new(),
+    let row = |site: &crate::layer::tasks::Site, live: u64, trend: Option<&Trend>| {
+        let who = site.spawner();
+        report::Suspect {
+            function: who.map_or_else(|| site.name.clone(), |w| w.function.clone()),
+            location: Some(
+                who.and_then(|w| w.location.clone())
+                    .unwrap_or_else(|| site.site.clone()),
+            ),
+            frames: who.map_or_else(|| vec![site.name.clone()], |w| w.frames.clone()),
             live_bytes: 0,
             live_blocks: 0,
             growth_bytes_per_sec: None,
             confidence: trend.map(|t| t.confidence),
             live_tasks: Some(live),
             tasks_per_sec: trend.map(|t| t.per_sec),
-        };
+        }
+    };
     match f.kind {
         AlertKind::TaskLeak => f
             .layer
             .leaking
             .iter()
-            .map(|t| row(&t.site, t.live, Some(&t.trend)))
+            .map(|t| row(t.site, t.live, Some(&t.trend)))
             .collect(),
         _ => f
             .layer

@@ -1,7 +1,6 @@
 //! What the monitor hands to the alert step: its verdicts at a tick ([`Finding`]) and,
 //! for a finding that is raised, the readings its alert is built from ([`Evidence`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::AlertKind;
@@ -47,7 +46,7 @@ pub(crate) struct Finding {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct LayerPart {
     pub(crate) leaking: Vec<TaskTrend>,
-    pub(crate) top_sites: Vec<(Arc<Site>, u64)>,
+    pub(crate) top_sites: Vec<(&'static Site, u64)>,
     pub(crate) live_tasks: u64,
     pub(crate) latency: Option<LatencyExceeded>,
 }
@@ -70,7 +69,7 @@ pub(crate) struct Evidence {
 /// A spawn site's verdict.
 #[derive(Clone, Debug)]
 pub(crate) struct TaskTrend {
-    pub(crate) site: Arc<Site>,
+    pub(crate) site: &'static Site,
     pub(crate) live: u64,
     pub(crate) trend: Trend,
 }

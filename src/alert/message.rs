@@ -31,7 +31,7 @@ fn task_message(f: &Finding) -> String {
             format!(
                 "live tasks spawned at {} ({}) grew steadily by {:.0} over {:.0} s (+{:.1}/s, confidence {:.1}%), now {} live{}",
                 t.site.site,
-                t.site.name,
+                t.site.spawner().map_or(t.site.name.as_str(), |w| w.function.as_str()),
                 t.trend.growth,
                 t.trend.span_secs,
                 t.trend.per_sec,
@@ -49,7 +49,10 @@ fn task_message(f: &Finding) -> String {
                 .layer
                 .top_sites
                 .first()
-                .map(|(s, n)| format!("; most at {} ({}): {n}", s.site, s.name))
+                .map(|(s, n)| {
+                    let who = s.spawner().map_or(s.name.as_str(), |w| w.function.as_str());
+                    format!("; most at {} ({who}): {n}", s.site)
+                })
                 .unwrap_or_default();
             format!(
                 "{} live tasks exceed the limit {}{top}",
@@ -110,7 +113,12 @@ pub(crate) fn suggestions(f: &Finding, suspects: &[(Site, Trend)]) -> Vec<String
     match f.kind {
         AlertKind::TaskLeak | AlertKind::TaskLimit => {
             if let Some(t) = f.layer.leaking.first() {
-                out.push(format!("Look at the spawn at {}: its tasks are spawned faster than they end; check for tasks that wait forever (a channel never closed, a missing timeout, a loop without exit) or are never aborted.", t.site.site));
+                let by = t
+                    .site
+                    .spawner()
+                    .map(|w| format!(" in {}", w.function))
+                    .unwrap_or_default();
+                out.push(format!("Look at the spawn at {}{by}: its tasks are spawned faster than they end; check for tasks that wait forever (a channel never closed, a missing timeout, a loop without exit) or are never aborted.", t.site.site));
             }
             out.push(
                 "The report's tasks array lists live, peak and spawned tasks by spawn site."

@@ -76,6 +76,10 @@ pub struct Config {
     /// of that name over the window exceeds the bound (timed spans still open for longer
     /// than the bound count at their age).
     pub span_latency: Vec<(String, Duration)>,
+    /// Whether the tracing layer records and lists tokio's own spans (its resource spans,
+    /// its task spans' entries) and lists the tasks tokio spawns from its own code per
+    /// site; `false` (default) leaves them out.
+    pub tokio_spans: bool,
 }
 
 impl Default for Config {
@@ -104,6 +108,7 @@ impl Default for Config {
             task_spans: Vec::new(),
             task_limit: None,
             span_latency: Vec::new(),
+            tokio_spans: false,
         }
     }
 }
@@ -294,6 +299,14 @@ impl Config {
     pub fn span_latency(mut self, name: &str, bound: Duration) -> Config {
         self.span_latency.retain(|(n, _)| n != name);
         self.span_latency.push((name.to_string(), bound));
+        self
+    }
+
+    /// Shows tokio's own spans in the tracing layer's figures (see
+    /// [`tokio_spans`](Config::tokio_spans)).
+    #[must_use]
+    pub fn tokio_spans(mut self, show: bool) -> Config {
+        self.tokio_spans = show;
         self
     }
 

@@ -43,6 +43,7 @@ const TOKEN_FILE_FORM: &str =
 const TOKEN_BOTH_FORM: &str = "either LEAKSCOPE_HTTP_TOKEN or LEAKSCOPE_HTTP_TOKEN_FILE, not both";
 const NAMES_FORM: &str = "none, or a comma-separated list of span names (e.g. request,job)";
 const TASK_LIMIT_FORM: &str = "none, or a whole number of tasks >= 1 (e.g. 10000)";
+const TOKIO_SPANS_FORM: &str = "hide or show";
 const LATENCY_FORM: &str =
     "none, or comma-separated name=duration pairs with units ms, s, m or h (e.g. request=200ms,job=1s)";
 
@@ -149,6 +150,13 @@ pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Conf
     if let Some(v) = text(&get, ENV_SPAN_LATENCY, LATENCY_FORM)? {
         c.span_latency = parse_latency(&v)
             .ok_or_else(|| ConfigError::new(ENV_SPAN_LATENCY, &v, LATENCY_FORM))?;
+    }
+    if let Some(v) = text(&get, ENV_TOKIO_SPANS, TOKIO_SPANS_FORM)? {
+        c.tokio_spans = match v.trim().to_ascii_lowercase().as_str() {
+            "hide" => false,
+            "show" => true,
+            _ => return Err(ConfigError::new(ENV_TOKIO_SPANS, &v, TOKIO_SPANS_FORM)),
+        };
     }
     Ok(c)
 }

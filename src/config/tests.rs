@@ -177,6 +177,13 @@ fn task_and_span_variables() {
         vec![("a".to_string(), Duration::from_secs(2))]
     );
     assert_eq!(c.task_spans, vec!["job"]);
+    assert!(
+        !Config::new().tokio_spans,
+        "tokio's spans hidden by default"
+    );
+    assert!(parse(&[(ENV_TOKIO_SPANS, "show")]).unwrap().tokio_spans);
+    assert!(!parse(&[(ENV_TOKIO_SPANS, "HIDE")]).unwrap().tokio_spans);
+    assert!(Config::new().tokio_spans(true).tokio_spans);
     for (var, bad) in [
         (ENV_TASK_SPANS, "a,,b"),
         (ENV_TASK_SPANS, "a=1s"),
@@ -187,6 +194,8 @@ fn task_and_span_variables() {
         (ENV_SPAN_LATENCY, "=1s"),
         (ENV_SPAN_LATENCY, "request=0ms"),
         (ENV_SPAN_LATENCY, "a=1s,"),
+        (ENV_TOKIO_SPANS, "yes"),
+        (ENV_TOKIO_SPANS, ""),
     ] {
         let e = parse(&[(var, bad)]).unwrap_err();
         assert_eq!((e.var(), e.value()), (var, bad));

@@ -18,7 +18,7 @@ use std::cell::Cell;
 use crate::alloc::span_tag::{self, SpanRecord, SpanTag, DEPTH_MASK};
 use crate::alloc::thread::with_span_tag;
 
-use super::id_cache::{IdCache, CALLSITE_MASK, TIMED};
+use super::id_cache::{IdCache, CALLSITE_MASK, TIMED, UNSTACKED};
 use super::paths::{child_path, PATH_DEPTH};
 use super::timing::Sampling;
 
@@ -33,6 +33,7 @@ const TIMED_TREE: usize = 1 << (usize::BITS - 1);
 // out of the bits a heap sample reads.
 const _: () = assert!(TIMED_TREE & DEPTH_MASK == 0 && DEPTH <= DEPTH_MASK);
 const _: () = assert!(TIMED >= 1 << span_tag::CALLSITE_BITS);
+const _: () = assert!(UNSTACKED >= 1 << span_tag::CALLSITE_BITS);
 const _: () = assert!(super::callsites::CAPACITY <= span_tag::MAX_CALLSITE as usize + 1);
 
 /// One entered span, as the slow paths give it back.
@@ -135,17 +136,34 @@ pub(crate) fn time_this_span() -> bool {
         .unwrap_or(false)
 }
 
-/// Caches the callsite of span `id` on this thread (seen at enter).
+/// Caches the callsite of span `id` on this thread (seen at enter), with `flags` (see
+/// [`IdCache::cache`]).
 #[inline]
-pub(crate) fn cache_callsite(id: u64, callsite: u32) {
-    let _ = THREAD.try_with(|l| l.ids.cache(id, callsite));
+pub(crate) fn cache_callsite(id: u64, callsite: u32, flags: u32) {
+    let _ = THREAD.try_with(|l| l.ids.cache(id, callsite, flags));
 }
 
-/// Caches the callsite of span `id`, just created on this thread (see
+/// Caches the callsite of span `id`, just created on this thread, with `flags` (see
 /// [`IdCache::cache_created`]).
 #[inline]
-pub(crate) fn cache_created(id: u64, callsite: u32, plain: bool, timed: bool) {
-    let _ = THREAD.try_with(|l| l.ids.cache_created(id, callsite, plain, timed));
+pub(crate) fn cache_created(id: u64, callsite: u32, flags: u32) {
+    let _ = THREAD.try_with(|l| l.ids.cache_created(id, callsite, flags));
+}
+
+/// True if span `id` is cached on this thread as one whose entries are not recorded.
+#[inline]
+pub(crate) fn is_unstacked(id: u64) -> bool {
+    THREAD
+        .try_with(|l| l.ids.get(id).is_some_and(|v| v & UNSTACKED != 0))
+        .unwrap_or(false)
+}
+
+/// Takes span `id` off this thread's stack, if it is there, recording nothing (an exit
+/// after the session ended).
+#[cold]
+#[inline(never)]
+pub(crate) fn discard(id: u64) {
+    let _ = pop(id, |_| 0);
 }
 
 /// At close: forgets span `id` on this thread (see [`IdCache::close_plain`]).
@@ -170,8 +188,9 @@ pub(crate) fn exclude_own(bytes: u64, blocks: u64) {
 }
 
 /// The common enter: when this thread has span `id`'s callsite cached, records the
-/// entry (see [`enter`]) and returns true; false leaves the stack alone (the caller
-/// looks the callsite up and calls [`enter`]).
+/// entry (see [`enter`]; nothing for a span whose entries are not recorded) and returns
+/// true; false leaves the stack alone (the caller looks the callsite up and calls
+/// [`enter`]).
 #[inline]
 pub(crate) fn enter_cached(id: u64, allocated: impl FnOnce() -> (u64, u64)) -> bool {
     THREAD
@@ -179,7 +198,9 @@ pub(crate) fn enter_cached(id: u64, allocated: impl FnOnce() -> (u64, u64)) -> b
             let Some(c) = l.ids.get(id) else {
                 return false;
             };
-            push_entry(l, id, c, allocated);
+            if c & UNSTACKED == 0 {
+                push_entry(l, id, c, allocated);
+            }
             true
         })
         .unwrap_or(true)
@@ -457,9 +478,11 @@ mod tests {
         assert_ne!(outer.t0, 0);
         assert_eq!(outer.weight, u64::from(EVERY));
         assert_eq!(len(), 0, "the tree is over");
-        // The next EVERY - 1 root trees are not timed: the fast exit pops them unless
-        // something was allocated.
-        for i in 1..EVERY {
+        // The next root trees until the countdown (a gap drawn around the interval) are
+        // not timed: the fast exit pops them unless something was allocated.
+        let gap = THREAD.with(|l| l.sampling.busy_countdown.get());
+        assert!((EVERY / 2..EVERY / 2 + EVERY).contains(&gap), "{gap}");
+        for i in 1..gap {
             enter(20, 7, || (200, 2));
             enter(21, 8, || (200, 2));
             assert_eq!(len(), 2, "root {i}");
@@ -493,8 +516,11 @@ mod tests {
             every == 8 || every <= 4,
             "doubled unless the machine stalled"
         );
-        assert_eq!(countdown, every);
-        for _ in 1..every {
+        assert!(
+            every == 1 && countdown == 1 || (every / 2..every / 2 + every).contains(&countdown),
+            "countdown {countdown} for interval {every}"
+        );
+        for _ in 1..countdown {
             enter(51, 1, || (0, 0));
             assert_eq!(len(), 1, "untimed");
             assert!(exit(51, 0).is_none());

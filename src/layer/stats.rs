@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use super::{callsites, lifetimes, paths, tasks};
+use super::{callsites, counts, gate, lifetimes, paths, tasks};
 use crate::alloc::session_word;
 use crate::alloc::span_tag::{self, SpanCallsites};
 use crate::alloc::thread::ProfilerGuard;
@@ -23,7 +23,8 @@ pub struct SpanStats {
     pub name: String,
     /// The span's target (usually its module path).
     pub target: String,
-    /// `file:line` of the callsite, where known.
+    /// `file:line` of the callsite, where known: the program's own files relative to its
+    /// root, a dependency's as `crate-version/src/file.rs`.
     pub callsite: Option<String>,
     /// Spans created.
     pub count: u64,
@@ -71,10 +72,16 @@ pub struct SpanStats {
 #[non_exhaustive]
 pub struct TaskStats {
     /// `file:line` of the spawn (tokio's `loc.file`/`loc.line`), else the span's
-    /// callsite.
+    /// callsite; a dependency's file as `crate-version/src/file.rs`. `[tokio]` for the
+    /// tasks tokio spawns from its own code, while tokio's spans are hidden
+    /// (`LEAKSCOPE_TOKIO_SPANS`).
     pub site: String,
     /// The task's name (`task.name`) when it has one, else the span's name.
     pub name: String,
+    /// The program's function that spawned these tasks (directly, or through a
+    /// dependency that spawns for it), from the stack of the first spawn seen at the
+    /// site; `None` when the stack does not show it (no debug info).
+    pub function: Option<String>,
     /// Tasks alive now (spawned and not yet dropped).
     pub live: u64,
     /// Most tasks alive at once.
@@ -85,8 +92,15 @@ pub struct TaskStats {
     pub closed: u64,
 }
 
-/// The figures of every span callsite seen by [`layer`](crate::layer()), most time entered
-/// first. Empty when no layer is installed.
+/// True if spans of `meta` are left out of the figures: tokio's own spans (its task and
+/// resource spans) while they are hidden (`LEAKSCOPE_TOKIO_SPANS`, default).
+fn hidden(meta: &tracing_core::Metadata<'_>) -> bool {
+    !gate::tokio_shown() && (gate::is_tokio_task(meta) || gate::is_tokio_resource(meta))
+}
+
+/// The figures of every span callsite seen by [`layer`](crate::layer()) while a session
+/// ran, most time entered first; tokio's own spans only with `LEAKSCOPE_TOKIO_SPANS=show`.
+/// Empty when no layer is installed.
 pub fn span_stats() -> Vec<SpanStats> {
     // The rows are the caller's (the program's, when the program asks); the map is
     // leakscope's own, made and freed under the guard.
@@ -95,19 +109,23 @@ pub fn span_stats() -> Vec<SpanStats> {
         sampled_live_by_callsite()
     };
     let mut out: Vec<SpanStats> = callsites::all()
+        .filter(|(_, s)| !hidden(s.meta))
         .map(|(i, s)| {
             let busy = s.busy.snapshot();
             let life = s.lifetime.snapshot();
-            let created = s.created.load(Relaxed);
-            let closed = s.closed.load(Relaxed);
+            let c = counts::of(i);
+            let (created, closed) = (c.created, c.closed);
             let ns = Duration::from_nanos;
             SpanStats {
                 name: s.meta.name().to_string(),
                 target: s.meta.target().to_string(),
-                callsite: s
-                    .meta
-                    .file()
-                    .map(|f| format!("{f}:{}", s.meta.line().unwrap_or(0))),
+                callsite: s.meta.file().map(|f| {
+                    format!(
+                        "{}:{}",
+                        crate::source_path::display(f),
+                        s.meta.line().unwrap_or(0)
+                    )
+                }),
                 count: created,
                 live: created.saturating_sub(closed),
                 entries: busy.count(),
@@ -121,8 +139,8 @@ pub fn span_stats() -> Vec<SpanStats> {
                 lifetime_p95: ns(life.quantile(0.95)),
                 lifetime_p99: ns(life.quantile(0.99)),
                 lifetime_max: ns(life.max),
-                alloc_bytes: s.alloc_bytes.load(Relaxed),
-                alloc_blocks: s.alloc_blocks.load(Relaxed),
+                alloc_bytes: c.alloc_bytes,
+                alloc_blocks: c.alloc_blocks,
                 sampled_live_bytes: live.get(&i).copied().unwrap_or(0),
             }
         })
@@ -135,28 +153,60 @@ pub fn span_stats() -> Vec<SpanStats> {
 }
 
 /// Tasks by spawn site (see [`TaskStats`]), most live first. Empty when no layer is
-/// installed or no task span was seen.
+/// installed or no task span was seen. Names the spawning function of each site: the
+/// first call for a new site symbolizes the stack of its first spawn.
 pub fn task_stats() -> Vec<TaskStats> {
-    // As in `span_stats`: the rows are the caller's, the list of sites leakscope's own.
+    // As in `span_stats`: the rows are the caller's, the list of sites leakscope's own
+    // (and so is naming a site's spawner, which symbolizes its first spawn's stack).
     let all = {
         let _own = ProfilerGuard::new();
-        tasks::all()
+        let all = tasks::all();
+        for t in &all {
+            let _ = t.spawner();
+        }
+        all
     };
-    let mut out: Vec<TaskStats> = all
-        .iter()
-        .map(|t| TaskStats {
-            site: t.site.clone(),
-            name: t.name.clone(),
-            live: t.live.load(Relaxed).max(0) as u64,
-            peak: t.peak.load(Relaxed).max(0) as u64,
-            spawned: t.spawned.load(Relaxed),
-            closed: t.closed.load(Relaxed),
-        })
-        .collect();
+    let group = !gate::tokio_shown();
+    let mut out: Vec<TaskStats> = Vec::new();
+    let mut tokio: Option<TaskStats> = None;
+    for t in all.iter() {
+        let row = task_row(t);
+        if group && t.in_tokio {
+            let g = tokio.get_or_insert_with(|| TaskStats {
+                site: tasks::TOKIO_SITES.to_string(),
+                name: "tokio".to_string(),
+                function: None,
+                live: 0,
+                peak: 0,
+                spawned: 0,
+                closed: 0,
+            });
+            g.live += row.live;
+            g.peak += row.peak;
+            g.spawned += row.spawned;
+            g.closed += row.closed;
+        } else {
+            out.push(row);
+        }
+    }
+    out.extend(tokio);
     out.sort_by(|a, b| b.live.cmp(&a.live).then(a.site.cmp(&b.site)));
     let _own = ProfilerGuard::new();
     drop(all);
     out
+}
+
+/// One spawn site's row of [`task_stats`].
+pub(crate) fn task_row(t: &tasks::Site) -> TaskStats {
+    TaskStats {
+        site: t.site.clone(),
+        name: t.name.clone(),
+        function: t.spawner().map(|s| s.function.clone()),
+        live: t.live.load(Relaxed).max(0) as u64,
+        peak: t.peak.load(Relaxed).max(0) as u64,
+        spawned: t.spawned.load(Relaxed),
+        closed: t.closed.load(Relaxed),
+    }
 }
 
 /// Estimated live bytes of the heap samples by callsite on their span tag (each

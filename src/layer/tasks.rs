@@ -1,13 +1,17 @@
 //! Tasks by spawn site: tokio's `runtime.spawn` spans (and span names listed in
 //! `LEAKSCOPE_TASK_SPANS`) are counted per spawn site, `file:line` from the span's
 //! `loc.file`/`loc.line` fields when present, else the span's callsite. Memory is
-//! O(spawn sites), capped at [`MAX_SITES`] (later sites share one `[other]` entry).
+//! O(spawn sites), capped at [`MAX_SITES`] (later sites share one `[other]` entry); a
+//! site lives for the rest of the process. The stack of a site's first spawn is kept
+//! (raw addresses) to name the function that spawned (`spawner.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::OnceLock;
 
 use parking_lot::RwLock;
+
+use super::spawner::{self, Spawner};
 
 /// The span name of tokio's task spans.
 pub(crate) const TOKIO_TASK_SPAN: &str = "runtime.spawn";
@@ -31,29 +35,43 @@ pub(crate) fn is_task_name(name: &str) -> bool {
     name == TOKIO_TASK_SPAN || EXTRA.read().iter().any(|n| n == name)
 }
 
+/// The name of the row that stands for the tasks tokio spawns from its own code (its
+/// blocking helpers: file system, address resolution) while tokio's spans are hidden.
+pub(crate) const TOKIO_SITES: &str = "[tokio]";
+
 /// One spawn site's counts.
 #[derive(Debug)]
 pub(crate) struct Site {
-    /// `file:line`, or `target::name` of the callsite when the span has no location.
+    /// `file:line` as reports show it (a dependency's as `crate-version/src/file.rs`),
+    /// or `target::name` of the callsite when the span has no location.
     pub(crate) site: String,
     file: String,
     line: u64,
     /// The task name (`task.name`) first seen here, else the span's name.
     pub(crate) name: String,
+    /// The site is in tokio's own source (a task tokio spawns for itself).
+    pub(crate) in_tokio: bool,
     pub(crate) live: AtomicI64,
     pub(crate) peak: AtomicI64,
     pub(crate) spawned: AtomicU64,
     pub(crate) closed: AtomicU64,
+    /// The stack of the first spawn seen here (raw addresses, leaf first).
+    stack: Box<[usize]>,
+    /// Who spawned, once symbolized (`None` inside: not found in the stack).
+    spawner: OnceLock<Option<Spawner>>,
 }
 
 impl Site {
-    fn new(file: &str, line: u64, name: String) -> Site {
+    fn new(file: &str, line: u64, name: String, stack: Box<[usize]>) -> Site {
+        let shown = crate::source_path::display(file);
         Site {
             site: if line == 0 {
-                file.to_string()
+                shown.clone()
             } else {
-                format!("{file}:{line}")
+                format!("{shown}:{line}")
             },
+            in_tokio: shown.starts_with("tokio-")
+                && shown[6..].starts_with(|c: char| c.is_ascii_digit()),
             file: file.to_string(),
             line,
             name,
@@ -61,7 +79,23 @@ impl Site {
             peak: AtomicI64::new(0),
             spawned: AtomicU64::new(0),
             closed: AtomicU64::new(0),
+            stack,
+            spawner: OnceLock::new(),
         }
+    }
+
+    /// The function that spawned this site's tasks (symbolized on first call, cached);
+    /// `None` when its stack does not show it (no debug info, no location).
+    pub(crate) fn spawner(&self) -> Option<&Spawner> {
+        self.spawner
+            .get_or_init(|| {
+                let _own = crate::alloc::thread::ProfilerGuard::new();
+                if self.line == 0 {
+                    return None;
+                }
+                spawner::resolve(&self.stack, &self.file, &self.site, &self.name)
+            })
+            .as_ref()
     }
 
     /// A task of this site was spawned (its span created).
@@ -86,7 +120,7 @@ impl Site {
 struct Sites {
     /// Hash of (file, line) or (callsite) -> indices into `list` with that hash.
     index: HashMap<u64, Vec<u32>>,
-    list: Vec<Arc<Site>>,
+    list: Vec<&'static Site>,
 }
 
 static SITES: RwLock<Option<Sites>> = RwLock::new(None);
@@ -120,14 +154,17 @@ pub(crate) fn site_of<'a>(
     }
 }
 
-/// The site at `file:line` (created with task name `name` on first sight). Allocates only
-/// then; otherwise a read lock (never held across user code) and a hash lookup.
-pub(crate) fn site(file: &str, line: u64, name: impl FnOnce() -> String) -> Arc<Site> {
+/// The site at `file:line` (created with task name `name` on first sight, with the
+/// calling thread's stack). Allocates only then; otherwise a read lock (never held across
+/// user code) and a hash lookup.
+pub(crate) fn site(file: &str, line: u64, name: impl FnOnce() -> String) -> &'static Site {
     let h = key_hash(file, line);
     if let Some(s) = SITES.read().as_ref().and_then(|t| find(t, h, file, line)) {
         return s;
     }
     let _own = crate::alloc::thread::ProfilerGuard::new();
+    // A new site, most likely: its stack before the write lock (a walk takes tens of µs).
+    let stack = spawner::capture();
     let mut w = SITES.write();
     let t = w.get_or_insert_with(Sites::default);
     if let Some(s) = find(t, h, file, line) {
@@ -139,29 +176,35 @@ pub(crate) fn site(file: &str, line: u64, name: impl FnOnce() -> String) -> Arc<
         if let Some(s) = find(t, h, other, 0) {
             return s;
         }
-        return insert(t, h, other, 0, other.to_string());
+        return insert(t, h, other, 0, other.to_string(), Box::default());
     }
-    insert(t, h, file, line, name())
+    insert(t, h, file, line, name(), stack)
 }
 
-fn find(t: &Sites, h: u64, file: &str, line: u64) -> Option<Arc<Site>> {
+fn find(t: &Sites, h: u64, file: &str, line: u64) -> Option<&'static Site> {
     t.index
         .get(&h)?
         .iter()
-        .map(|&i| &t.list[i as usize])
+        .map(|&i| t.list[i as usize])
         .find(|s| s.line == line && s.file == file)
-        .cloned()
 }
 
-fn insert(t: &mut Sites, h: u64, file: &str, line: u64, name: String) -> Arc<Site> {
-    let s = Arc::new(Site::new(file, line, name));
+fn insert(
+    t: &mut Sites,
+    h: u64,
+    file: &str,
+    line: u64,
+    name: String,
+    stack: Box<[usize]>,
+) -> &'static Site {
+    let s: &'static Site = Box::leak(Box::new(Site::new(file, line, name, stack)));
     t.index.entry(h).or_default().push(t.list.len() as u32);
-    t.list.push(s.clone());
+    t.list.push(s);
     s
 }
 
 /// Every site, in order of first sight (ids are positions in this list).
-pub(crate) fn all() -> Vec<Arc<Site>> {
+pub(crate) fn all() -> Vec<&'static Site> {
     let _own = crate::alloc::thread::ProfilerGuard::new();
     SITES
         .read()

@@ -6,6 +6,11 @@
 //! bare registry's whole enter+exit, so busy times of busy spans are sampled; the interval
 //! adapts only on the timed root's slow path, from the clock reading it takes anyway.
 //! One span in [`LIFE_EVERY`] (per creating thread) has its lifetime timed.
+//!
+//! Both gaps are drawn at random around their mean (the timed root's countdown uniformly
+//! from half the interval to one and a half, the lifetimes' from 1 to 2 × `LIFE_EVERY` −
+//! 1), so that a periodic pattern (a task span and a request span created in turn, two
+//! root spans entered in turn) cannot put every timed entry on the same span.
 
 use std::cell::Cell;
 
@@ -40,6 +45,8 @@ pub(crate) struct Sampling {
     pub(super) tree_weight: Cell<u32>,
     /// Spans created left before the next timed one (see [`LIFE_EVERY`]).
     life_countdown: Cell<u32>,
+    /// xorshift32 state for the gaps (never 0).
+    rng: Cell<u32>,
 }
 
 impl Sampling {
@@ -50,7 +57,18 @@ impl Sampling {
             last_timed: Cell::new(0),
             tree_weight: Cell::new(1),
             life_countdown: Cell::new(0),
+            rng: Cell::new(0x9E37_79B9),
         }
+    }
+
+    /// A pseudo-random number below `n` (`n` ≥ 1), on the timed slow paths only.
+    fn below(&self, n: u32) -> u32 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng.set(x);
+        x % n
     }
 
     /// Counts a root entry down: false when it is the one to time (the timed root's slow
@@ -78,7 +96,17 @@ impl Sampling {
             next_interval(every, t0.saturating_sub(last))
         };
         self.busy_every.set(next);
-        self.busy_countdown.set(next);
+        self.busy_countdown.set(self.gap(next));
+    }
+
+    /// A countdown to the next timed root for interval `every`: uniform from `every / 2`
+    /// to `every / 2 + every − 1` (mean about `every`); 1 for an interval of 1.
+    fn gap(&self, every: u32) -> u32 {
+        if every <= 1 {
+            1
+        } else {
+            every / 2 + self.below(every)
+        }
     }
 
     /// The weight of the entries of the open (or last) timed tree.
@@ -93,7 +121,8 @@ impl Sampling {
     pub(crate) fn time_this_life(&self) -> bool {
         let n = self.life_countdown.get();
         if n == 0 {
-            self.life_countdown.set(LIFE_EVERY - 1);
+            // The next gap: 1 to 2 × LIFE_EVERY − 1 spans, mean LIFE_EVERY.
+            self.life_countdown.set(self.below(2 * LIFE_EVERY - 1));
             true
         } else {
             self.life_countdown.set(n - 1);
@@ -146,12 +175,18 @@ mod tests {
     fn interval_adapts_to_timed_tree_gaps() {
         // Driven with injected clock readings: the slow path of a timed root entry.
         let s = Sampling::new();
+        // (interval, weight), after checking that the countdown is a gap for the interval.
         let state = |s: &Sampling| {
-            (
-                s.busy_every.get(),
-                s.busy_countdown.get(),
-                s.tree_weight.get(),
-            )
+            let (every, countdown) = (s.busy_every.get(), s.busy_countdown.get());
+            if every == 1 {
+                assert_eq!(countdown, 1);
+            } else {
+                assert!(
+                    (every / 2..every / 2 + every).contains(&countdown),
+                    "countdown {countdown} for interval {every}"
+                );
+            }
+            (every, countdown.min(every), s.tree_weight.get())
         };
         let mut t = 1_000_000_000;
         s.open_timed_tree(t);
@@ -168,13 +203,15 @@ mod tests {
             s.open_timed_tree(t);
             let weight = want;
             want = (want * 2).min(BUSY_EVERY_MAX);
-            assert_eq!(state(&s), (want, want, weight));
+            let (every, _, w) = state(&s);
+            assert_eq!((every, w), (want, weight));
         }
         assert_eq!(want, BUSY_EVERY_MAX);
         // Steady at 500 µs apart: kept.
         t += 500_000;
         s.open_timed_tree(t);
-        assert_eq!(state(&s), (BUSY_EVERY_MAX, BUSY_EVERY_MAX, BUSY_EVERY_MAX));
+        let (every, _, w) = state(&s);
+        assert_eq!((every, w), (BUSY_EVERY_MAX, BUSY_EVERY_MAX));
         // Quiet: the next timed tree comes 5 s later; every root entry timed again.
         t += 5_000_000_000;
         s.open_timed_tree(t);
@@ -187,9 +224,41 @@ mod tests {
     #[test]
     fn one_lifetime_in_life_every_is_timed() {
         let s = Sampling::new();
-        let timed: Vec<bool> = (0..3 * LIFE_EVERY).map(|_| s.time_this_life()).collect();
-        assert_eq!(timed.iter().filter(|&&t| t).count(), 3);
+        let n = 1000 * LIFE_EVERY;
+        let timed: Vec<bool> = (0..n).map(|_| s.time_this_life()).collect();
         assert!(timed[0], "the first one is timed");
-        assert!(timed[LIFE_EVERY as usize]);
+        let count = timed.iter().filter(|&&t| t).count();
+        assert!((900..=1100).contains(&count), "{count} of {n} timed");
+        // Gaps of 1 to 2 × LIFE_EVERY − 1.
+        let at: Vec<usize> = (0..timed.len()).filter(|&i| timed[i]).collect();
+        assert!(at
+            .windows(2)
+            .all(|w| (1..2 * LIFE_EVERY as usize).contains(&(w[1] - w[0]))));
+        // Two kinds of span created in turn both get their lifetimes timed.
+        let odd = at.iter().filter(|&&i| i % 2 == 1).count();
+        assert!(
+            odd * 3 > count && odd * 3 < 2 * count,
+            "{odd} of {count} on one kind"
+        );
+    }
+
+    #[test]
+    fn timed_roots_are_spread_over_periodic_patterns() {
+        let s = Sampling::new();
+        s.busy_every.set(64);
+        s.busy_countdown.set(1);
+        // Root entries of two spans in turn, timed roots 500 µs apart (the interval kept).
+        let (mut t, mut timed) = (1_000_000_000u64, [0u32; 2]);
+        for i in 0..64 * 2000u64 {
+            if !s.root_untimed() {
+                timed[(i % 2) as usize] += 1;
+                t += 500_000;
+                s.open_timed_tree(t);
+            }
+        }
+        assert_eq!(s.busy_every.get(), 64);
+        let all = timed[0] + timed[1];
+        assert!((1800..=2200).contains(&all), "{timed:?}");
+        assert!(timed[0] * 3 > all && timed[1] * 3 > all, "{timed:?}");
     }
 }

@@ -8,7 +8,6 @@
 //! window's readings (at most 64 each), and at most [`SNAPS`] histogram copies per bound.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::history::SiteSeries;
@@ -92,7 +91,7 @@ pub(crate) struct LayerVerdicts {
     /// Total live tasks, when above the limit (`task_limit`).
     pub(crate) over_limit: Option<(u64, u64)>,
     /// Sites by live tasks now (suspects of a `task_limit`).
-    pub(crate) top_sites: Vec<(Arc<Site>, u64)>,
+    pub(crate) top_sites: Vec<(&'static Site, u64)>,
     pub(crate) latency: Vec<LatencyExceeded>,
 }
 
@@ -116,6 +115,7 @@ impl LayerWatch {
 
     /// Reads the layer's figures at `t` and judges them.
     pub(crate) fn tick(&mut self, t: f64) -> LayerVerdicts {
+        crate::layer::hints::tick();
         let mut f = LayerVerdicts::default();
         let sites = tasks::all();
         let live = |s: &Site| s.live.load(std::sync::atomic::Ordering::Relaxed).max(0) as u64;
@@ -135,7 +135,7 @@ impl LayerWatch {
             .is_some_and(|&t0| t0 <= t - self.window + self.interval / 2.0);
         if full {
             for (id, row) in self.sites.rows() {
-                let Some(site) = sites.get(id as usize) else {
+                let Some(&site) = sites.get(id as usize) else {
                     continue;
                 };
                 let pts: Vec<(f64, f64)> = times
@@ -147,7 +147,7 @@ impl LayerWatch {
                 let trend = verdict::assess(&pts, TASK_MIN_GROWTH.max(first / 10.0));
                 if trend.growing {
                     f.leaking.push(TaskTrend {
-                        site: site.clone(),
+                        site,
                         live: live(site),
                         trend,
                     });
@@ -164,7 +164,7 @@ impl LayerWatch {
                 f.over_limit = Some((total, limit));
             }
         }
-        let mut top: Vec<(Arc<Site>, u64)> = sites.iter().map(|s| (s.clone(), live(s))).collect();
+        let mut top: Vec<(&'static Site, u64)> = sites.iter().map(|&s| (s, live(s))).collect();
         top.sort_by_key(|t| std::cmp::Reverse(t.1));
         top.truncate(10);
         f.top_sites = top;

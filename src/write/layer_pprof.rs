@@ -193,6 +193,7 @@ mod tests {
         TaskStats {
             site: site.to_string(),
             name: name.to_string(),
+            function: None,
             live,
             peak: live,
             spawned: live + 1,
