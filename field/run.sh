@@ -31,8 +31,8 @@ options:
   --requests N     redis-benchmark -n of bench-redis (default 200000)
   --seconds N      wrk duration of one bench-http run (default 8)
   --callgrind N    bench scenarios: instructions of the server per request under callgrind
-                   (N requests counted after a warm-up, each configuration once) instead of
-                   wall-clock rounds
+                   (N requests counted after a warm-up, each configuration once, and the
+                   allocator alone with LEAKSCOPE=1) instead of wall-clock rounds
   --no-taskset     do not pin servers to CPU 0 and load generators to CPU 1
   --repeat N       run the field scenarios N times each (default 1); a summary counts the PASSes
   --no-build       use the binaries already built in field/target/variants
@@ -434,6 +434,7 @@ config_name() {
         "alloc|") echo "allocator only, LEAKSCOPE unset" ;;
         "layer|") echo "allocator + layer, LEAKSCOPE unset" ;;
         "layer|LEAKSCOPE=1") echo "allocator + layer, LEAKSCOPE=1" ;;
+        "alloc|LEAKSCOPE=1") echo "allocator only, LEAKSCOPE=1" ;;
     esac
 }
 
@@ -527,8 +528,11 @@ bench_callgrind() {
     say ""
     say "== $name · instructions under callgrind · $what, $CALLGRIND requests counted after a warm-up"
     local k cfg build env_kv d port vpid base="" per
-    for ((k = 0; k < ${#CONFIGS[@]}; k++)); do
-        cfg=${CONFIGS[$k]}
+    # The four configurations, and the allocator alone with LEAKSCOPE=1 (what the
+    # session costs without the layer).
+    local cfgs=("${CONFIGS[@]}" "alloc|LEAKSCOPE=1")
+    for ((k = 0; k < ${#cfgs[@]}; k++)); do
+        cfg=${cfgs[$k]}
         build=${cfg%%|*}
         env_kv=${cfg#*|}
         d="$dir/c$k"
@@ -627,6 +631,8 @@ say ""
 say "summary:"
 for s in $(printf '%s\n' "${SCENARIOS[@]}" | awk '!seen[$0]++'); do
     v=$(printf '%s\n' "${VERDICTS[@]:-}" | awk -v s="$s" '$1 == s { print $2 }' | paste -sd' ')
+    # Instruction counts (--callgrind) give figures, no verdict.
+    [[ -z $v ]] && { say "$(printf '   %-16s measured, no verdict' "$s")"; continue; }
     say "$(printf '   %-16s %s PASS of %s   %s' "$s" "$(grep -o PASS <<<"$v" | wc -l)" "$(wc -w <<<"$v")" "$v")"
 done
 say "results: $RESULTS"
