@@ -62,6 +62,11 @@ impl Site {
     pub fn function(&self) -> Option<&Frame> {
         own_frame(&self.frames)
     }
+
+    /// The index in `frames` of [`function`](Site::function).
+    pub(crate) fn function_index(&self) -> Option<usize> {
+        own_frame_index(&self.frames)
+    }
 }
 
 /// A snapshot of the sampled heap, with the exact counters taken at the same time.
@@ -245,6 +250,7 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
     let mut span_frames: AHashMap<u32, Vec<Frame>> = AHashMap::new();
     for (pcs, truncated, span_path, sums) in &stacks_ {
         let mut frames = frames_of(pcs, |a| syms[&a].clone());
+        crate::fold::fold_runtime(&mut frames);
         if *span_path != 0 {
             frames.extend(
                 span_frames
@@ -329,14 +335,19 @@ pub(crate) fn profile_by_stack() -> (HeapProfile, AHashMap<u32, usize>) {
 
 /// The first frame that is not standard-library code, else the first frame.
 pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
+    own_frame_index(frames).map(|i| &frames[i])
+}
+
+/// The index of [`own_frame`].
+pub(crate) fn own_frame_index(frames: &[Frame]) -> Option<usize> {
     let of = |o| {
         frames
             .iter()
-            .find(move |f| source_path::origin(&f.function, f.file.as_deref()) == o)
+            .position(move |f| source_path::origin(&f.function, f.file.as_deref()) == o)
     };
     of(Origin::Program)
         .or_else(|| of(Origin::Dependency))
-        .or(frames.first())
+        .or((!frames.is_empty()).then_some(0))
 }
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
@@ -351,6 +362,7 @@ pub(crate) fn symbolize_stack(addrs: &[usize], truncated: bool) -> Vec<Frame> {
         symbolize::in_c_runtime,
     );
     let mut frames = frames_of(&pcs, symbolize::resolve);
+    crate::fold::fold_runtime(&mut frames);
     if span_path != 0 {
         frames.extend(crate::layer::span_frames(span_path));
     }

@@ -15,8 +15,8 @@ use crate::alloc::{counters, session_word};
 use crate::config::Config;
 use crate::context::Context;
 use crate::diag;
-use crate::monitor::Monitor;
-use crate::profile::profile;
+use crate::monitor::{LastVerdicts, Monitor};
+use crate::profile::{profile, profile_by_stack};
 use crate::write::{self, report::Report, Format};
 
 /// Live-sample table size when sampling (enough for a heap of ~100 GiB at 512 KiB).
@@ -102,10 +102,8 @@ impl Session {
         }
         crate::cpu::finish_background();
         // The monitor first: no alert may be written after the exit files.
-        if let Some(mut m) = self.monitor.take() {
-            m.stop();
-        }
-        let result = exit_files(&ctx);
+        let last = self.monitor.take().and_then(|mut m| m.stop());
+        let result = exit_files(&ctx, last.as_ref());
         session_word::stop();
         *ACTIVE.lock() = None;
         // The exit report was the session's last use of the debug-info index.
@@ -114,15 +112,18 @@ impl Session {
     }
 }
 
-/// Writes the exit files of the session of `ctx`: the heap files and the report.
-fn exit_files(ctx: &Context) -> io::Result<Vec<PathBuf>> {
+/// Writes the exit files of the session of `ctx`: the heap files and the report (with
+/// what the monitor judged `last`, and the ages of the live samples).
+fn exit_files(ctx: &Context, last: Option<&LastVerdicts>) -> io::Result<Vec<PathBuf>> {
     let out = ctx.output();
     let seq = write::next_seq();
-    let p = profile();
+    let (p, by_stack) = profile_by_stack();
     let mut files = write::heap_files(&out, seq, "exit", &p)?;
     if out.writes(Format::Json) {
         let json = write::path(out.dir, seq, "exit", "json");
-        let report = Report::new("exit", &p, &files, crate::readings::moment());
+        let window = ctx.config.leak_window.as_secs_f64();
+        let facts = crate::monitor::sites::exit_facts(last, p.sites(), &by_stack, window);
+        let report = Report::with_facts("exit", &p, &files, crate::readings::moment(), &facts);
         write::write_atomic(&json, |w| report.write(w))?;
         files.push(json);
     }
@@ -177,6 +178,10 @@ pub fn init_with(config: Config) -> Session {
         ));
         return Session::inert();
     }
+    // The rate the session samples at, fixed for its life (`auto`: from the window).
+    let mut config = config;
+    config.sample_bytes = config.sample_rate();
+    config.sample_auto = false;
     let slots = if config.sample_bytes <= 1 {
         EXACT_SLOTS
     } else {

@@ -12,6 +12,7 @@
 pub(crate) mod detector;
 pub(crate) mod history;
 pub(crate) mod layer_watch;
+pub(crate) mod sites;
 
 use std::fmt;
 use std::io;
@@ -34,10 +35,18 @@ struct Shared {
     ready_cv: Condvar,
 }
 
+/// What the monitor judged at its last tick, handed to the exit report: the leak window
+/// and the suspects (each with the stacks of its site).
+#[derive(Debug, Default)]
+pub(crate) struct LastVerdicts {
+    pub(crate) window_secs: f64,
+    pub(crate) suspects: Vec<(Vec<u32>, alert::SiteTrend)>,
+}
+
 /// The running monitor thread; stopping it (or dropping it) joins it.
 pub(crate) struct Monitor {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<LastVerdicts>>,
     id: ThreadId,
 }
 
@@ -63,7 +72,7 @@ impl Monitor {
             .name("leakscope-monitor".to_string())
             .spawn(move || {
                 let _guard = ProfilerGuard::new();
-                run(&ctx, &s);
+                run(&ctx, &s)
             })?;
         // Wait until the thread has made its first allocations: threads join a session
         // (and get their sampler seed) in the order they first allocate, so with a fixed
@@ -82,27 +91,29 @@ impl Monitor {
         })
     }
 
-    /// Stops the thread and waits for it (a tick in progress finishes first). From the
-    /// monitor thread itself (an `on_alert` callback ending the session) it only asks.
-    pub(crate) fn stop(&mut self) {
+    /// Stops the thread and waits for it (a tick in progress finishes first); returns
+    /// what it judged last. From the monitor thread itself (an `on_alert` callback ending
+    /// the session) it only asks, and returns nothing.
+    pub(crate) fn stop(&mut self) -> Option<LastVerdicts> {
         *self.shared.stop.lock() = true;
         self.shared.wake.notify_all();
-        if let Some(t) = self.thread.take() {
-            if thread::current().id() != self.id {
-                let _ = t.join();
-            }
+        let t = self.thread.take()?;
+        if thread::current().id() == self.id {
+            return None;
         }
+        t.join().ok()
     }
 }
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 
-/// The thread's loop: ticks at `start + k * interval`, skipping ticks it is late for.
-fn run(ctx: &Arc<Context>, shared: &Shared) {
+/// The thread's loop: ticks at `start + k * interval`, skipping ticks it is late for;
+/// returns what it judged last.
+fn run(ctx: &Arc<Context>, shared: &Shared) -> LastVerdicts {
     let interval = ctx.config.interval.max(Duration::from_millis(1));
     let mut detector = detector::Detector::new(&ctx.config);
     let mut raiser = Raiser::new(&ctx.config);
@@ -117,7 +128,7 @@ fn run(ctx: &Arc<Context>, shared: &Shared) {
                 shared.wake.wait_until(&mut stop, next);
             }
             if *stop {
-                return;
+                return detector.last_verdicts();
             }
         }
         let now = Instant::now();
