@@ -420,7 +420,7 @@ RB=(redis-benchmark -h 127.0.0.1 -p @PORT@ -c 50 -n 2000000000)
 run_field() {
     PREPARE=()
     case "$1" in
-        redis-*) EXPECT='^<?mini_redis::' EXPECT_SHOWN="a function of mini-redis (mini_redis::*)" ;;
+        redis-*) EXPECT='^<?mini_redis::db::Db::set' EXPECT_SHOWN="the storing function mini_redis::db::Db::set (or its closure)" ;;
         http-*) EXPECT='^field_http::remember_session' EXPECT_SHOWN="the leaking function field_http::remember_session" ;;
     esac
     case "$1" in

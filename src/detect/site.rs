@@ -29,7 +29,9 @@
 //!    (expiring keys, request buffers, a bounded queue at steady state) keeps none of
 //!    them, whatever its level does. The growth fails when those bytes fall short of a
 //!    quarter of it by more than [`AGE_Z`] standard deviations of their own estimate
-//!    (with few samples the test has no power and passes).
+//!    (with few samples the test has no power and passes). A site whose growth is one
+//!    container replacing its block with a larger one (a table or vector that doubles,
+//!    [`one_container`]) is not held to this test: its bytes are young by construction.
 
 use super::trend::median;
 use super::verdict::{assess_after, Trend, Why};
@@ -59,6 +61,9 @@ pub(crate) struct Sampled {
     /// have one size): replacing blocks by others moves the true level by this much
     /// per byte replaced.
     pub(crate) size_var_per_byte: f64,
+    /// The size of the block that holds the site's typical live byte: the mean block
+    /// size weighted by bytes (`Σ w·size² / Σ w·size`; 0 without samples).
+    pub(crate) typical_block: f64,
 }
 
 /// A site's verdict: the series verdict on its floor, and the two sampling tests.
@@ -137,7 +142,9 @@ pub(crate) fn judge(
     } else {
         0.0
     };
-    v.dies_young = g > 0.0 && dies_young(g, s.first_half, s.var_per_byte);
+    v.dies_young = g > 0.0
+        && !one_container(g, s.typical_block)
+        && dies_young(g, s.first_half, s.var_per_byte);
     if trend.growing {
         if v.noise_z < NOISE_Z {
             trend.growing = false;
@@ -157,6 +164,15 @@ pub(crate) fn judge(
 pub(crate) fn dies_young(g: f64, kept: f64, var_per_byte: f64) -> bool {
     let want = g / 4.0;
     kept < want && want - kept > AGE_Z * (var_per_byte * want).sqrt()
+}
+
+/// True when growth `g` is one container growing by replacing its block with a larger
+/// one (a hash table or a vector that doubles): the block holding the site's typical
+/// byte (`typical_block`) is at least a quarter of the growth. Such a site's bytes are
+/// young by construction (the new block is born at each step, the old one dies), so
+/// their ages say nothing of whether the container's contents live.
+pub(crate) fn one_container(g: f64, typical_block: f64) -> bool {
+    typical_block >= g / 4.0
 }
 
 /// The variance of block sizes over their mean, from estimated `count` blocks, `bytes`

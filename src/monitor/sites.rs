@@ -244,6 +244,7 @@ fn sampled(row: Option<&StackAges>, rate: f64) -> Sampled {
         first_half: (r.older[MID_WINDOW] - r.older[WINDOW_START]).max(0.0),
         var_per_byte: if r.bytes > 0.0 { r.var / r.bytes } else { rate },
         size_var_per_byte: site::size_var_per_byte(r.count, r.bytes, r.sq),
+        typical_block: if r.bytes > 0.0 { r.sq / r.bytes } else { 0.0 },
     }
 }
 
