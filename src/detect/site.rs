@@ -29,9 +29,15 @@
 //!    (expiring keys, request buffers, a bounded queue at steady state) keeps none of
 //!    them, whatever its level does. The growth fails when those bytes fall short of a
 //!    quarter of it by more than [`AGE_Z`] standard deviations of their own estimate
-//!    (with few samples the test has no power and passes). A site whose growth is one
-//!    container replacing its block with a larger one (a table or vector that doubles,
-//!    [`one_container`]) is not held to this test: its bytes are young by construction.
+//!    (with few samples the test has no power and passes).
+//! 4. **One container does not raise an alert alone.** A site whose growth is one block
+//!    replaced by larger ones (a hash table or vector that doubles, [`one_container`])
+//!    holds young bytes by construction, so test 3 says nothing of it; and its size
+//!    follows its contents, which are other sites (the keys and values a table holds),
+//!    judged on their own. It is judged growing only with them: it may be named as a
+//!    suspect, and rank first when it took the most memory, but a table that doubles
+//!    while its contents stay level (its last doubling in a warm-up, a resize forced by
+//!    deleted slots) raises nothing.
 
 use super::trend::median;
 use super::verdict::{assess_after, Trend, Why};
@@ -69,7 +75,8 @@ pub(crate) struct Sampled {
 /// A site's verdict: the series verdict on its floor, and the two sampling tests.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct SiteVerdict {
-    /// The verdict; `why` is [`Why::WithinNoise`] or [`Why::DiesYoung`] when the floor
+    /// The verdict; `why` is [`Why::WithinNoise`], [`Why::DiesYoung`] or
+    /// [`Why::OneContainer`] when the floor
     /// grows but a sampling test fails.
     pub(crate) trend: Trend,
     /// The change from the window's first reading to its last over its sampling
@@ -142,9 +149,8 @@ pub(crate) fn judge(
     } else {
         0.0
     };
-    v.dies_young = g > 0.0
-        && !one_container(g, s.typical_block)
-        && dies_young(g, s.first_half, s.var_per_byte);
+    let container = g > 0.0 && one_container(g, s.typical_block);
+    v.dies_young = g > 0.0 && !container && dies_young(g, s.first_half, s.var_per_byte);
     if trend.growing {
         if v.noise_z < NOISE_Z {
             trend.growing = false;
@@ -152,6 +158,9 @@ pub(crate) fn judge(
         } else if v.dies_young {
             trend.growing = false;
             trend.why = Why::DiesYoung;
+        } else if container {
+            trend.growing = false;
+            trend.why = Why::OneContainer;
         }
     }
     v.trend = trend;
@@ -170,7 +179,8 @@ pub(crate) fn dies_young(g: f64, kept: f64, var_per_byte: f64) -> bool {
 /// one (a hash table or a vector that doubles): the block holding the site's typical
 /// byte (`typical_block`) is at least a quarter of the growth. Such a site's bytes are
 /// young by construction (the new block is born at each step, the old one dies), so
-/// their ages say nothing of whether the container's contents live.
+/// their ages say nothing of whether the container's contents live; its contents are
+/// judged at their own sites.
 pub(crate) fn one_container(g: f64, typical_block: f64) -> bool {
     typical_block >= g / 4.0
 }

@@ -75,6 +75,9 @@ pub(crate) enum Why {
     WithinNoise,
     /// A site's growth is made of blocks that die young (`site.rs`).
     DiesYoung,
+    /// A site's growth is one container replacing its block with a larger one: it may
+    /// be named as a suspect, not raise an alert alone (`site.rs`).
+    OneContainer,
     /// Every test passed.
     Growing,
 }
