@@ -12,7 +12,8 @@ use crate::write::Format;
 pub const ENV_ENABLE: &str = "LEAKSCOPE";
 /// Output directory for profiles and reports (created if missing).
 pub const ENV_DIR: &str = "LEAKSCOPE_DIR";
-/// Mean bytes between allocation samples; `1` records every allocation.
+/// Mean bytes between allocation samples; `1` records every allocation; `auto` (the
+/// default) picks it from the leak window (1 KiB per second of window, 4 KiB to 512 KiB).
 pub const ENV_SAMPLE_BYTES: &str = "LEAKSCOPE_SAMPLE_BYTES";
 
 /// CPU profiles: samples per second of CPU time (pprof's `SIGPROF` timer).
@@ -72,7 +73,8 @@ pub const ENV_SPAN_LATENCY: &str = "LEAKSCOPE_SPAN_LATENCY";
 
 /// Default output directory.
 pub const DEFAULT_DIR: &str = "flamegraphs";
-/// Default mean bytes between samples (512 KiB, as Go's `MemProfileRate`).
+/// Mean bytes between samples at most with `LEAKSCOPE_SAMPLE_BYTES=auto` (512 KiB, as Go's
+/// `MemProfileRate`), and without the monitor.
 pub const DEFAULT_SAMPLE_BYTES: u64 = 512 * 1024;
 
 /// Default CPU sampling frequency (99 Hz, as pprof and perf suggest: not in lockstep
@@ -100,7 +102,7 @@ pub const MIN_MEMORY_BUDGET: u64 = 1 << 20;
 pub const ENV_VARS: &[(&str, &str)] = &[
     (ENV_ENABLE, "off"),
     (ENV_DIR, DEFAULT_DIR),
-    (ENV_SAMPLE_BYTES, "512KiB"),
+    (ENV_SAMPLE_BYTES, "auto"),
     (ENV_CPU_HZ, "99"),
     (ENV_CPU_SECONDS, "10"),
     (ENV_CPU_LIMIT, "off"),

@@ -28,14 +28,14 @@
 //! |---|---|---|
 //! | `LEAKSCOPE` | off | master switch: `1`/`true`/`on`/`yes` or `0`/`false`/`off`/`no` |
 //! | `LEAKSCOPE_DIR` | `flamegraphs` | output directory (created if missing) |
-//! | `LEAKSCOPE_SAMPLE_BYTES` | `512KiB` | mean bytes between samples (units B, KiB, MiB, GiB); `1` = every allocation |
+//! | `LEAKSCOPE_SAMPLE_BYTES` | `auto` | mean bytes between samples (units B, KiB, MiB, GiB); `1` = every allocation; `auto` = 1 KiB per second of the leak window, 4 KiB to 512 KiB |
 //! | `LEAKSCOPE_CPU_HZ` | `99` | CPU profiles: samples per second of CPU time, 1 to 10000 |
 //! | `LEAKSCOPE_CPU_SECONDS` | `10` | length of an automatic CPU profile on an alert, whole seconds; `0` = none |
 //! | `LEAKSCOPE_CPU_LIMIT` | `off` | `cpu_limit` alert above this CPU use, percent of one core over the window |
 //! | `LEAKSCOPE_CPU_ON` | `none` | alert kinds that also capture a CPU profile, comma-separated |
 //! | `LEAKSCOPE_INTERVAL` | `1s` | period of the monitor thread (units ms, s, m, h); `off` = no monitor, no alerts |
 //! | `LEAKSCOPE_LEAK_WINDOW` | `60s` | growth must persist over this window to be a `memory_leak` (at least 8 intervals) |
-//! | `LEAKSCOPE_LEAK_MIN_BYTES` | `auto` | least growth over the window for a `memory_leak`; `auto` = 1 MiB or 2% of the live heap, whichever is more |
+//! | `LEAKSCOPE_LEAK_MIN_BYTES` | `auto` | least growth over the window for a `memory_leak`; `auto` = 16 KiB/s times the window (for the whole heap, 2% of the live heap a minute if more) |
 //! | `LEAKSCOPE_HEAP_LIMIT` | `none` | a `heap_limit` alert when the exact live heap exceeds this (e.g. `2GiB`) |
 //! | `LEAKSCOPE_COOLDOWN` | `5m` | least time between two alerts of one kind |
 //! | `LEAKSCOPE_MAX_DUMPS` | `20` | most alerts per process that write files |
@@ -117,6 +117,7 @@ mod cpu;
 mod detect;
 mod diag;
 pub mod env;
+mod fold;
 #[cfg(feature = "http")]
 mod http;
 mod layer;
@@ -128,6 +129,7 @@ mod session;
 mod snapshot;
 mod source_path;
 mod stats;
+mod suspects;
 mod symbolize;
 mod sys;
 pub mod testing;

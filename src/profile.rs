@@ -62,6 +62,11 @@ impl Site {
     pub fn function(&self) -> Option<&Frame> {
         own_frame(&self.frames)
     }
+
+    /// The index in `frames` of [`function`](Site::function).
+    pub(crate) fn function_index(&self) -> Option<usize> {
+        own_frame_index(&self.frames)
+    }
 }
 
 /// A snapshot of the sampled heap, with the exact counters taken at the same time.
@@ -248,18 +253,21 @@ pub(crate) fn try_with_profile_own<R>(f: impl FnOnce(&HeapProfile) -> R) -> Opti
     Some(r)
 }
 
-/// [`with_profile_own`], waiting at most `wait` for another thread's profile; `None` if
-/// it did not end by then (the exit hook, which must not hang on a thread that will
-/// never run again).
-pub(crate) fn with_profile_own_within<R>(
-    wait: std::time::Duration,
-    f: impl FnOnce(&HeapProfile) -> R,
+/// [`with_profile_own`] with, for every raw stack id, the index of the site it was
+/// merged into; waiting at most `wait` (`None`: as long as it takes) for another
+/// thread's profile, `None` if it did not end by then.
+pub(crate) fn with_profile_by_stack_within<R>(
+    wait: Option<std::time::Duration>,
+    f: impl FnOnce(&HeapProfile, &AHashMap<u32, usize>) -> R,
 ) -> Option<R> {
     let _guard = ProfilerGuard::new();
-    let turn = BUILD.try_lock_for(wait)?;
-    let p = build_profile(&turn).0;
-    let r = f(&p);
-    drop(p);
+    let turn = match wait {
+        None => BUILD.lock(),
+        Some(wait) => BUILD.try_lock_for(wait)?,
+    };
+    let (p, by_stack) = build_profile(&turn);
+    let r = f(&p, &by_stack);
+    drop((p, by_stack));
     Some(r)
 }
 
@@ -450,6 +458,7 @@ fn build_profile(_turn: &parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHash
         } else {
             frames_of(pcs, |a| syms[&a].clone())
         };
+        crate::fold::fold_runtime(&mut frames);
         if *span_path != 0 {
             frames.extend(
                 span_frames
@@ -544,14 +553,19 @@ fn build_profile(_turn: &parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHash
 
 /// The first frame that is not standard-library code, else the first frame.
 pub(crate) fn own_frame(frames: &[Frame]) -> Option<&Frame> {
+    own_frame_index(frames).map(|i| &frames[i])
+}
+
+/// The index of [`own_frame`].
+pub(crate) fn own_frame_index(frames: &[Frame]) -> Option<usize> {
     let of = |o| {
         frames
             .iter()
-            .find(move |f| source_path::origin(&f.function, f.file.as_deref()) == o)
+            .position(move |f| source_path::origin(&f.function, f.file.as_deref()) == o)
     };
     of(Origin::Program)
         .or_else(|| of(Origin::Dependency))
-        .or(frames.first())
+        .or((!frames.is_empty()).then_some(0))
 }
 
 /// Resolves a captured stack and removes the allocation machinery at its leaf end.
@@ -566,6 +580,7 @@ pub(crate) fn symbolize_stack(addrs: &[usize], truncated: bool) -> Vec<Frame> {
         symbolize::in_c_runtime,
     );
     let mut frames = frames_of(&pcs, symbolize::resolve);
+    crate::fold::fold_runtime(&mut frames);
     if span_path != 0 {
         frames.extend(crate::layer::span_frames(span_path));
     }

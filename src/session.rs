@@ -15,7 +15,7 @@ use crate::alloc::{counters, session_word};
 use crate::config::Config;
 use crate::context::Context;
 use crate::diag;
-use crate::monitor::Monitor;
+use crate::monitor::{LastVerdicts, Monitor};
 use crate::write::{self, report::Report, Format};
 
 /// Live-sample table size when sampling (enough for a heap of ~100 GiB at 512 KiB).
@@ -155,14 +155,17 @@ fn shutdown(mut running: Running, exiting: Option<Exiting>) -> io::Result<Vec<Pa
     crate::cpu::finish_background();
     // The monitor first: no alert may be written after the exit files.
     let mut result = Ok(Vec::new());
-    let stopped = match running.monitor.take() {
-        Some(mut m) => m.stop_within(exiting.map(|e| (e.wait, e.caller))),
-        None => true,
+    let (stopped, last) = match running.monitor.take() {
+        Some(mut m) => {
+            let stopped = m.stop_within(exiting.map(|e| (e.wait, e.caller)));
+            (stopped, m.last_verdicts())
+        }
+        None => (true, None),
     };
     crate::layer::session_ended();
     let wait = exiting.map(|e| e.wait);
     if stopped {
-        result = exit_files(&running.ctx, wait);
+        result = exit_files(&running.ctx, last.as_ref(), wait);
     } else {
         diag::say(format_args!(
             "at exit: the monitor thread did not stop within {:?}; no exit files",
@@ -246,33 +249,40 @@ extern "C" fn at_exit() {
     });
 }
 
-/// Writes the exit files of the session of `ctx`: the heap files and the report; none
-/// (and no profile built, nothing symbolized) when its formats are none. `exiting`: the
-/// profile waits at most this for another thread's profile build.
-fn exit_files(ctx: &Context, exiting: Option<Duration>) -> io::Result<Vec<PathBuf>> {
+/// Writes the exit files of the session of `ctx`: the heap files and the report (with
+/// what the monitor judged `last`, and the ages of the live samples); none (and no
+/// profile built, nothing symbolized) when its formats are none. `exiting`: the profile
+/// waits at most this for another thread's profile build.
+fn exit_files(
+    ctx: &Context,
+    last: Option<&LastVerdicts>,
+    exiting: Option<Duration>,
+) -> io::Result<Vec<PathBuf>> {
     let out = ctx.output();
     if out.formats.is_empty() {
         return Ok(Vec::new());
     }
     let seq = write::next_seq();
-    let write = |p: &crate::profile::HeapProfile| -> io::Result<Vec<PathBuf>> {
+    let write = |p: &crate::profile::HeapProfile,
+                 by_stack: &ahash::AHashMap<u32, usize>|
+     -> io::Result<Vec<PathBuf>> {
         let mut files = write::heap_files(&out, seq, "exit", p)?;
         if out.writes(Format::Json) {
             let json = write::path(out.dir, seq, "exit", "json");
-            let report = Report::new("exit", p, &files, crate::readings::moment());
+            let window = ctx.config.leak_window.as_secs_f64();
+            let facts = crate::monitor::sites::exit_facts(last, p.sites(), by_stack, window);
+            let report = Report::with_facts("exit", p, &files, crate::readings::moment(), &facts);
             write::write_atomic(&json, |w| report.write(w))?;
             files.push(json);
         }
         Ok(files)
     };
-    match exiting {
-        None => crate::profile::with_profile_own(write),
-        Some(wait) => crate::profile::with_profile_own_within(wait, write).unwrap_or_else(|| {
-            Err(io::Error::other(format!(
-                "at exit: another heap profile was still being built after {wait:?}; no exit files"
-            )))
-        }),
-    }
+    crate::profile::with_profile_by_stack_within(exiting, write).unwrap_or_else(|| {
+        Err(io::Error::other(format!(
+            "at exit: another heap profile was still being built after {:?}; no exit files",
+            exiting.unwrap_or_default()
+        )))
+    })
 }
 
 impl Drop for Session {
@@ -326,6 +336,10 @@ pub fn init_with(config: Config) -> Session {
         ));
         return Session::inert();
     }
+    // The rate the session samples at, fixed for its life (`auto`: from the window).
+    let mut config = config;
+    config.sample_bytes = config.sample_rate();
+    config.sample_auto = false;
     let slots = if config.sample_bytes <= 1 {
         EXACT_SLOTS
     } else {

@@ -34,6 +34,11 @@ const DEPENDENCY_ROOTS: &[(&str, usize)] = &[
 /// the path the name starts with (only the standard library is recognised that way: a
 /// dependency's function without a file is taken as the program's).
 pub(crate) fn origin(function: &str, file: Option<&str>) -> Origin {
+    // leakscope's pseudo-frames (`[tokio]`, `[unknown]`, `[truncated]`) are nobody's
+    // code to fix: a library's.
+    if function.starts_with('[') {
+        return Origin::Dependency;
+    }
     if crate::symbolize::is_std(function, file) {
         return Origin::Std;
     }
@@ -111,6 +116,7 @@ mod tests {
             Origin::Program
         );
         assert_eq!(origin("app::handler", None), Origin::Program);
+        assert_eq!(origin("[tokio]", None), Origin::Dependency);
     }
 
     #[test]

@@ -366,6 +366,135 @@ fn quiet_on_bursts_freed_after_use() {
     });
 }
 
+// ---- one alert, one snapshot -----------------------------------------------------
+
+/// `n` bytes as leakscope prints them (`1.5 MiB`, `512 B`).
+fn human(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// The body of `GET target` from the session's HTTP server at `addr`.
+fn http_get(addr: std::net::SocketAddr, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(c, "GET {target} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    let body = resp.find("\r\n\r\n").expect("a response head") + 4;
+    resp[body..].to_string()
+}
+
+/// The `memory_leak` count of a `/metrics` body.
+fn leak_alerts_total(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("leakscope_alerts_total{kind=\"memory_leak\"} "))
+        .unwrap_or_else(|| panic!("no memory_leak count: {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// One alert's message, JSON report, flamegraph subtitles, growth flamegraph and
+/// `/metrics` describe one snapshot: the same live heap, the same growth, the suspect
+/// coloured, one alert counted.
+#[test]
+fn one_alerts_message_files_and_metrics_agree() {
+    let _lock = session_lock();
+    let mut store = Vec::new();
+    let dir = TempDir::new("agree");
+    listen();
+    let session = leakscope::init_with(
+        config(&dir)
+            .cooldown(Duration::from_secs(600))
+            .http(Some("127.0.0.1:0".parse().unwrap())),
+    );
+    let addr = session.http_addr().expect("the server runs");
+    // Counts are per process: other tests of this binary raised alerts before.
+    let before = leak_alerts_total(&http_get(addr, "/metrics"));
+    let start = Instant::now();
+    let mut rng = Rng::new(42);
+    while leak_alerts().is_empty() && start.elapsed() < DEADLINE {
+        churn(&mut rng);
+        leak_steadily(&mut store);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let metrics = http_get(addr, "/metrics");
+    drop(session);
+    let found = leak_alerts();
+    assert_eq!(found.len(), 1, "{}", describe(&found));
+    let a = &found[0];
+    let file = |suffix: &str| -> String {
+        let p = a
+            .files
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap_or_else(|| panic!("no {suffix} in {:?}", a.files));
+        fs::read_to_string(p).unwrap()
+    };
+    let report: serde_json::Value = serde_json::from_str(&file("-memory_leak.json")).unwrap();
+    let svg = file("-memory_leak.svg");
+    let growth_svg = file("-memory_leak-growth.svg");
+
+    // The live heap: the alert's, the report's, both flamegraphs' subtitles.
+    let live = report["heap"]["live_bytes"].as_u64().unwrap();
+    assert_eq!(live, a.heap.live_bytes);
+    let live = human(live);
+    assert!(a.message.contains(&format!("now {live}")), "{}", a.message);
+    assert!(
+        svg.contains(&format!("live {live} in ")),
+        "heap flamegraph subtitle"
+    );
+    assert!(
+        growth_svg.contains(&format!("live heap now {live}")),
+        "growth flamegraph subtitle"
+    );
+    assert_eq!(report["message"], a.message.as_str());
+
+    // The growth: the whole heap's when it was judged growing, else the top suspect's.
+    match a.growth {
+        Some(g) => {
+            assert_eq!(report["growth"]["bytes"].as_f64(), Some(g.bytes));
+            let grew = human(g.bytes as u64);
+            assert!(
+                a.message.contains(&format!("grew steadily by {grew} ")),
+                "{}",
+                a.message
+            );
+            assert!(
+                growth_svg.contains(&format!("the live heap grew by {grew}")),
+                "growth flamegraph subtitle"
+            );
+        }
+        None => {
+            let g = report["suspects"][0]["growth_bytes"].as_f64().unwrap();
+            let grew = human(g as u64);
+            assert!(a.message.contains(&format!("by {grew} ")), "{}", a.message);
+        }
+    }
+    let top = report["suspects"][0]["function"].as_str().unwrap();
+    assert!(function_is(top, "leak_steadily"), "{top}");
+    assert!(a.message.contains(top), "{}", a.message);
+    // The suspect's function is coloured by the growth below it.
+    assert!(
+        growth_svg.contains("with its callees"),
+        "no suspect coloured"
+    );
+
+    // `/metrics` counted this one alert.
+    assert_eq!(leak_alerts_total(&metrics), before + 1, "{metrics}");
+}
+
 // ---- limits, cooldown, cap -----------------------------------------------------
 
 #[test]

@@ -453,6 +453,10 @@ fn alert_session(
             .dir(dir.path())
             .interval(Duration::from_millis(40))
             .leak_window(Duration::from_millis(window_ms))
+            // Windows of 1 s, for the task verdicts: the start-up growth of the runtime
+            // and the layer must not count as a memory leak (the default, 16 KiB/s,
+            // is for windows of seconds to minutes).
+            .leak_min_bytes(Some(1 << 20))
             .cooldown(Duration::from_secs(60))
             .cpu_seconds(0),
     ));

@@ -1,16 +1,19 @@
-//! A raised finding turned into an [`Alert`]: suspects symbolized (sites whose stacks
-//! resolve to the same frames merged), severity, message, the tracing layer's figures.
+//! A raised finding turned into an [`Alert`]: suspects symbolized and merged per
+//! function and location (`crate::suspects`), severity, message, the tracing layer's
+//! figures.
 
 use super::finding::{Evidence, Finding};
 use super::{message, Alert, AlertKind, Growth, Suspect};
-use crate::detect::verdict::Trend;
+use crate::alloc::sampler::COUNT_ONE;
 use crate::layer::TaskStats;
 use crate::profile::{symbolize_stack, Site};
 use crate::snapshot::stacks;
+use crate::source_path::Origin;
+use crate::suspects::{self, Named};
 
-/// The alert for `f`, with the suspects of [`suspect_sites`] and the tracing layer's
-/// figures its kind names (read now). No files yet.
-pub(crate) fn alert(f: &Finding, suspects: &[(Site, Trend)]) -> Alert {
+/// The alert for `f`, with the suspects of [`suspects`] and the tracing layer's figures
+/// its kind names (read now). No files yet.
+pub(crate) fn alert(f: &Finding, suspects: &[Named]) -> Alert {
     Alert {
         kind: f.kind,
         severity: f.kind.severity(),
@@ -19,17 +22,30 @@ pub(crate) fn alert(f: &Finding, suspects: &[(Site, Trend)]) -> Alert {
         rss_bytes: f.rss_bytes,
         growth: f.heap_trend.map(|t| Growth {
             window_secs: t.span_secs,
+            bytes: t.growth,
             bytes_per_sec: t.per_sec,
             confidence: t.confidence,
         }),
         suspects: suspects
             .iter()
-            .map(|(site, t)| Suspect {
-                frames: site.frames.clone(),
-                function: site.function().cloned(),
-                live_bytes: site.live_bytes,
-                growth_bytes_per_sec: t.per_sec,
-                confidence: t.confidence,
+            .map(|n| {
+                let g = n.growth.unwrap_or_default();
+                Suspect {
+                    frames: n
+                        .sites
+                        .first()
+                        .map(|s| s.frames.clone())
+                        .unwrap_or_default(),
+                    function: n.function.clone(),
+                    in_program: n.origin == Origin::Program,
+                    detail: n.detail.clone(),
+                    stacks: n.sites.len(),
+                    live_bytes: n.live_bytes,
+                    growth_bytes: g.bytes,
+                    growth_bytes_per_sec: g.per_sec,
+                    confidence: g.confidence,
+                    older_than_window: n.ages.map(|a| a.share_older_than_window()),
+                }
             })
             .collect(),
         tasks: task_suspects(f),
@@ -44,35 +60,41 @@ pub(crate) fn alert(f: &Finding, suspects: &[(Site, Trend)]) -> Alert {
     }
 }
 
-/// The suspects as symbolized sites with their verdicts. Sites whose stacks resolve to
-/// the same frames are merged.
-pub(crate) fn suspect_sites(ev: &Evidence) -> Vec<(Site, Trend)> {
-    let mut out: Vec<(Site, Trend)> = Vec::new();
-    for (st, raw, live_blocks) in &ev.suspects {
-        let Some((addrs, truncated)) = stacks::frames_of(st.id) else {
-            continue;
-        };
-        let frames = symbolize_stack(&addrs, truncated);
-        let live_bytes = raw.live_bytes();
-        if let Some((s, t)) = out.iter_mut().find(|(s, _)| s.frames == frames) {
-            s.live_bytes += live_bytes;
-            s.live_blocks += live_blocks;
-            t.per_sec += st.trend.per_sec;
-            continue;
+/// The suspects of `ev`, symbolized and merged per function and location, most growth
+/// first. A site's growth and ages go with its largest stack.
+pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
+    let mut items = Vec::new();
+    for (st, counts) in &ev.suspects {
+        let mut sites: Vec<Site> = counts
+            .iter()
+            .filter_map(|(raw, live_blocks)| {
+                let (addrs, truncated) = stacks::frames_of(raw.id)?;
+                Some(Site {
+                    frames: symbolize_stack(&addrs, truncated),
+                    truncated,
+                    live_bytes: raw.live_bytes(),
+                    live_blocks: *live_blocks,
+                    alloc_bytes: raw.alloc_bytes,
+                    alloc_blocks: raw.alloc_count.div_ceil(COUNT_ONE),
+                })
+            })
+            .collect();
+        sites.sort_by_key(|s| std::cmp::Reverse(s.live_bytes));
+        for (i, site) in sites.into_iter().enumerate() {
+            let first = i == 0;
+            let growth = first.then_some(suspects::Growth {
+                bytes: st.trend.growth,
+                per_sec: st.trend.per_sec,
+                confidence: st.trend.confidence,
+                window_secs: st.trend.span_secs,
+            });
+            items.push((site, growth, if first { st.ages } else { None }));
         }
-        out.push((
-            Site {
-                frames,
-                truncated,
-                live_bytes,
-                live_blocks: *live_blocks,
-                alloc_bytes: raw.alloc_bytes,
-                alloc_blocks: raw.alloc_count.div_ceil(crate::alloc::sampler::COUNT_ONE),
-            },
-            st.trend,
-        ));
     }
-    out
+    let mut named = suspects::group(items);
+    let grew = |n: &Named| n.growth.map_or(0.0, |g| g.bytes);
+    named.sort_by(|a, b| grew(b).total_cmp(&grew(a)));
+    named
 }
 
 /// The spawn sites an alert names: growing ones (`task_leak`), else the busiest

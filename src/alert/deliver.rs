@@ -54,12 +54,18 @@ fn for_program(alert: &Alert) -> Alert {
     for s in &alert.suspects {
         let frames = d.frames(&s.frames);
         let function = s.function.as_ref().map(|f| d.frame(f));
+        let detail = s.detail.as_ref().map(|f| d.frame(f));
         suspects.push(super::Suspect {
             frames,
             function,
+            in_program: s.in_program,
+            detail,
+            stacks: s.stacks,
             live_bytes: s.live_bytes,
+            growth_bytes: s.growth_bytes,
             growth_bytes_per_sec: s.growth_bytes_per_sec,
             confidence: s.confidence,
+            older_than_window: s.older_than_window,
         });
     }
     crate::alloc::thread::as_program(|| Alert {

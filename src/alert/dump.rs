@@ -17,8 +17,9 @@ use super::finding::{Evidence, Finding};
 use super::{message, Alert, AlertKind};
 use crate::context::Context;
 use crate::detect::verdict::Trend;
-use crate::profile::{profile_by_stack, HeapProfile, Site};
+use crate::profile::{profile_by_stack, HeapProfile};
 use crate::readings::{unix_ms, unix_nanos};
+use crate::suspects::Named;
 use crate::write::alert_files::{write_alert_files, GrowthLines};
 use crate::write::report::{self, GrowthReport, Heap, Report, Sampling};
 use crate::write::{self, Format};
@@ -26,15 +27,20 @@ use crate::write::{self, Format};
 /// Writes the files of `alert` (raised for `f`, with `suspects` symbolized from `ev`)
 /// and returns their paths, the report last; write errors are reported once on stderr
 /// and leave out the files they concern.
+///
+/// Every file describes the finding's tick: the exact counters in the flamegraphs'
+/// subtitles and the report are the finding's (the profile's sampled sites are read
+/// now), the growth flamegraph's subtitle gives the alert's growth figure.
 pub(crate) fn write(
     ctx: &Arc<Context>,
     f: &Finding,
     ev: &Evidence,
     alert: &Alert,
-    suspects: &[(Site, Trend)],
+    suspects: &[Named],
 ) -> Vec<PathBuf> {
     let out = ctx.output();
-    let (p, by_stack) = profile_by_stack();
+    let (mut p, by_stack) = profile_by_stack();
+    p.stats = f.heap;
     let seq = write::next_seq();
     // A CPU profile for kinds configured to capture one (`cpu_limit` and
     // `span_latency` always): it runs in the background and its files appear when it
@@ -71,7 +77,7 @@ pub(crate) fn write(
         seq,
         f.kind.as_str(),
         &p,
-        Some(|| growth_lines(ev, &p, &by_stack)),
+        Some(|| growth_lines(ev, &p, &by_stack, alert, suspects)),
         |files| Report {
             kind: f.kind.as_str(),
             severity: Some(alert.severity.as_str()),
@@ -89,6 +95,7 @@ pub(crate) fn write(
             },
             growth: alert.growth.map(|g| GrowthReport {
                 window_secs: g.window_secs,
+                bytes: g.bytes,
                 bytes_per_sec: g.bytes_per_sec,
                 confidence: g.confidence,
             }),
@@ -97,7 +104,8 @@ pub(crate) fn write(
             } else {
                 suspects
                     .iter()
-                    .map(|(s, t)| report::Suspect::new(s, Some((t.per_sec, t.confidence))))
+                    .take(report::SUSPECTS)
+                    .map(report::Suspect::new)
                     .collect()
             },
             spans: report::span_rows(crate::layer::span_stats()),
@@ -126,8 +134,15 @@ pub(crate) fn write(
 }
 
 /// Folded stacks of every site over the window, at its start and now (sites located in
-/// `p` through `by_stack`, so nothing is symbolized twice).
-fn growth_lines(ev: &Evidence, p: &HeapProfile, by_stack: &AHashMap<u32, usize>) -> GrowthLines {
+/// `p` through `by_stack`, so nothing is symbolized twice), with the alert's growth
+/// figure and the suspects' functions to colour by the growth below them.
+fn growth_lines(
+    ev: &Evidence,
+    p: &HeapProfile,
+    by_stack: &AHashMap<u32, usize>,
+    alert: &Alert,
+    suspects: &[Named],
+) -> GrowthLines {
     let mut merged: AHashMap<usize, (u64, u64)> = AHashMap::new();
     for &(id, before, after) in &ev.baseline {
         if let Some(&i) = by_stack.get(&id) {
@@ -137,7 +152,14 @@ fn growth_lines(ev: &Evidence, p: &HeapProfile, by_stack: &AHashMap<u32, usize>)
         }
     }
     let rows: Vec<_> = merged.into_iter().map(|(i, (b, a))| (i, b, a)).collect();
-    GrowthLines::new(p.sites(), &rows, ev.baseline_secs)
+    let mut g = GrowthLines::new(p.sites(), &rows, ev.baseline_secs);
+    g.heap_growth = alert.growth.map(|h| h.bytes);
+    g.live_now = Some(alert.heap.live_bytes);
+    g.highlight = suspects
+        .iter()
+        .filter_map(|n| n.function.as_ref().map(|f| f.function.to_string()))
+        .collect();
+    g
 }
 
 /// The report's suspects of a task alert: its spawn sites, each named by the function
@@ -153,8 +175,13 @@ fn task_report_suspects(f: &Finding) -> Vec<report::Suspect> {
                     .unwrap_or_else(|| site.site.clone()),
             ),
             frames: who.map_or_else(|| vec![site.name.clone()], |w| w.frames.clone()),
+            origin: None,
+            detail: None,
+            stacks: Vec::new(),
             live_bytes: 0,
             live_blocks: 0,
+            ages: Vec::new(),
+            growth_bytes: None,
             growth_bytes_per_sec: None,
             confidence: trend.map(|t| t.confidence),
             live_tasks: Some(live),

@@ -17,7 +17,35 @@ pub(crate) const LATENCY_MIN_SPANS: u64 = 5;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SiteTrend {
     pub(crate) id: u32,
+    /// The verdict on its floor (`detect::site`): `growth` is the floor's rise.
     pub(crate) trend: Trend,
+    /// Its change over the window in standard deviations of its sampling noise.
+    pub(crate) noise_z: f64,
+    /// Its growth is blocks that die young (`detect::site`).
+    pub(crate) dies_young: bool,
+    /// Its live bytes by age when the verdict read the samples' ages.
+    pub(crate) ages: Option<AgeBands>,
+}
+
+/// Estimated live bytes of a site by age: in all, and older than each of
+/// [`AgeBands::older_than_secs`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct AgeBands {
+    pub(crate) bytes: u64,
+    /// (age in seconds, estimated live bytes older than that): a quarter of the leak
+    /// window, the window, four windows.
+    pub(crate) older_than: [(f64, u64); 3],
+}
+
+impl AgeBands {
+    /// The share of the live bytes older than one window, 0..1 (0 with none live).
+    pub(crate) fn share_older_than_window(&self) -> f64 {
+        if self.bytes == 0 {
+            0.0
+        } else {
+            self.older_than[1].1 as f64 / self.bytes as f64
+        }
+    }
 }
 
 /// A verdict of the monitor at a tick, before the cooldown decides whether it is raised
@@ -32,9 +60,11 @@ pub(crate) struct Finding {
     /// Growing sites, most likely first.
     pub(crate) suspects: Vec<SiteTrend>,
     /// The limit crossed (`heap_limit` in bytes, `cpu_limit` in percent of one core,
-    /// `task_limit` in tasks, `span_latency` in ns), or the minimum growth used
-    /// (`memory_leak`).
+    /// `task_limit` in tasks, `span_latency` in ns), or the minimum growth used for the
+    /// whole heap (`memory_leak`).
     pub(crate) threshold: u64,
+    /// The minimum growth for one site alone (`memory_leak`, `heap_limit`; 0 otherwise).
+    pub(crate) site_threshold: u64,
     /// `cpu_limit`: the process's CPU use over the window, percent of one core.
     pub(crate) cpu_percent: Option<f64>,
     /// The tracing layer's part: growing spawn sites (`task_leak`), the busiest sites
@@ -54,9 +84,9 @@ pub(crate) struct LayerPart {
 /// The monitor's readings behind a raised finding, copied out of its history.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Evidence {
-    /// Each suspect's verdict with its stack's counts at the tick and estimated live
+    /// Each suspect's verdict with its stacks' counts at the tick and estimated live
     /// blocks, in the finding's order.
-    pub(crate) suspects: Vec<(SiteTrend, StackCounts, u64)>,
+    pub(crate) suspects: Vec<(SiteTrend, Vec<(StackCounts, u64)>)>,
     /// The whole-process readings kept (recent at full resolution, older downsampled).
     pub(crate) history: Vec<HistoryPoint>,
     /// (stack id, live bytes at the window's start, live bytes now) of every site seen

@@ -1,24 +1,49 @@
-//! The words of an alert: its one-line message and the report's suggestions.
+//! The words of an alert: its one-line message and the report's suggestions. Every
+//! figure is the finding's (one tick's readings), as the report and `/metrics` give them.
 
 use super::finding::Finding;
 use super::AlertKind;
-use crate::detect::verdict::Trend;
-use crate::profile::Site;
+use crate::source_path::Origin;
+use crate::suspects::Named;
 use crate::write::human_bytes;
-
-/// The function a site points at, with its `file:line` where known.
-fn function_of(site: &Site) -> String {
-    site.function()
-        .map(|f| match f.location() {
-            Some(l) => format!("{} ({l})", f.function),
-            None => f.function.to_string(),
-        })
-        .unwrap_or_else(|| "[unknown]".to_string())
-}
 
 /// A growth rate, `1.5 MiB/s`.
 fn rate(per_sec: f64) -> String {
     format!("{}/s", human_bytes(per_sec.max(0.0) as u64))
+}
+
+/// A window's length: whole seconds, one decimal below 10 s.
+fn secs(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+/// `F (location)`, saying so when it is not the program's own code.
+fn function_of(n: &Named) -> String {
+    let mut s = n.describe();
+    if n.origin != Origin::Program {
+        s += ", in a dependency: no frame of the program's own";
+    }
+    s
+}
+
+/// `; top suspect F (loc), +1.2 MiB over the window (+200.0 KiB/s)`.
+fn top_suspect(suspects: &[Named]) -> String {
+    let Some(n) = suspects.first() else {
+        return String::new();
+    };
+    match n.growth {
+        Some(g) if g.bytes > 0.0 => format!(
+            "; top suspect {}, +{} over the window (+{})",
+            function_of(n),
+            human_bytes(g.bytes as u64),
+            rate(g.per_sec)
+        ),
+        _ => format!("; top suspect {}", function_of(n)),
+    }
 }
 
 /// The line of a task or span alert.
@@ -67,17 +92,14 @@ fn task_message(f: &Finding) -> String {
 }
 
 /// The alert's one-line message.
-pub(crate) fn message(f: &Finding, suspects: &[(Site, Trend)]) -> String {
+pub(crate) fn message(f: &Finding, suspects: &[Named]) -> String {
     if matches!(
         f.kind,
         AlertKind::TaskLeak | AlertKind::TaskLimit | AlertKind::SpanLatency
     ) {
         return task_message(f);
     }
-    let top = suspects
-        .first()
-        .map(|(s, t)| format!("; top suspect {} at +{}", function_of(s), rate(t.per_sec)))
-        .unwrap_or_default();
+    let top = top_suspect(suspects);
     match f.kind {
         AlertKind::HeapLimit => format!(
             "live heap {} exceeds the limit {}{top}",
@@ -91,24 +113,37 @@ pub(crate) fn message(f: &Finding, suspects: &[(Site, Trend)]) -> String {
         ),
         _ => match f.heap_trend.filter(|t| t.growing) {
             Some(t) => format!(
-                "live heap grew steadily by {} over {:.0} s (+{}, confidence {:.1}%), now {}{top}",
+                "live heap grew steadily by {} over {} (+{}, confidence {:.1}%), now {}{top}",
                 human_bytes(t.growth.max(0.0) as u64),
-                t.span_secs,
+                secs(t.span_secs),
                 rate(t.per_sec),
                 100.0 * t.confidence,
                 human_bytes(f.heap.live_bytes),
             ),
-            None => format!(
-                "an allocation site grew steadily by more than {} over the window, live heap {}{top}",
-                human_bytes(f.threshold),
-                human_bytes(f.heap.live_bytes),
-            ),
+            None => match suspects.first() {
+                Some(n) => {
+                    let g = n.growth.unwrap_or_default();
+                    format!(
+                        "allocations at {} grew steadily by {} over {} (+{}), beyond their sampling noise; live heap now {}",
+                        function_of(n),
+                        human_bytes(g.bytes.max(0.0) as u64),
+                        secs(g.window_secs),
+                        rate(g.per_sec),
+                        human_bytes(f.heap.live_bytes),
+                    )
+                }
+                None => format!(
+                    "an allocation site grew steadily by more than {} over the window; live heap now {}",
+                    human_bytes(f.site_threshold),
+                    human_bytes(f.heap.live_bytes),
+                ),
+            },
         },
     }
 }
 
 /// What the report suggests doing about the alert.
-pub(crate) fn suggestions(f: &Finding, suspects: &[(Site, Trend)]) -> Vec<String> {
+pub(crate) fn suggestions(f: &Finding, suspects: &[Named]) -> Vec<String> {
     let mut out = Vec::new();
     match f.kind {
         AlertKind::TaskLeak | AlertKind::TaskLimit => {
@@ -137,17 +172,53 @@ pub(crate) fn suggestions(f: &Finding, suspects: &[(Site, Trend)]) -> Vec<String
         out.push("Open the -cpu.svg flamegraph (written when the CPU profile finishes, LEAKSCOPE_CPU_SECONDS after the alert) for where the time goes; raise LEAKSCOPE_CPU_LIMIT if this load is expected.".to_string());
         return out;
     }
-    if let Some((s, _)) = suspects.first() {
-        out.push(format!(
-            "Look at {}: its live bytes grow steadily; check what keeps them (a cache or map without eviction, a Vec that is never cleared, Rc cycles, forgotten values).",
-            function_of(s)
-        ));
-    } else {
-        out.push("No single allocation site stands out: the growth is spread thin or too slow for the sampling rate; lower LEAKSCOPE_SAMPLE_BYTES to see it per site.".to_string());
+    match suspects.first() {
+        Some(n) => out.push(look_at(n)),
+        None => out.push("No single allocation site stands out: the growth is spread thin or too slow for the sampling rate; lower LEAKSCOPE_SAMPLE_BYTES to see it per site.".to_string()),
     }
     out.push("Open the -growth.svg flamegraph: red frames grew over the window, width is what they hold now.".to_string());
     if f.kind == AlertKind::HeapLimit {
         out.push("Open the .svg flamegraph for the largest holders of the live heap; raise LEAKSCOPE_HEAP_LIMIT if this size is expected.".to_string());
     }
     out
+}
+
+/// "Look at F (loc): ..." for suspect `n`: how it grew, through what, how old its bytes
+/// are, and what to check.
+pub(crate) fn look_at(n: &Named) -> String {
+    let mut s = format!("Look at {}", function_of(n));
+    if let Some(d) = n.describe_detail() {
+        s += &format!(", which allocates through {d}");
+    }
+    match n.growth {
+        Some(g) if g.bytes > 0.0 => {
+            s += &format!(
+                ": its live bytes grew by {} over the last {} ({} live now",
+                human_bytes(g.bytes as u64),
+                secs(g.window_secs),
+                human_bytes(n.live_bytes)
+            );
+        }
+        _ => s += &format!(": it holds {} live now", human_bytes(n.live_bytes)),
+    }
+    if let Some(a) = n.ages.filter(|a| a.bytes > 0) {
+        let (w, old) = a.older_than[1];
+        s += &format!(
+            "{}{:.0}% of them older than {}",
+            if n.growth.is_some_and(|g| g.bytes > 0.0) {
+                "; "
+            } else {
+                " ("
+            },
+            100.0 * old as f64 / a.bytes as f64,
+            secs(w)
+        );
+        s += ")";
+    } else if n.growth.is_some_and(|g| g.bytes > 0.0) {
+        s += ")";
+    }
+    if n.sites.len() > 1 {
+        s += &format!(", reached by {} stacks", n.sites.len());
+    }
+    s + "; check what keeps them (a cache or map without eviction, a Vec that is never cleared, Rc cycles, forgotten values)."
 }

@@ -29,8 +29,10 @@ pub use deliver::on_alert;
 #[cfg_attr(not(feature = "http"), allow(unused_imports))]
 pub(crate) use deliver::raised_counts;
 pub(crate) use finding::{
-    Evidence, Finding, LatencyExceeded, LayerPart, SiteTrend, TaskTrend, LATENCY_MIN_SPANS,
+    AgeBands, Evidence, Finding, LatencyExceeded, LayerPart, SiteTrend, TaskTrend,
+    LATENCY_MIN_SPANS,
 };
+pub(crate) use message::look_at;
 pub(crate) use raise::{raise, Dump, Raiser};
 
 /// What kind of alert it is.
@@ -136,26 +138,43 @@ impl Severity {
 pub struct Growth {
     /// Seconds of history the verdict looked at.
     pub window_secs: f64,
+    /// The growth observed over the window: the fitted rise, never more than the rise
+    /// from the window's lowest reading to its last.
+    pub bytes: f64,
     /// Robust growth rate (Theil–Sen slope) of the exact live heap.
     pub bytes_per_sec: f64,
     /// Confidence that the heap trends upwards (Mann–Kendall), 0..1.
     pub confidence: f64,
 }
 
-/// An allocation site whose live bytes grew over the window.
+/// A function whose allocation sites' live bytes grew over the window (its stacks
+/// merged).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Suspect {
-    /// The stack, innermost (the allocating function) first.
+    /// Its largest stack, innermost (the allocating function) first.
     pub frames: Vec<Frame>,
-    /// The first frame that is not standard-library code: where to look.
+    /// Where to look: the first frame of the program's own code (not the standard
+    /// library's, not a dependency's; a dependency's when no frame is the program's).
     pub function: Option<Frame>,
+    /// True when `function` is the program's own code.
+    pub in_program: bool,
+    /// The frame it allocated through below `function`, when that is not `function`
+    /// itself: the dependency (or standard-library) call that holds the memory.
+    pub detail: Option<Frame>,
+    /// Its stacks.
+    pub stacks: usize,
     /// Estimated live bytes now.
     pub live_bytes: u64,
-    /// Robust growth rate of the site's estimated live bytes.
+    /// Its growth over the window: the rise of the level its estimated live bytes never
+    /// dropped below (a step counts in full).
+    pub growth_bytes: f64,
+    /// Robust growth rate of its estimated live bytes.
     pub growth_bytes_per_sec: f64,
-    /// Confidence that the site's live bytes trend upwards, 0..1.
+    /// Confidence that its live bytes trend upwards, 0..1.
     pub confidence: f64,
+    /// The share of its live bytes older than the window, 0..1, when read.
+    pub older_than_window: Option<f64>,
 }
 
 /// An alert raised by the monitor thread.

@@ -70,7 +70,7 @@ impl Raiser {
 /// Raises the alert of `f`, admitted with `dump`, from the monitor's evidence `ev`:
 /// builds it, writes its files if `dump` says so, delivers it. Returns the files written.
 pub(crate) fn raise(ctx: &Arc<Context>, f: &Finding, ev: &Evidence, dump: Dump) -> Vec<PathBuf> {
-    let suspects = build::suspect_sites(ev);
+    let suspects = build::suspects(ev);
     let mut alert = build::alert(f, &suspects);
     if let Dump::Files { cap_reached } = dump {
         alert.files = dump::write(ctx, f, ev, &alert, &suspects);

@@ -498,6 +498,7 @@ fn record_sample(t: &ThreadState, p: *mut u8, size: u64) {
                 stack: id,
                 weight,
                 born_ns: now,
+                size,
             };
             if samples::insert(p as usize, sample) {
                 let (bytes, count) = (sampler::est_bytes(size, weight), sampler::est_count(weight));

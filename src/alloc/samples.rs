@@ -1,7 +1,7 @@
-//! The live-sample table: address -> (stack, weight, birth time) for every sampled block
-//! still live, so that freeing a sampled block credits its stack and the cold side can
-//! tell old blocks from young ones. An [`AddrMap`]: a free of an unsampled block costs
-//! one load from its filter.
+//! The live-sample table: address -> (stack, weight, birth time, size) for every sampled
+//! block still live, so that freeing a sampled block credits its stack and the cold side
+//! can tell old blocks from young ones ([`for_each`]). An [`AddrMap`]: a free of an
+//! unsampled block costs one load from its filter.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -14,19 +14,22 @@ use super::fixed::Zeroable;
 /// table skip it; it has no stack and no weight.
 pub(crate) const OWN_BLOCK: u32 = u32::MAX;
 
-/// A live sample: its stack id, weight, and when it was allocated.
+/// A live sample: its stack id, weight, when it was allocated and its size.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Sample {
     pub(crate) stack: u32,
     pub(crate) weight: f32,
     /// [`clock::now_ns`](super::clock::now_ns) when the block was allocated.
     pub(crate) born_ns: u64,
+    /// The block's size in bytes (its estimated bytes are `size × weight`).
+    pub(crate) size: u64,
 }
 
 pub(crate) struct SampleSlot {
     stack: AtomicU32,
     weight: AtomicU32,
     born_ns: AtomicU64,
+    size: AtomicU64,
 }
 
 // SAFETY: atomics only; all-zero is a valid (unused) payload.
@@ -39,6 +42,7 @@ impl Payload for SampleSlot {
         self.stack.store(v.stack, Ordering::Relaxed);
         self.weight.store(v.weight.to_bits(), Ordering::Relaxed);
         self.born_ns.store(v.born_ns, Ordering::Relaxed);
+        self.size.store(v.size, Ordering::Relaxed);
     }
 
     fn load(&self) -> Sample {
@@ -46,6 +50,7 @@ impl Payload for SampleSlot {
             stack: self.stack.load(Ordering::Relaxed),
             weight: f32::from_bits(self.weight.load(Ordering::Relaxed)),
             born_ns: self.born_ns.load(Ordering::Relaxed),
+            size: self.size.load(Ordering::Relaxed),
         }
     }
 }
@@ -66,6 +71,7 @@ pub(crate) fn insert_own(addr: usize) -> bool {
             stack: OWN_BLOCK,
             weight: 0.0,
             born_ns: 0,
+            size: 0,
         },
     )
 }
@@ -88,10 +94,12 @@ pub(crate) fn take(addr: usize) -> Option<Sample> {
     SAMPLES.take(addr)
 }
 
-/// Calls `f` with every live sample (cold: walks the whole table, allocates nothing).
-/// Samples taken or freed meanwhile may or may not be seen.
+/// Calls `f` with every live sample (cold: walks the whole table, no allocation). A
+/// sample inserted or removed meanwhile may or may not be seen, and one whose entry is
+/// being written may show its fields half written (a weight of 0 then: skip it; so are
+/// leakscope's own blocks, [`OWN_BLOCK`]).
 pub(crate) fn for_each(mut f: impl FnMut(Sample)) {
-    SAMPLES.for_each(|slot| f(slot.load()));
+    SAMPLES.for_each(|p| f(p.load()));
 }
 
 /// Forgets every live sample (a new session starts).

@@ -27,8 +27,12 @@ pub struct Config {
     pub enabled: bool,
     /// Where files are written.
     pub dir: PathBuf,
-    /// Mean bytes between allocation samples; 1 = every allocation.
+    /// Mean bytes between allocation samples; 1 = every allocation. Used when set
+    /// ([`Config::sample_bytes`], `LEAKSCOPE_SAMPLE_BYTES`); by default a session picks the
+    /// rate from the leak window ([`Config::sample_rate`]).
     pub sample_bytes: u64,
+    /// `sample_bytes` was not set: the rate follows the leak window.
+    pub(crate) sample_auto: bool,
     /// Seed of the sampler; `None` = a random seed per process.
     pub seed: Option<u64>,
     /// CPU profiles: samples per second of CPU time.
@@ -47,8 +51,8 @@ pub struct Config {
     /// Window over which growth must persist to be a leak (at least 8 intervals are
     /// used whatever this says).
     pub leak_window: Duration,
-    /// Minimum growth over the window for a leak; `None` = 1 MiB or 2% of the live heap
-    /// at the window's start, whichever is more.
+    /// Minimum growth over the window for a leak; `None` = 16 KiB/s times the window (for
+    /// the whole heap, 2% of the live heap a minute if that is more).
     pub leak_min_bytes: Option<u64>,
     /// Exact live heap above which a `heap_limit` alert fires; `None` = no limit.
     pub heap_limit: Option<u64>,
@@ -89,6 +93,7 @@ impl Default for Config {
             enabled: false,
             dir: PathBuf::from(DEFAULT_DIR),
             sample_bytes: DEFAULT_SAMPLE_BYTES,
+            sample_auto: true,
             seed: None,
             cpu_hz: DEFAULT_CPU_HZ,
             cpu_seconds: DEFAULT_CPU_SECONDS,
@@ -141,7 +146,21 @@ impl Config {
     #[must_use]
     pub fn sample_bytes(mut self, bytes: u64) -> Config {
         self.sample_bytes = bytes.max(1);
+        self.sample_auto = false;
         self
+    }
+
+    /// The mean bytes between samples a session with this configuration uses:
+    /// [`sample_bytes`](Config::sample_bytes) when set; otherwise (`LEAKSCOPE_SAMPLE_BYTES`
+    /// unset or `auto`) 1 KiB per second of the leak window, from 4 KiB to 512 KiB, so
+    /// that a leak of 16 KiB/s gains about 16 samples a window (512 KiB without the
+    /// monitor). See the leak detector's docs, "Sampling".
+    pub fn sample_rate(&self) -> u64 {
+        if self.sample_auto {
+            crate::detect::minimum::auto_sample_bytes(self.leak_window, self.monitor)
+        } else {
+            self.sample_bytes
+        }
     }
 
     /// Fixes the sampler's seed, so a deterministic program samples the same allocations
@@ -213,7 +232,8 @@ impl Config {
         self
     }
 
-    /// Sets the minimum growth over the window for a leak (`None`: sized to the heap).
+    /// Sets the minimum growth over the window for a leak (`None`: sized to the window
+    /// and the heap).
     #[must_use]
     pub fn leak_min_bytes(mut self, bytes: Option<u64>) -> Config {
         self.leak_min_bytes = bytes;

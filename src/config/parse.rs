@@ -13,7 +13,7 @@ use crate::write::formats::parse_formats;
 
 const BOOL_FORM: &str = "one of 1, true, on, yes (on) or 0, false, off, no (off)";
 const BYTES_FORM: &str =
-    "a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 1, 4096, 512KiB, 4MiB)";
+    "auto, or a byte count >= 1: an integer with an optional unit B, KiB, MiB or GiB (e.g. 1, 4096, 512KiB, 4MiB)";
 const DIR_FORM: &str = "a non-empty directory path";
 const BUDGET_FORM: &str =
     "a byte count >= 1MiB: an integer with an optional unit B, KiB, MiB or GiB (e.g. 16MiB, 64MiB)";
@@ -61,10 +61,13 @@ pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<OsString>) -> Result<Conf
         c.dir = PathBuf::from(v);
     }
     if let Some(v) = text(&get, ENV_SAMPLE_BYTES, BYTES_FORM)? {
-        c.sample_bytes = match parse_bytes(&v) {
-            Some(n) if n >= 1 => n,
-            _ => return Err(ConfigError::new(ENV_SAMPLE_BYTES, &v, BYTES_FORM)),
-        };
+        if !v.trim().eq_ignore_ascii_case("auto") {
+            c.sample_bytes = match parse_bytes(&v) {
+                Some(n) if n >= 1 => n,
+                _ => return Err(ConfigError::new(ENV_SAMPLE_BYTES, &v, BYTES_FORM)),
+            };
+            c.sample_auto = false;
+        }
     }
     if let Some(v) = text(&get, ENV_CPU_HZ, HZ_FORM)? {
         c.cpu_hz = match v.trim().parse::<u32>() {

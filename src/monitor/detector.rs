@@ -1,16 +1,21 @@
 //! One tick of the monitor: read the heap (exact counters, RSS, threads, per-site sampled
 //! live bytes keyed by raw stack id, nothing symbolized), remember it, and judge it with
-//! the pure verdicts of `detect`.
+//! the pure verdicts of `detect`: the whole heap's series, and the sites' (`sites.rs`),
+//! whose samples' ages are read when a verdict needs them.
 
 use std::collections::VecDeque;
 
 use super::history::{History, Point, SiteSeries};
 use super::layer_watch::LayerWatch;
+use super::sites::{Groups, Judged, SiteJudge};
 use crate::alert::{AlertKind, Evidence, Finding, LayerPart, SiteTrend};
-use crate::alloc::sampler::COUNT_ONE;
+use crate::alloc::clock;
+use crate::alloc::sampler::{self, COUNT_ONE};
 use crate::config::Config;
 use crate::cpu::usage::CpuTime;
-use crate::detect::verdict;
+use crate::detect::site::{dies_young, SiteVerdict};
+use crate::detect::verdict::{self, Why};
+use crate::detect::{minimum, rank};
 use crate::proc_status;
 use crate::snapshot::stacks;
 use crate::stats::stats;
@@ -24,13 +29,8 @@ const HEAP_POINTS: usize = 1024;
 const OLD_POINTS: usize = 512;
 /// Readings per site over the window (every `site_stride`-th tick).
 const SITE_POINTS: usize = 64;
-/// Sites given a verdict per tick: those that grew most over the window.
-const SITE_CANDIDATES: usize = 32;
-/// Suspects named per alert.
-pub(crate) const SUSPECTS: usize = 10;
-/// Mann–Kendall score for a site to be listed as a suspect of a heap-level leak.
-const SUSPECT_Z: f64 = 2.0;
-
+/// Levels per site kept for each window before the judged one (the new-high test).
+const SEGMENTS_PER_WINDOW: usize = 8;
 pub(crate) struct Detector {
     window: f64,
     interval: f64,
@@ -41,12 +41,23 @@ pub(crate) struct Detector {
     cpu: VecDeque<(f64, CpuTime)>,
     history: History,
     heap_stride: u64,
+    /// Each stack's sampled live bytes over the window (the growth flamegraph's
+    /// baseline).
+    stacks: SiteSeries,
+    /// Each site's (stacks grouped by `groups`), with the levels held before the window.
     sites: SiteSeries,
+    groups: Groups,
+    /// A buffer of live bytes per site, reused every column.
+    site_live: Vec<u64>,
     site_stride: u64,
     ticks: u64,
     /// The last tick's counts of every stack (no frames: a suspect's are read when an
     /// alert writes its files).
     counts: stacks::Counts,
+    /// The sites' verdicts, with the ages of the live samples when read.
+    judge: SiteJudge,
+    /// The suspects of the last tick, for the exit report.
+    last: Vec<SiteTrend>,
     /// Tasks and span latencies (the tracing layer's figures).
     layer: LayerWatch,
 }
@@ -60,6 +71,7 @@ impl Detector {
         let covered = ticks * (verdict::LOOKBACK_WINDOWS as u64 + 1);
         let heap_stride = covered.div_ceil(HEAP_POINTS as u64 - 2).max(1);
         let site_stride = ticks.div_ceil(SITE_POINTS as u64 - 1).max(1);
+        let columns = (ticks.div_ceil(site_stride) + 1) as usize;
         Detector {
             window,
             interval,
@@ -69,10 +81,19 @@ impl Detector {
             cpu: VecDeque::new(),
             history: History::new(HEAP_POINTS, OLD_POINTS),
             heap_stride,
-            sites: SiteSeries::new((ticks.div_ceil(site_stride) + 1) as usize),
+            stacks: SiteSeries::new(columns),
+            sites: SiteSeries::with_lookback(
+                columns,
+                columns.div_ceil(SEGMENTS_PER_WINDOW),
+                SEGMENTS_PER_WINDOW * verdict::LOOKBACK_WINDOWS,
+            ),
+            groups: Groups::default(),
+            site_live: Vec::new(),
             site_stride,
             ticks: 0,
             counts: stacks::Counts::default(),
+            judge: SiteJudge::default(),
+            last: Vec::new(),
             layer: LayerWatch::new(config, window, interval),
         }
     }
@@ -81,6 +102,7 @@ impl Detector {
     pub(crate) fn tick(&mut self, t: f64) -> Vec<Finding> {
         let heap = stats();
         let proc = proc_status::read();
+        let now_ns = clock::now_ns();
         self.counts.refresh();
         if self.ticks % self.heap_stride == 0 {
             self.history.push(Point {
@@ -92,7 +114,21 @@ impl Detector {
         }
         if self.ticks % self.site_stride == 0 {
             let live = self.counts.rows().iter().map(|s| (s.id, s.live_bytes()));
-            self.sites.record(t, live);
+            self.stacks.record_at(t, now_ns, live);
+            self.site_live.clear();
+            for s in self.counts.rows() {
+                let g = self.groups.of(s.id) as usize;
+                if g >= self.site_live.len() {
+                    self.site_live.resize(self.groups.len(), 0);
+                }
+                self.site_live[g] += s.live_bytes();
+            }
+            let live = self
+                .site_live
+                .iter()
+                .enumerate()
+                .map(|(g, &v)| (g as u32, v));
+            self.sites.record_at(t, now_ns, live);
         }
         self.ticks += 1;
 
@@ -115,27 +151,54 @@ impl Detector {
         } else {
             (Vec::new(), Vec::new())
         };
-        let min = self.min_bytes.unwrap_or_else(|| {
-            verdict::default_min_growth(heap_points.first().map_or(0, |p| p.1 as u64))
-        });
-        let heap_trend =
-            full.then(|| verdict::assess_after(&heap_before, &heap_points, min as f64));
-        let site_trends = if full {
-            self.site_trends(min as f64 / 4.0)
+        // The least growth: `LEAKSCOPE_LEAK_MIN_BYTES`, or the rate floor (with 2% a
+        // minute of the live heap for the whole heap).
+        let min = self.min_bytes.map_or_else(
+            || {
+                let at_start = heap_points.first().map_or(0.0, |p| p.1);
+                minimum::heap_min_growth(self.window, at_start)
+            },
+            |m| m as f64,
+        );
+        let site_min = self
+            .min_bytes
+            .map_or_else(|| minimum::site_min_growth(self.window), |m| m as f64);
+        let mut heap_trend = full.then(|| verdict::assess_after(&heap_before, &heap_points, min));
+        let judged = if full {
+            self.judge.judge(
+                &self.sites,
+                &self.groups,
+                self.window,
+                sampler::rate() as f64,
+                site_min / 4.0,
+                heap_trend.is_some_and(|h| h.growing),
+                now_ns,
+            )
         } else {
-            Vec::new()
+            Judged::default()
         };
-        let site_leak = site_trends
+        // The whole heap's growth must be blocks that live, as far as the samples tell.
+        if let (Some(h), Some((kept, per_byte))) = (heap_trend.as_mut(), judged.heap_kept) {
+            if h.growing && dies_young(h.growth, kept, per_byte) {
+                h.growing = false;
+                h.why = Why::DiesYoung;
+            }
+        }
+        let site_leak = judged
+            .sites
             .iter()
-            .any(|s| s.trend.growing && s.trend.growth >= min as f64);
+            .any(|s| s.trend.growing && s.trend.growth >= site_min);
+        let suspects = rank_sites(&judged.sites);
+        self.last.clone_from(&suspects);
         if heap_trend.is_some_and(|h| h.growing) || site_leak {
             out.push(Finding {
                 kind: AlertKind::MemoryLeak,
                 heap,
                 rss_bytes: proc.rss_bytes,
                 heap_trend,
-                suspects: rank(&site_trends),
-                threshold: min,
+                suspects: suspects.clone(),
+                threshold: min as u64,
+                site_threshold: site_min as u64,
                 cpu_percent: None,
                 layer: LayerPart::default(),
             });
@@ -147,8 +210,9 @@ impl Detector {
                     heap,
                     rss_bytes: proc.rss_bytes,
                     heap_trend,
-                    suspects: rank(&site_trends),
+                    suspects,
                     threshold: limit,
+                    site_threshold: site_min as u64,
                     cpu_percent: None,
                     layer: LayerPart::default(),
                 });
@@ -162,6 +226,7 @@ impl Detector {
                 heap_trend,
                 suspects: Vec::new(),
                 threshold: u64::from(self.cpu_limit.unwrap_or(0)),
+                site_threshold: 0,
                 cpu_percent: Some(percent),
                 layer: LayerPart::default(),
             });
@@ -174,6 +239,7 @@ impl Detector {
             heap_trend,
             suspects: Vec::new(),
             threshold,
+            site_threshold: 0,
             cpu_percent: None,
             layer,
         };
@@ -233,54 +299,50 @@ impl Detector {
         now.exceeds(old, limit).then_some(percent)
     }
 
-    /// Verdicts for the sites that grew most over the window.
-    fn site_trends(&self, min_growth: f64) -> Vec<SiteTrend> {
-        let times = self.sites.times();
-        let mut grown: Vec<(u64, u32, &VecDeque<u64>)> = self
-            .sites
-            .rows()
-            .filter_map(|(id, row)| {
-                let (first, last) = (*row.front()?, *row.back()?);
-                (last > first).then_some((last - first, id, row))
-            })
-            .collect();
-        let by_growth = |a: &(u64, u32, &VecDeque<u64>), b: &(u64, u32, &VecDeque<u64>)| {
-            b.0.cmp(&a.0).then(a.1.cmp(&b.1))
-        };
-        if grown.len() > SITE_CANDIDATES {
-            grown.select_nth_unstable_by(SITE_CANDIDATES - 1, by_growth);
-            grown.truncate(SITE_CANDIDATES);
+    /// What the last tick judged, for the exit report: the window, and each suspect's
+    /// verdict with the stacks of its site.
+    pub(crate) fn last_verdicts(&self) -> super::LastVerdicts {
+        super::LastVerdicts {
+            window_secs: self.window,
+            suspects: self
+                .last
+                .iter()
+                .map(|st| {
+                    let mut st = *st;
+                    let members = self.groups.members(st.id).to_vec();
+                    st.ages = st
+                        .ages
+                        .or_else(|| self.judge.bands_of(&members, self.window));
+                    (members, st)
+                })
+                .collect(),
         }
-        grown.sort_unstable_by(by_growth);
-        grown
-            .into_iter()
-            .map(|(_, id, row)| {
-                let pts: Vec<(f64, f64)> = times
-                    .iter()
-                    .zip(row.iter())
-                    .map(|(&t, &v)| (t, v as f64))
-                    .collect();
-                SiteTrend {
-                    id,
-                    trend: verdict::assess(&pts, min_growth),
-                }
-            })
-            .collect()
     }
 
-    /// The readings an alert for `f` is built from: its suspects' counts and, when it
-    /// writes files (`with_files`), the history and every site's live bytes at the
-    /// window's start and now.
+    /// The readings an alert for `f` is built from: its suspects' stacks with their
+    /// counts and, when it writes files (`with_files`), the history and every stack's
+    /// live bytes at the window's start and now.
     pub(crate) fn evidence(&self, f: &Finding, with_files: bool) -> Evidence {
-        let sites = self.sites.times();
+        let sites = self.stacks.times();
         Evidence {
             suspects: f
                 .suspects
                 .iter()
                 .filter_map(|st| {
-                    let counts = *self.counts.get(st.id)?;
-                    let blocks = counts.live_count().div_ceil(COUNT_ONE);
-                    Some((*st, counts, blocks))
+                    let members = self.groups.members(st.id);
+                    let stacks: Vec<_> = members
+                        .iter()
+                        .filter_map(|&id| {
+                            let c = *self.counts.get(id)?;
+                            Some((c, c.live_count().div_ceil(COUNT_ONE)))
+                        })
+                        .filter(|(c, _)| c.live_bytes() > 0)
+                        .collect();
+                    let mut st = *st;
+                    st.ages = st
+                        .ages
+                        .or_else(|| self.judge.bands_of(members, self.window));
+                    (!stacks.is_empty()).then_some((st, stacks))
                 })
                 .collect(),
             history: self
@@ -295,7 +357,7 @@ impl Detector {
                 })
                 .collect(),
             baseline: self
-                .sites
+                .stacks
                 .rows()
                 .filter(|_| with_files)
                 .filter_map(|(id, row)| Some((id, *row.front()?, *row.back()?)))
@@ -308,42 +370,23 @@ impl Detector {
     }
 }
 
-/// Suspects: sites judged growing first, then sites trending up with a Mann–Kendall
-/// score of at least [`SUSPECT_Z`], each group by rate × confidence; at most
-/// [`SUSPECTS`].
-pub(crate) fn rank(trends: &[SiteTrend]) -> Vec<SiteTrend> {
-    let mut s: Vec<SiteTrend> = trends
+/// The suspects among the sites judged (see `detect::rank`), most likely culprit first.
+fn rank_sites(sites: &[SiteTrend]) -> Vec<SiteTrend> {
+    let verdicts: Vec<(u32, SiteVerdict)> = sites
         .iter()
-        .filter(|s| s.trend.growing || (s.trend.per_sec > 0.0 && s.trend.z >= SUSPECT_Z))
-        .copied()
+        .map(|s| {
+            (
+                s.id,
+                SiteVerdict {
+                    trend: s.trend,
+                    noise_z: s.noise_z,
+                    dies_young: s.dies_young,
+                },
+            )
+        })
         .collect();
-    let score = |s: &SiteTrend| s.trend.per_sec * s.trend.confidence;
-    s.sort_by(|a, b| {
-        b.trend
-            .growing
-            .cmp(&a.trend.growing)
-            .then(score(b).total_cmp(&score(a)))
-    });
-    s.truncate(SUSPECTS);
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn site(id: u32, per_sec: f64, points: &[(f64, f64)]) -> SiteTrend {
-        let mut trend = verdict::assess(points, 1.0);
-        trend.per_sec = per_sec;
-        SiteTrend { id, trend }
-    }
-
-    #[test]
-    fn growing_sites_rank_first_and_noise_is_left_out() {
-        let up: Vec<(f64, f64)> = (0..30).map(|i| (i as f64, i as f64 * 10.0)).collect();
-        let flat: Vec<(f64, f64)> = (0..30).map(|i| (i as f64, (i % 2) as f64)).collect();
-        let trends = [site(1, 5.0, &flat), site(2, 10.0, &up), site(3, 20.0, &up)];
-        let ids: Vec<u32> = rank(&trends).iter().map(|s| s.id).collect();
-        assert_eq!(ids, vec![3, 2]);
-    }
+    rank::rank(&verdicts)
+        .into_iter()
+        .filter_map(|(id, _)| sites.iter().find(|s| s.id == id).copied())
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! The monitor's memory: a bounded ring of whole-process readings (recent ones at full
 //! resolution, older ones downsampled so a run of days stays within a fixed size) and a
-//! window of per-site sampled live bytes keyed by raw stack id.
+//! window of per-site sampled live bytes keyed by raw stack id, with the levels each site
+//! held over the windows before (for the new-high test).
 
 use std::collections::VecDeque;
 
@@ -82,14 +83,21 @@ impl History {
 }
 
 /// Sampled live bytes of each allocation site (raw stack id) over the window: one column
-/// per recorded tick, every row aligned with `times`. Sites with no live bytes anywhere
-/// in the window are forgotten. Rows are indexed by stack id (ids are indices into the
-/// fixed stack table, so dense and small): no hashing per site per tick. Memory: sites ×
-/// `cap` values.
+/// per recorded tick, every row aligned with `times` (and with `clock`, the tick's clock
+/// in ns, for the ages of samples). Columns leaving the window are kept per site as the
+/// levels it held, one per `segment` columns (their median), for `segments` segments.
+/// Sites with no live bytes anywhere in the window are forgotten. Rows are indexed by
+/// stack id (ids are indices into the fixed stack table, so dense and small): no hashing
+/// per site per tick. Memory: sites × (`cap` + `segment` + `segments`) values.
 #[derive(Debug)]
 pub(crate) struct SiteSeries {
     cap: usize,
+    segment: usize,
+    segments: usize,
     times: VecDeque<f64>,
+    clock: VecDeque<u64>,
+    /// Columns that left the window since the last segment was closed.
+    leaving: usize,
     rows: Vec<Option<Row>>,
     /// Ids with a row, in no particular order.
     active: Vec<u32>,
@@ -100,6 +108,10 @@ struct Row {
     values: VecDeque<u64>,
     /// Values in `values` that are not zero.
     nonzero: usize,
+    /// Values that left the window, not yet a segment's level.
+    leaving: Vec<u64>,
+    /// Levels held over the segments before the window, oldest first.
+    held: VecDeque<f64>,
 }
 
 impl Row {
@@ -111,31 +123,71 @@ impl Row {
     fn pop(&mut self) {
         if let Some(v) = self.values.pop_front() {
             self.nonzero -= usize::from(v != 0);
+            self.leaving.push(v);
         }
+    }
+
+    /// Closes a segment: the level held over the values that left.
+    fn close_segment(&mut self, segments: usize) {
+        if self.leaving.is_empty() {
+            return;
+        }
+        let mut v: Vec<f64> = self.leaving.drain(..).map(|x| x as f64).collect();
+        if self.held.len() >= segments {
+            self.held.pop_front();
+        }
+        self.held.push_back(crate::detect::site::held_level(&mut v));
     }
 }
 
 impl SiteSeries {
+    /// Rows of `cap` columns, nothing kept from before the window.
     pub(crate) fn new(cap: usize) -> SiteSeries {
+        SiteSeries::with_lookback(cap, cap, 0)
+    }
+
+    /// Rows of `cap` columns, with `segments` levels of `segment` columns each kept from
+    /// before the window.
+    pub(crate) fn with_lookback(cap: usize, segment: usize, segments: usize) -> SiteSeries {
         SiteSeries {
             cap: cap.max(2),
+            segment: segment.max(1),
+            segments,
             times: VecDeque::new(),
+            clock: VecDeque::new(),
+            leaving: 0,
             rows: Vec::new(),
             active: Vec::new(),
         }
     }
 
-    /// Records one column: `live` holds (stack id, live bytes) of every site now.
+    /// Records one column at `t` seconds: `live` holds (id, value) of every site now.
     pub(crate) fn record(&mut self, t: f64, live: impl Iterator<Item = (u32, u64)>) {
+        self.record_at(t, 0, live)
+    }
+
+    /// Records one column at `t` seconds and clock `ns`: `live` holds (stack id, live
+    /// bytes) of every site now.
+    pub(crate) fn record_at(&mut self, t: f64, ns: u64, live: impl Iterator<Item = (u32, u64)>) {
         if self.times.len() >= self.cap {
             self.times.pop_front();
+            self.clock.pop_front();
+            self.leaving += 1;
+            let close = self.leaving >= self.segment;
+            if close {
+                self.leaving = 0;
+            }
             for &id in &self.active {
                 if let Some(Some(r)) = self.rows.get_mut(id as usize) {
                     r.pop();
+                    if close {
+                        r.close_segment(self.segments);
+                    }
                 }
             }
         }
         self.times.push_back(t);
+        self.clock.push_back(ns);
         let len = self.times.len();
         for (id, bytes) in live {
             let i = id as usize;
@@ -154,6 +206,8 @@ impl SiteSeries {
                     slot.insert(Row {
                         values: VecDeque::from(vec![0; len - 1]),
                         nonzero: 0,
+                        leaving: Vec::new(),
+                        held: VecDeque::new(),
                     })
                 }
             };
@@ -194,12 +248,25 @@ impl SiteSeries {
         &self.times
     }
 
+    /// The clock (ns) of each column, aligned with `times()`.
+    pub(crate) fn clock(&self) -> &VecDeque<u64> {
+        &self.clock
+    }
+
     /// The sites tracked, with their values aligned with `times()`.
     pub(crate) fn rows(&self) -> impl Iterator<Item = (u32, &VecDeque<u64>)> {
         self.active.iter().filter_map(|&id| {
             let r = self.rows.get(id as usize)?.as_ref()?;
             Some((id, &r.values))
         })
+    }
+
+    /// The levels site `id` held over the segments before the window, oldest first.
+    pub(crate) fn held(&self, id: u32) -> Vec<f64> {
+        match self.rows.get(id as usize) {
+            Some(Some(r)) => r.held.iter().copied().collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Sites tracked.
@@ -245,10 +312,10 @@ mod tests {
 
     #[test]
     fn site_rows_align_and_forget_idle_sites() {
-        let mut s = SiteSeries::new(4);
-        s.record(0.0, [(1, 10), (2, 0)].into_iter());
-        s.record(1.0, [(1, 20), (3, 5)].into_iter());
-        s.record(2.0, [(1, 30), (3, 0), (1, 1)].into_iter());
+        let mut s = SiteSeries::with_lookback(4, 2, 4);
+        s.record_at(0.0, 0, [(1, 10), (2, 0)].into_iter());
+        s.record_at(1.0, 1, [(1, 20), (3, 5)].into_iter());
+        s.record_at(2.0, 2, [(1, 30), (3, 0), (1, 1)].into_iter());
         let rows: HashMap<u32, Vec<u64>> = s
             .rows()
             .map(|(id, r)| (id, r.iter().copied().collect()))
@@ -257,10 +324,17 @@ mod tests {
         assert_eq!(rows[&3], vec![0, 5, 0]);
         assert!(!rows.contains_key(&2));
         for t in 3..10 {
-            s.record(t as f64, [(1, 40)].into_iter());
+            s.record_at(t as f64, t, [(1, 40)].into_iter());
         }
         assert_eq!(s.times().len(), 4);
+        assert_eq!(s.clock().iter().copied().collect::<Vec<_>>(), [6, 7, 8, 9]);
         assert_eq!(s.len(), 1, "site 3 had no live bytes in the window");
         assert!(s.rows().all(|(_, r)| r.len() == 4));
+        // Six columns left the window: three segments of two, their medians.
+        assert_eq!(s.held(1), [15.0, 35.5, 40.0]);
+        for t in 10..30 {
+            s.record_at(t as f64, t, [(1, 50)].into_iter());
+        }
+        assert_eq!(s.held(1).len(), 4, "bounded");
     }
 }

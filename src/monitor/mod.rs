@@ -12,6 +12,7 @@
 pub(crate) mod detector;
 pub(crate) mod history;
 pub(crate) mod layer_watch;
+pub(crate) mod sites;
 
 use std::fmt;
 use std::io;
@@ -37,6 +38,16 @@ struct Shared {
     /// The thread's OS id (0 until it runs).
     tid: std::sync::atomic::AtomicU64,
     done_cv: Condvar,
+    /// What the thread judged last, left by it when its loop returns.
+    last: Mutex<Option<LastVerdicts>>,
+}
+
+/// What the monitor judged at its last tick, handed to the exit report: the leak window
+/// and the suspects (each with the stacks of its site).
+#[derive(Debug, Default)]
+pub(crate) struct LastVerdicts {
+    pub(crate) window_secs: f64,
+    pub(crate) suspects: Vec<(Vec<u32>, alert::SiteTrend)>,
 }
 
 /// The running monitor thread; stopping it (or dropping it) joins it.
@@ -64,6 +75,7 @@ impl Monitor {
             done: Mutex::new(false),
             done_cv: Condvar::new(),
             tid: std::sync::atomic::AtomicU64::new(0),
+            last: Mutex::new(None),
         });
         let ctx = Arc::clone(ctx);
         let s = shared.clone();
@@ -76,7 +88,8 @@ impl Monitor {
                     crate::sys::thread_id(),
                     std::sync::atomic::Ordering::Relaxed,
                 );
-                run(&ctx, &s);
+                let last = run(&ctx, &s);
+                *s.last.lock() = Some(last);
                 *s.done.lock() = true;
                 s.done_cv.notify_all();
             })?;
@@ -141,6 +154,12 @@ impl Monitor {
         let _ = t.join();
         true
     }
+
+    /// What the monitor judged at its last tick, once its thread has ended (taken: a
+    /// second call returns nothing).
+    pub(crate) fn last_verdicts(&self) -> Option<LastVerdicts> {
+        self.shared.last.lock().take()
+    }
 }
 
 impl Drop for Monitor {
@@ -149,8 +168,9 @@ impl Drop for Monitor {
     }
 }
 
-/// The thread's loop: ticks at `start + k * interval`, skipping ticks it is late for.
-fn run(ctx: &Arc<Context>, shared: &Shared) {
+/// The thread's loop: ticks at `start + k * interval`, skipping ticks it is late for;
+/// returns what it judged last.
+fn run(ctx: &Arc<Context>, shared: &Shared) -> LastVerdicts {
     let interval = ctx.config.interval.max(Duration::from_millis(1));
     let mut detector = detector::Detector::new(&ctx.config);
     let mut raiser = Raiser::new(&ctx.config);
@@ -165,7 +185,7 @@ fn run(ctx: &Arc<Context>, shared: &Shared) {
                 shared.wake.wait_until(&mut stop, next);
             }
             if *stop {
-                return;
+                return detector.last_verdicts();
             }
         }
         let now = Instant::now();

@@ -5,5 +5,6 @@
 //! works with (profiles, the monitor's per-stack counts, leak tests), so they allocate:
 //! call them with a `ProfilerGuard` held.
 
+pub(crate) mod ages;
 pub(crate) mod lifetimes;
 pub(crate) mod stacks;

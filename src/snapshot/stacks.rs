@@ -18,6 +18,18 @@ pub(crate) struct StackSnapshot {
     pub(crate) free_count: u64,
 }
 
+/// A hash of the innermost `k` frames of stack `id` (all of them if it has fewer), if it
+/// is published: stacks with equal keys share their innermost `k` return addresses.
+pub(crate) fn leaf_key(id: u32, k: usize) -> Option<u64> {
+    let s = stacks::get(id)?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for f in s.frames().take(k) {
+        h = (h ^ f as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    Some(h)
+}
+
 /// The frames of stack `id` and whether it was truncated, if it is published.
 pub(crate) fn frames_of(id: u32) -> Option<(Vec<usize>, bool)> {
     let s = stacks::get(id)?;

@@ -1,6 +1,7 @@
 //! The heap files of an alert: the live heap flamegraph (`.svg`, with `.folded` and
 //! the other formats), the differential flamegraph of growth since the window's start
-//! (`-growth.svg`), and the JSON report (`.json`).
+//! (`-growth.svg`, where the suspects' functions are coloured by the growth below them),
+//! and the JSON report (`.json`).
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -26,6 +27,12 @@ pub(crate) struct GrowthLines {
     /// Sampled live bytes now, over all lines.
     now: u64,
     window_secs: f64,
+    /// The alert's own figures for its subtitle: the live heap's growth over the window
+    /// (when the whole heap was judged growing) and the exact live heap.
+    pub(crate) heap_growth: Option<f64>,
+    pub(crate) live_now: Option<u64>,
+    /// Functions (the alert's suspects) coloured by their inclusive growth.
+    pub(crate) highlight: Vec<String>,
 }
 
 impl GrowthLines {
@@ -42,6 +49,7 @@ impl GrowthLines {
             grown,
             now,
             window_secs,
+            ..GrowthLines::default()
         }
     }
 }
@@ -49,26 +57,191 @@ impl GrowthLines {
 /// Writes a differential flamegraph: frame widths are the live bytes now, colours the
 /// change since the window's start (red grew, blue shrank), by inferno's differential
 /// support (`flamegraph::from_lines` given two counts per stack, as
-/// `inferno::differential` would write them).
-pub(crate) fn write_growth_flamegraph<W: Write>(g: &GrowthLines, w: W) -> io::Result<()> {
+/// `inferno::differential` would write them). Inferno colours a frame by the change of
+/// the stacks that end at it; the functions in `g.highlight` (the suspects: where to fix)
+/// are coloured, and their titles give, the change of everything below them.
+pub(crate) fn write_growth_flamegraph<W: Write>(g: &GrowthLines, mut w: W) -> io::Result<()> {
     let mut lines: Vec<&str> = g.lines.iter().map(String::as_str).collect();
     // Widths are the live bytes now: with none (everything freed, or no samples) inferno
     // has nothing to draw and refuses, so give it one frame that says so.
     if g.now == 0 {
         lines.push("[no sampled live allocations] 0 1");
     }
+    let sign = |x: i64| if x >= 0 { "+" } else { "-" };
+    let mut sub = format!("over the last {:.0} s: ", g.window_secs);
+    if let Some(h) = g.heap_growth {
+        sub += &format!("the live heap grew by {}, ", human_bytes(h.max(0.0) as u64));
+    }
+    if let Some(l) = g.live_now {
+        sub += &format!("live heap now {}; ", human_bytes(l));
+    }
+    sub += &format!(
+        "sampled live bytes of these stacks {}{}; red grew, blue shrank; width = live now",
+        sign(g.grown),
+        human_bytes(g.grown.unsigned_abs())
+    );
+    if !g.highlight.is_empty() {
+        sub += "; suspects coloured by the growth below them";
+    }
     let mut opts = super::flamegraph::options(
         "Live heap growth by allocation stack",
-        format!(
-            "over the last {:.0} s: sampled live bytes {}{}; red grew, blue shrank; width = live now",
-            g.window_secs,
-            if g.grown >= 0 { "+" } else { "-" },
-            human_bytes(g.grown.unsigned_abs()),
-        ),
+        sub,
         "bytes",
         BasicPalette::Mem,
     );
-    from_lines(&mut opts, lines, w)
+    let mut svg = Vec::new();
+    from_lines(&mut opts, lines, &mut svg)?;
+    let svg = String::from_utf8(svg).map_err(io::Error::other)?;
+    w.write_all(colour_inclusive(&svg, &g.highlight).as_bytes())?;
+    w.flush()
+}
+
+/// One frame of an inferno SVG: where its `fill` value is, its position in samples, its
+/// row, its name and the change inferno gave it (of the stacks that end at it), in
+/// percent of the total.
+struct SvgFrame {
+    fill: std::ops::Range<usize>,
+    delta_at: Option<std::ops::Range<usize>>,
+    x: u64,
+    w: u64,
+    y: u64,
+    name: String,
+    delta_pct: f64,
+}
+
+/// The frames of an inferno flamegraph, in document order.
+fn svg_frames(svg: &str) -> Vec<SvgFrame> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = svg[from..].find("<g><title>") {
+        let start = from + i + "<g><title>".len();
+        let Some(end) = svg[start..].find("</g>").map(|e| start + e) else {
+            break;
+        };
+        from = end;
+        let g = &svg[start..end];
+        let attr = |name: &str| -> Option<std::ops::Range<usize>> {
+            let a = g.find(name)? + name.len();
+            let b = a + g[a..].find('"')?;
+            Some(start + a..start + b)
+        };
+        let (Some(title_end), Some(fill), Some(x), Some(w), Some(y)) = (
+            g.find("</title>"),
+            attr(" fill=\""),
+            attr(" fg:x=\""),
+            attr(" fg:w=\""),
+            attr(" y=\""),
+        ) else {
+            continue;
+        };
+        let title = &g[..title_end];
+        let Some(open) = title.rfind(" (") else {
+            continue;
+        };
+        // `name (N bytes, P%; +D%)`: the change is after the last "; ".
+        let delta_at = title.rfind("; ").and_then(|d| {
+            let close = title[d..].find("%)")? + d;
+            Some(start + d + 2..start + close)
+        });
+        let delta_pct = delta_at
+            .as_ref()
+            .and_then(|r| svg[r.clone()].parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let num = |r: std::ops::Range<usize>| svg[r].parse::<f64>().unwrap_or(0.0) as u64;
+        out.push(SvgFrame {
+            fill,
+            delta_at,
+            x: num(x),
+            w: num(w),
+            y: num(y),
+            name: unescape(&title[..open]),
+            delta_pct,
+        });
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Inferno's differential colour for a change of `v` on a scale of `max` (its
+/// `color_scale`: red for growth, blue for shrinking, near white for none).
+fn diff_colour(v: f64, max: f64) -> String {
+    let c = |v: f64| (100.0 + 150.0 * (max - v.abs()).max(0.0) / max).round() as u8;
+    if v > 0.0 {
+        format!("rgb(255,{0},{0})", c(v))
+    } else if v < 0.0 {
+        format!("rgb({0},{0},255)", c(v))
+    } else {
+        "rgb(250,250,250)".to_string()
+    }
+}
+
+/// `svg` with the frames named in `highlight` coloured, and titled, by the change of
+/// everything below them (their own and their callees'), on the scale of the largest
+/// change drawn.
+fn colour_inclusive(svg: &str, highlight: &[String]) -> String {
+    if highlight.is_empty() {
+        return svg.to_string();
+    }
+    let frames = svg_frames(svg);
+    // Rows from the top (deepest frames, smallest y) down; each frame's parent is the
+    // frame of the row below whose span holds its start.
+    let mut rows: Vec<u64> = frames.iter().map(|f| f.y).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let mut by_row: Vec<Vec<usize>> = vec![Vec::new(); rows.len()];
+    for (i, f) in frames.iter().enumerate() {
+        if let Ok(r) = rows.binary_search(&f.y) {
+            by_row[r].push(i);
+        }
+    }
+    for r in &mut by_row {
+        r.sort_by_key(|&i| frames[i].x);
+    }
+    let mut incl: Vec<f64> = frames.iter().map(|f| f.delta_pct).collect();
+    for r in 0..rows.len().saturating_sub(1) {
+        for &i in &by_row[r] {
+            let below = &by_row[r + 1];
+            let k = below.partition_point(|&j| frames[j].x <= frames[i].x);
+            if let Some(&p) = k.checked_sub(1).map(|k| &below[k]) {
+                if frames[i].x < frames[p].x + frames[p].w {
+                    incl[p] += incl[i];
+                }
+            }
+        }
+    }
+    let marked: Vec<usize> = (0..frames.len())
+        .filter(|&i| highlight.iter().any(|h| *h == frames[i].name))
+        .collect();
+    let max = frames
+        .iter()
+        .map(|f| f.delta_pct.abs())
+        .chain(marked.iter().map(|&i| incl[i].abs()))
+        .fold(0.0, f64::max);
+    if marked.is_empty() || max <= 0.0 {
+        return svg.to_string();
+    }
+    // Replace from the end so earlier offsets stay valid.
+    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    for &i in &marked {
+        let f = &frames[i];
+        if let Some(d) = &f.delta_at {
+            edits.push((d.clone(), format!("{:+.2}% with its callees", incl[i])));
+        }
+        edits.push((f.fill.clone(), diff_colour(incl[i], max)));
+    }
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0.start));
+    let mut out = svg.to_string();
+    for (r, text) in edits {
+        out.replace_range(r, &text);
+    }
+    out
 }
 
 /// Writes every file of an alert labelled `label` (`memory_leak`, `heap_limit`) among

@@ -5,9 +5,15 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use ahash::AHashMap;
+
+use crate::alert::AgeBands;
 use crate::layer::{SpanStats, TaskStats};
-use crate::profile::{HeapProfile, Site};
+use crate::profile::HeapProfile;
+use crate::source_path::Origin;
 use crate::stats::HeapStats;
+use crate::suspects::{self, Growth, Named};
+use crate::write::human_bytes;
 
 /// How many suspects a report lists.
 pub(crate) const SUSPECTS: usize = 10;
@@ -79,6 +85,8 @@ pub(crate) struct Heap {
 #[derive(Serialize)]
 pub(crate) struct GrowthReport {
     pub(crate) window_secs: f64,
+    /// The growth observed over the window (the message's figure).
+    pub(crate) bytes: f64,
     pub(crate) bytes_per_sec: f64,
     pub(crate) confidence: f64,
 }
@@ -91,14 +99,31 @@ pub(crate) struct Sampling {
 
 #[derive(Serialize)]
 pub(crate) struct Suspect {
-    /// The first non-standard-library function of the stack.
+    /// Where to look: the first frame of the program's own code.
     pub(crate) function: String,
-    /// Its `file:line`, where known.
+    /// Its `file:line`, where known (relative to the program's root, or
+    /// `crate-version/src/file.rs` for a dependency's).
     pub(crate) location: Option<String>,
-    /// Function names, leaf first.
+    /// Whose code `function` is: `program`, `dependency` (no frame of the program's own
+    /// in any of its stacks) or `std`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<&'static str>,
+    /// The frame it allocated through below `function`, with its location.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) detail: Option<String>,
+    /// Function names of its largest stack, leaf first.
     pub(crate) frames: Vec<String>,
+    /// Its stacks (most live bytes first, at most [`STACKS`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) stacks: Vec<StackRow>,
     pub(crate) live_bytes: u64,
     pub(crate) live_blocks: u64,
+    /// Live bytes by age, where read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) ages: Vec<AgeRow>,
+    /// Growth over the window (the rise of its floor), on alerts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) growth_bytes: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) growth_bytes_per_sec: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +133,26 @@ pub(crate) struct Suspect {
     pub(crate) live_tasks: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tasks_per_sec: Option<f64>,
+}
+
+/// Stacks listed per suspect.
+pub(crate) const STACKS: usize = 5;
+
+/// One stack of a suspect.
+#[derive(Serialize)]
+pub(crate) struct StackRow {
+    /// `function (location)` of each frame, leaf first.
+    pub(crate) frames: Vec<String>,
+    pub(crate) live_bytes: u64,
+}
+
+/// Live bytes older than an age.
+#[derive(Serialize)]
+pub(crate) struct AgeRow {
+    pub(crate) older_than_secs: f64,
+    pub(crate) bytes: u64,
+    /// Of the suspect's live bytes, 0..1.
+    pub(crate) share: f64,
 }
 
 /// One span callsite's figures.
@@ -186,43 +231,105 @@ pub(crate) fn task_rows(tasks: Vec<TaskStats>) -> Vec<TaskRow> {
 }
 
 impl Suspect {
-    /// A site's entry; `growth` = (bytes per second, confidence) for alerts.
-    pub(crate) fn new(s: &Site, growth: Option<(f64, f64)>) -> Suspect {
-        let f = s.function();
+    /// A suspect's entry (its growth figures when it has them).
+    pub(crate) fn new(n: &Named) -> Suspect {
+        let frame_text = |f: &crate::profile::Frame| match f.location() {
+            Some(l) => format!("{} ({l})", f.function),
+            None => f.function.to_string(),
+        };
         Suspect {
-            function: f.map(|f| f.function.to_string()).unwrap_or_default(),
-            location: f.and_then(|f| f.location()),
-            frames: s.frames.iter().map(|f| f.function.to_string()).collect(),
-            live_bytes: s.live_bytes,
-            live_blocks: s.live_blocks,
-            growth_bytes_per_sec: growth.map(|g| g.0),
-            confidence: growth.map(|g| g.1),
+            function: n
+                .function
+                .as_ref()
+                .map(|f| f.function.to_string())
+                .unwrap_or_default(),
+            location: n.function.as_ref().and_then(|f| f.location()),
+            origin: Some(match n.origin {
+                Origin::Program => "program",
+                Origin::Dependency => "dependency",
+                Origin::Std => "std",
+            }),
+            detail: n.describe_detail(),
+            frames: n
+                .sites
+                .first()
+                .map(|s| s.frames.iter().map(|f| f.function.to_string()).collect())
+                .unwrap_or_default(),
+            stacks: n
+                .sites
+                .iter()
+                .take(STACKS)
+                .map(|s| StackRow {
+                    frames: s.frames.iter().map(frame_text).collect(),
+                    live_bytes: s.live_bytes,
+                })
+                .collect(),
+            live_bytes: n.live_bytes,
+            live_blocks: n.live_blocks,
+            ages: n
+                .ages
+                .filter(|a| a.bytes > 0)
+                .map(|a| {
+                    a.older_than
+                        .iter()
+                        .map(|&(secs, bytes)| AgeRow {
+                            older_than_secs: secs,
+                            bytes,
+                            share: bytes as f64 / a.bytes as f64,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            growth_bytes: n.growth.map(|g| g.bytes),
+            growth_bytes_per_sec: n.growth.map(|g| g.per_sec),
+            confidence: n.growth.map(|g| g.confidence),
             live_tasks: None,
             tasks_per_sec: None,
         }
     }
 }
 
+/// What a report knows of a profile's sites besides their sizes, by index in
+/// `HeapProfile::sites`: how they grew over the leak window (the monitor's last verdicts)
+/// and their live bytes by age.
+#[derive(Debug, Default)]
+pub(crate) struct SiteFacts {
+    pub(crate) growth: AHashMap<usize, Growth>,
+    pub(crate) ages: AHashMap<usize, AgeBands>,
+    /// The leak window the facts are about, seconds.
+    pub(crate) window_secs: f64,
+}
+
 impl Report {
-    /// The report of `profile` (the exit report, or one served over HTTP): its largest
-    /// sites as suspects, the state of the program at `now`, the paths of `files`.
+    /// The report of `profile` (the exit report, or one served over HTTP): its sites
+    /// merged per function as suspects, those that grew first (by growth), then the
+    /// largest; a message and suggestions; the state of the program at `now`; the paths
+    /// of `files`.
+    #[cfg(feature = "http")]
     pub(crate) fn new(
         kind: &'static str,
         profile: &HeapProfile,
         files: &[PathBuf],
         now: Moment,
     ) -> Report {
-        let suspects = profile
-            .sites()
-            .iter()
-            .filter(|s| s.live_bytes > 0)
-            .take(SUSPECTS)
-            .map(|s| Suspect::new(s, None))
-            .collect();
+        Report::with_facts(kind, profile, files, now, &SiteFacts::default())
+    }
+
+    /// [`Report::new`], knowing `facts` of the sites.
+    pub(crate) fn with_facts(
+        kind: &'static str,
+        profile: &HeapProfile,
+        files: &[PathBuf],
+        now: Moment,
+        facts: &SiteFacts,
+    ) -> Report {
+        let named = ranked(profile, facts);
+        let suspects: Vec<Suspect> = named.iter().take(SUSPECTS).map(Suspect::new).collect();
+        let (message, suggestions) = words(profile, &named, facts);
         Report {
             kind,
             severity: None,
-            message: None,
+            message: Some(message),
             time_unix_ms: now.time_unix_ms,
             pid: std::process::id(),
             heap: Heap {
@@ -239,7 +346,7 @@ impl Report {
             spans: span_rows(now.spans),
             tasks: task_rows(now.tasks),
             files: files.iter().map(|p| p.display().to_string()).collect(),
-            suggestions: Vec::new(),
+            suggestions,
             history: Vec::new(),
         }
     }
@@ -249,4 +356,83 @@ impl Report {
         writeln!(w)?;
         w.flush()
     }
+}
+
+/// The sites of `profile` with live bytes, merged per function: those that grew over the
+/// window first, most growth first, then the others, most live bytes first.
+fn ranked(profile: &HeapProfile, facts: &SiteFacts) -> Vec<Named> {
+    let items = profile
+        .sites()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.live_bytes > 0)
+        .map(|(i, s)| {
+            (
+                s.clone(),
+                facts.growth.get(&i).copied(),
+                facts.ages.get(&i).copied(),
+            )
+        })
+        .collect();
+    let mut named = suspects::group(items);
+    let grew = |n: &Named| n.growth.map_or(0.0, |g| g.bytes.max(0.0));
+    named.sort_by(|a, b| {
+        grew(b)
+            .total_cmp(&grew(a))
+            .then(b.live_bytes.cmp(&a.live_bytes))
+    });
+    named
+}
+
+/// The message and suggestions of a report of `profile`, with its suspects `named`.
+fn words(profile: &HeapProfile, named: &[Named], facts: &SiteFacts) -> (String, Vec<String>) {
+    let s = profile.stats();
+    let mut message = format!(
+        "live heap {} in {} blocks (peak {})",
+        human_bytes(s.live_bytes),
+        s.live_blocks,
+        human_bytes(s.peak_bytes)
+    );
+    let mut suggestions = Vec::new();
+    let grew: Vec<&Named> = named
+        .iter()
+        .filter(|n| n.growth.is_some_and(|g| g.bytes > 0.0))
+        .collect();
+    match (grew.first(), named.first()) {
+        (Some(n), _) => {
+            let g = n.growth.unwrap_or_default();
+            message += &format!(
+                "; {} grew over the last {:.0} s, the most {} (+{})",
+                if grew.len() == 1 {
+                    "one function's allocations".to_string()
+                } else {
+                    format!("{} functions' allocations", grew.len())
+                },
+                facts.window_secs,
+                n.describe(),
+                human_bytes(g.bytes as u64)
+            );
+            suggestions.push(crate::alert::look_at(n));
+        }
+        (None, Some(n)) => {
+            message += &format!(
+                "; the largest holder {} holds {} ({:.0}% of the sampled heap)",
+                n.describe(),
+                human_bytes(n.live_bytes),
+                100.0 * n.live_bytes as f64 / profile.sampled_live_bytes().max(1) as f64
+            );
+            if facts.window_secs > 0.0 {
+                message += &format!(
+                    "; nothing grew beyond its noise over the last {:.0} s",
+                    facts.window_secs
+                );
+            }
+            suggestions.push(crate::alert::look_at(n));
+        }
+        (None, None) => message += "; no sampled block is live",
+    }
+    suggestions.push(
+        "Open the .svg flamegraph for the largest holders of the live heap; the .pb.gz opens in go tool pprof, Parca or Pyroscope.".to_string(),
+    );
+    (message, suggestions)
 }

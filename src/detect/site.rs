@@ -1,0 +1,204 @@
+//! The verdict on one allocation site: its sampled live bytes over the window, judged by
+//! their floor, against its sampling noise and the ages of its blocks. Pure.
+//!
+//! A site's live bytes are an estimate made of samples (`alloc::sampler`), so on top of
+//! the series tests of [`verdict`](super::verdict) a site must pass three more:
+//!
+//! 1. **Its floor grows.** The series judged is the site's *floor*: at each reading, the
+//!    lowest level it holds from then on to the window's end. Spikes, a sawtooth's teeth
+//!    and a transient during a table's resize do not count; a step up counts in full
+//!    once the level stays there. So a table that keeps doubling grows, and one that
+//!    doubled once and stays flat leaves a plateau, which the persistence tests refuse.
+//!    The growth a site reports is its floor's rise over the window.
+//! 2. **The growth is beyond sampling noise.** A site's estimate over `B` live bytes at
+//!    sample rate `R` has a standard deviation of about `√(R·B)`. Its change over the
+//!    window (last reading less first) is the bytes born in the window and alive at its
+//!    end, minus the bytes alive at its start that died since: two sums over different
+//!    samples, whose variances add. The first comes from the live samples themselves
+//!    (each `y² (1 − 1/w)`, see `snapshot::ages`); the second is the site's variance per
+//!    estimated byte times the bytes that died. Blocks replaced by blocks of other sizes
+//!    move the true level too (a cache of pages of many sizes): the variance of the
+//!    site's block sizes, per byte born or died, is added. The change must be
+//!    [`NOISE_Z`] standard deviations above 0: a site with a handful of samples cannot
+//!    pass alone, and a site whose blocks are steadily replaced at a constant level (a
+//!    bounded cache at its cap), whose estimate drifts like a random walk as its samples
+//!    are replaced, stays within its noise.
+//! 3. **The growth is made of blocks that live.** A leak is growth of bytes that never
+//!    die. The bytes born in the window's first half and still alive at its end are a
+//!    half of a leak's growth over the window; a site whose blocks all die young
+//!    (expiring keys, request buffers, a bounded queue at steady state) keeps none of
+//!    them, whatever its level does. The growth fails when those bytes fall short of a
+//!    quarter of it by more than [`AGE_Z`] standard deviations of their own estimate
+//!    (with few samples the test has no power and passes).
+//! 4. **One container does not raise an alert alone.** A site whose growth is one block
+//!    replaced by larger ones (a hash table or vector that doubles, [`one_container`])
+//!    holds young bytes by construction, so test 3 says nothing of it; and its size
+//!    follows its contents, which are other sites (the keys and values a table holds),
+//!    judged on their own. It is judged growing only with them: it may be named as a
+//!    suspect, and rank first when it took the most memory, but a table that doubles
+//!    while its contents stay level (its last doubling in a warm-up, a resize forced by
+//!    deleted slots) raises nothing.
+
+use super::trend::median;
+use super::verdict::{assess_after, Trend, Why};
+
+/// Standard deviations of sampling noise a site's growth must exceed.
+pub(crate) const NOISE_Z: f64 = 4.0;
+/// Standard deviations by which the bytes kept from the window's first half must fall
+/// short of a quarter of the growth for the growth to be young blocks only.
+pub(crate) const AGE_Z: f64 = 3.0;
+
+/// What the live-sample table says about a site at the window's end (all estimated
+/// bytes; see `snapshot::ages`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Sampled {
+    /// Live bytes born at or after the window's start.
+    pub(crate) young: f64,
+    /// The sampling variance of `young`.
+    pub(crate) young_var: f64,
+    /// Live bytes born before the window's start (alive at both ends of the window).
+    pub(crate) survivors: f64,
+    /// Live bytes born in the window's first half.
+    pub(crate) first_half: f64,
+    /// Sampling variance per estimated byte of the site's samples (about the sample rate
+    /// for blocks much smaller than it, 0 for blocks that are always sampled).
+    pub(crate) var_per_byte: f64,
+    /// The variance of the site's block sizes over their mean (0 when all its blocks
+    /// have one size): replacing blocks by others moves the true level by this much
+    /// per byte replaced.
+    pub(crate) size_var_per_byte: f64,
+    /// The size of the block that holds the site's typical live byte: the mean block
+    /// size weighted by bytes (`Σ w·size² / Σ w·size`; 0 without samples).
+    pub(crate) typical_block: f64,
+}
+
+/// A site's verdict: the series verdict on its floor, and the two sampling tests.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct SiteVerdict {
+    /// The verdict; `why` is [`Why::WithinNoise`], [`Why::DiesYoung`] or
+    /// [`Why::OneContainer`] when the floor
+    /// grows but a sampling test fails.
+    pub(crate) trend: Trend,
+    /// The change from the window's first reading to its last over its sampling
+    /// standard deviation (∞ for a rise without noise).
+    pub(crate) noise_z: f64,
+    /// The growth is young blocks only (test 3 failed).
+    pub(crate) dies_young: bool,
+}
+
+impl SiteVerdict {
+    /// True when the site may be named as a suspect: growing, or its floor trending up
+    /// with a Mann–Kendall score of `z` and growth `z` standard deviations beyond its
+    /// noise, made of blocks that live.
+    pub(crate) fn suspect(&self, z: f64) -> bool {
+        self.trend.growing
+            || (self.trend.growth > 0.0
+                && self.trend.z >= z
+                && self.noise_z >= z
+                && !self.dies_young)
+    }
+}
+
+/// The floor of `points`: at each reading, the lowest value from there to the end.
+pub(crate) fn floor(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out = points.to_vec();
+    let mut low = f64::INFINITY;
+    for p in out.iter_mut().rev() {
+        low = low.min(p.1);
+        p.1 = low;
+    }
+    out
+}
+
+/// Judges a site from its readings `points` over the window (`(seconds, estimated live
+/// bytes)`), the levels it held over the windows before (`before`, for the new-high
+/// test), the least growth `min_growth`, and what its live samples say (`sampled`;
+/// `None` when not read: the sampling tests then pass, for callers that read the
+/// samples only for sites whose floor grows).
+pub(crate) fn judge(
+    before: &[f64],
+    points: &[(f64, f64)],
+    min_growth: f64,
+    sampled: Option<&Sampled>,
+) -> SiteVerdict {
+    let mut trend = assess_after(before, &floor(points), min_growth);
+    let mut v = SiteVerdict {
+        trend,
+        noise_z: f64::INFINITY,
+        dies_young: false,
+    };
+    let Some(s) = sampled else {
+        return v;
+    };
+    let g = trend.growth;
+    // The change from the first reading to the last, and its sampling variance: the
+    // bytes born in the window (alive at its end) less the bytes alive at its start that
+    // died since (the first reading less those still alive), two sums over different
+    // samples.
+    let (first, last) = match (points.first(), points.last()) {
+        (Some(a), Some(b)) => (a.1, b.1),
+        _ => (0.0, 0.0),
+    };
+    let died = (first - s.survivors).max(0.0);
+    let var = s.young_var + s.var_per_byte * died + s.size_var_per_byte * (s.young + died);
+    let change = last - first;
+    v.noise_z = if var > 0.0 {
+        change / var.sqrt()
+    } else if change > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    let container = g > 0.0 && one_container(g, s.typical_block);
+    v.dies_young = g > 0.0 && !container && dies_young(g, s.first_half, s.var_per_byte);
+    if trend.growing {
+        if v.noise_z < NOISE_Z {
+            trend.growing = false;
+            trend.why = Why::WithinNoise;
+        } else if v.dies_young {
+            trend.growing = false;
+            trend.why = Why::DiesYoung;
+        } else if container {
+            trend.growing = false;
+            trend.why = Why::OneContainer;
+        }
+    }
+    v.trend = trend;
+    v
+}
+
+/// True when growth `g` is young blocks only: the bytes born in the window's first half
+/// and alive at its end (`kept`) fall short of a quarter of `g` by more than [`AGE_Z`]
+/// standard deviations of an estimate of that quarter (`var_per_byte` × bytes).
+pub(crate) fn dies_young(g: f64, kept: f64, var_per_byte: f64) -> bool {
+    let want = g / 4.0;
+    kept < want && want - kept > AGE_Z * (var_per_byte * want).sqrt()
+}
+
+/// True when growth `g` is one container growing by replacing its block with a larger
+/// one (a hash table or a vector that doubles): the block holding the site's typical
+/// byte (`typical_block`) is at least a quarter of the growth. Such a site's bytes are
+/// young by construction (the new block is born at each step, the old one dies), so
+/// their ages say nothing of whether the container's contents live; its contents are
+/// judged at their own sites.
+pub(crate) fn one_container(g: f64, typical_block: f64) -> bool {
+    typical_block >= g / 4.0
+}
+
+/// The variance of block sizes over their mean, from estimated `count` blocks, `bytes`
+/// and sum of squared sizes `sq` (each sample's `w × size²`); 0 without blocks.
+pub(crate) fn size_var_per_byte(count: f64, bytes: f64, sq: f64) -> f64 {
+    if count <= 0.0 || bytes <= 0.0 {
+        return 0.0;
+    }
+    let mean = bytes / count;
+    ((sq / count - mean * mean) / mean).max(0.0)
+}
+
+/// The level a site held over a stretch of readings: their median.
+pub(crate) fn held_level(values: &mut [f64]) -> f64 {
+    median(values)
+}
+
+#[cfg(test)]
+mod tests;
