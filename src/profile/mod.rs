@@ -10,6 +10,10 @@ use crate::source_path::{self, Origin};
 use crate::stats::{self_stats, stats, HeapStats, SelfStats};
 use crate::symbolize::{self, FrameKey, Resolved};
 
+pub(crate) mod budget;
+
+use budget::Chosen;
+
 /// One frame of an allocation stack. Strings are shared (`Arc<str>`): frames are cheap to
 /// clone, and equal names are one allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -350,10 +354,10 @@ impl Detach {
 /// Weighted sums of one stack or site: alloc bytes, alloc count (fixed point), live
 /// bytes, live count (fixed point).
 #[derive(Clone, Copy, Default)]
-struct Sums([u64; 4]);
+pub(super) struct Sums(pub(super) [u64; 4]);
 
 impl Sums {
-    fn add(&mut self, o: Sums) {
+    pub(super) fn add(&mut self, o: Sums) {
         for (a, b) in self.0.iter_mut().zip(o.0) {
             *a += b;
         }
@@ -372,7 +376,7 @@ fn build_profile(_turn: &parking_lot::MutexGuard<'_, ()>) -> (HeapProfile, AHash
     let stats = stats();
     // The stack table's counts, then the stacks the budget admits, largest live first;
     // the rest are counted in one site of their own.
-    let (chosen, rest, cost) = choose_stacks(budget::for_profile());
+    let (chosen, rest, cost) = budget::choose_stacks(budget::for_profile());
     let mut syms: AHashMap<usize, Arc<Resolved>> = AHashMap::new();
     let mut c_runtime: AHashMap<usize, bool> = AHashMap::new();
     // Raw stacks merged by trimmed address stack (each key kept once, in the map, until
@@ -735,122 +739,6 @@ pub(crate) const UNKNOWN: &str = "[unknown]";
 /// figures summed in one site; the count follows in parentheses).
 pub(crate) const LEFT_OUT: &str = "[left out: leakscope's memory budget]";
 
-/// A stack the profile takes in: its id, counts and depth (and, once read, whether it
-/// was truncated).
-#[derive(Clone, Copy, Debug)]
-struct Chosen {
-    id: u32,
-    alloc_bytes: u64,
-    alloc_count: u64,
-    free_bytes: u64,
-    free_count: u64,
-    truncated: bool,
-}
-
-/// The stacks the budget leaves out: their ids and summed figures.
-#[derive(Default)]
-struct Rest {
-    ids: Vec<u32>,
-    sums: Sums,
-}
-
-/// Picks the stacks a profile takes in within `budget` bytes of leakscope's own heap
-/// (see [`budget`]): every stack with a live or allocated byte, largest live bytes first
-/// (then largest allocated), while their estimated cost fits; the rest summed.
-/// Also returns the estimated cost of the stacks taken in.
-fn choose_stacks(budget: u64) -> (Vec<Chosen>, Rest, u64) {
-    let mut counts = crate::snapshot::stacks::Counts::default();
-    counts.refresh();
-    let mut rows: Vec<Chosen> = counts
-        .rows()
-        .iter()
-        .map(|r| Chosen {
-            id: r.id,
-            alloc_bytes: r.alloc_bytes,
-            alloc_count: r.alloc_count,
-            free_bytes: r.free_bytes,
-            free_count: r.free_count,
-            truncated: false,
-        })
-        .collect();
-    drop(counts);
-    let live = |c: &Chosen| c.alloc_bytes.saturating_sub(c.free_bytes);
-    rows.sort_by(|a, b| {
-        live(b)
-            .cmp(&live(a))
-            .then(b.alloc_bytes.cmp(&a.alloc_bytes))
-            .then(a.id.cmp(&b.id))
-    });
-    let mut spent = 0u64;
-    let mut keep = rows.len();
-    for (i, c) in rows.iter().enumerate() {
-        let cost = budget::stack_cost(crate::snapshot::stacks::depth(c.id));
-        if spent + cost > budget {
-            keep = i;
-            break;
-        }
-        spent += cost;
-    }
-    let mut rest = Rest::default();
-    for c in &rows[keep..] {
-        rest.sums.add(Sums([
-            c.alloc_bytes,
-            c.alloc_count,
-            c.alloc_bytes.saturating_sub(c.free_bytes),
-            c.alloc_count.saturating_sub(c.free_count),
-        ]));
-        rest.ids.push(c.id);
-    }
-    rows.truncate(keep);
-    // First seen first, as the table has them: equal sites keep a stable order.
-    rows.sort_by_key(|c| c.id);
-    (rows, rest, spent)
-}
-
-/// leakscope's memory budget as profiles see it: the bytes of its own heap a profile may
-/// take (`LEAKSCOPE_MEMORY_BUDGET`, less what leakscope already holds), and what one
-/// stack costs, building the profile and writing it.
-pub(crate) mod budget {
-    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
-    static BUDGET: AtomicU64 = AtomicU64::new(crate::env::DEFAULT_MEMORY_BUDGET);
-
-    /// Sets the budget (a session starts).
-    pub(crate) fn set(bytes: u64) {
-        BUDGET.store(bytes, Relaxed);
-    }
-
-    /// The budget.
-    pub(crate) fn get() -> u64 {
-        BUDGET.load(Relaxed)
-    }
-
-    /// What a profile built now may take: the budget less leakscope's own live heap (the
-    /// symbol cache, other profiles being written) and, when the debug-info index is not
-    /// loaded, what it took last time; at least [`FLOOR`].
-    pub(crate) fn for_profile() -> u64 {
-        get()
-            .saturating_sub(crate::stats::self_stats().live_bytes)
-            .saturating_sub(crate::symbolize::index_to_load().min(get() / 2))
-            .max(FLOOR)
-    }
-
-    /// The least a profile gets whatever leakscope already holds: its largest stacks.
-    pub(crate) const FLOOR: u64 = 1 << 20;
-
-    /// Bytes of leakscope's own heap per frame of a stack taken into a profile and
-    /// written (address stack and its key, frames and their key, the writers' lines),
-    /// and per stack beyond its frames; `benches/self_memory.rs` measures what a stack
-    /// really costs (BENCHMARKS.md, "leakscope's own memory").
-    pub(crate) const PER_FRAME: u64 = 100;
-    pub(crate) const PER_STACK: u64 = 400;
-
-    /// The estimated cost of a stack of `depth` frames.
-    pub(crate) fn stack_cost(depth: usize) -> u64 {
-        PER_STACK + PER_FRAME * depth as u64
-    }
-}
-
 /// Stack captures so far that needed the system unwinder rather than the cached walk
 /// (a diagnostic of the frame walker; 0 where there is no cached walker).
 #[doc(hidden)]
@@ -866,176 +754,4 @@ pub fn __slow_stack_walks() -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn syms(names: &[&str]) -> Arc<Resolved> {
-        Arc::new(Resolved::new(
-            names
-                .iter()
-                .map(|n| Frame {
-                    function: Arc::from(*n),
-                    file: None,
-                    line: None,
-                })
-                .collect(),
-            names.iter().map(|_| None).collect(),
-        ))
-    }
-
-    #[test]
-    fn trimming_is_by_address_with_inlined_frames_cut_at_the_boundary() {
-        let resolve = |a: usize| match a {
-            1 => syms(&[
-                "leakscope::alloc::capture::capture",
-                "leakscope::alloc::hook",
-            ]),
-            2 => syms(&["__rust_alloc"]),
-            // RawVec growth inlined into the user's push, inlined into the user's fn.
-            3 => syms(&[
-                "alloc::raw_vec::finish_grow",
-                "alloc::vec::Vec<T,A>::push",
-                "app::fill",
-            ]),
-            4 => syms(&["app::main"]),
-            _ => syms(&["0x0"]),
-        };
-        let pcs = trim_stack(&[1, 2, 3, 4, 0], false, resolve, |_| false);
-        let pc = |addr, skip| Pc {
-            addr,
-            skip,
-            root_skip: 0,
-        };
-        assert_eq!(pcs, [pc(3, 1), pc(4, 0)]);
-        let names: Vec<String> = frames_of(&pcs, resolve)
-            .into_iter()
-            .map(|f| f.function.to_string())
-            .collect();
-        assert_eq!(
-            names,
-            ["alloc::vec::Vec<T,A>::push", "app::fill", "app::main"]
-        );
-        // Nothing but machinery: no address is left, and the frames say `[unknown]`.
-        assert_eq!(
-            &*frames_of(&trim_stack(&[1, 2], false, resolve, |_| false), resolve)[0].function,
-            UNKNOWN
-        );
-        assert!(trim_stack(&[1, 2], false, resolve, |_| false).is_empty());
-    }
-
-    #[test]
-    fn start_up_frames_go_at_the_root_end_only() {
-        let names = |pcs: &[Pc], resolve: &dyn Fn(usize) -> Arc<Resolved>| -> Vec<String> {
-            frames_of(pcs, resolve)
-                .into_iter()
-                .map(|f| f.function.to_string())
-                .collect()
-        };
-        let resolve = |a: usize| match a {
-            1 => syms(&["__rust_alloc"]),
-            2 => syms(&["app::leaf"]),
-            // std in the middle of the program's stack stays.
-            3 => syms(&["core::ops::function::FnOnce::call_once", "app::run"]),
-            // A thread's closure inlined into std's spawn closure: the closure stays.
-            4 => syms(&[
-                "app::spawn::{closure#0}",
-                "std::sys::backtrace::__rust_begin_short_backtrace",
-                "std::thread::Builder::spawn_unchecked_::{closure#1}",
-            ]),
-            5 => syms(&["core::ops::function::FnOnce::call_once{{vtable.shim}}"]),
-            6 => syms(&["std::sys::pal::unix::thread::Thread::new::thread_start"]),
-            7 => syms(&["start_thread"]),
-            8 => syms(&["clone3"]),
-            9 => syms(&["std::rt::lang_start::{closure#0}"]),
-            _ => syms(&["0x0"]),
-        };
-        let pcs = trim_stack(&[1, 2, 3, 4, 5, 6, 7, 8, 0], false, resolve, |_| false);
-        assert_eq!(
-            names(&pcs, &resolve),
-            [
-                "app::leaf",
-                "core::ops::function::FnOnce::call_once",
-                "app::run",
-                "app::spawn::{closure#0}"
-            ]
-        );
-        assert_eq!(pcs.last().map(|p| p.root_skip), Some(2));
-        // A truncated stack's rootmost frames are not its root: all stay.
-        let truncated = trim_stack(&[1, 2, 3, 4, 5, 6, 7, 8, 0], true, resolve, |_| false);
-        assert_eq!(names(&truncated, &resolve).len(), 10);
-        // A stack of nothing but start-up keeps it.
-        let only = trim_stack(&[1, 9, 5, 7], false, resolve, |_| false);
-        assert_eq!(
-            names(&only, &resolve),
-            [
-                "std::rt::lang_start::{closure#0}",
-                "core::ops::function::FnOnce::call_once{{vtable.shim}}",
-                "start_thread"
-            ]
-        );
-    }
-
-    #[test]
-    fn trimming_the_root_only_keeps_the_allocator_at_the_leaf() {
-        let resolve = |a: usize| match a {
-            1 => syms(&["malloc"]),
-            2 => syms(&["__rust_alloc"]),
-            3 => syms(&["alloc::raw_vec::finish_grow", "app::fill"]),
-            4 => syms(&["app::main"]),
-            5 => syms(&["std::rt::lang_start::{closure#0}"]),
-            6 => syms(&["main"]),
-            _ => syms(&["0x0"]),
-        };
-        let pcs = trim_root(&[1, 2, 3, 4, 5, 6, 7], false, resolve, |a| a == 7);
-        assert_eq!(pcs.iter().map(|p| p.addr).collect::<Vec<_>>(), [1, 2, 3, 4]);
-        assert!(pcs.iter().all(|p| p.skip == 0));
-        // The heap's trimming cuts the same stack at both ends.
-        let heap = trim_stack(&[1, 2, 3, 4, 5, 6, 7], false, resolve, |a| a == 7);
-        assert_eq!(heap.iter().map(|p| p.addr).collect::<Vec<_>>(), [3, 4]);
-        // A stack that is not known to reach its root keeps its root end.
-        let open = trim_root(&[1, 2, 3, 4, 5, 6], true, resolve, |_| false);
-        assert_eq!(open.len(), 6);
-    }
-
-    #[test]
-    fn c_runtime_at_the_root_is_left_out_unresolved() {
-        use std::cell::RefCell;
-        let asked = RefCell::new(Vec::new());
-        let resolve = |a: usize| {
-            asked.borrow_mut().push(a);
-            match a {
-                1 => syms(&["__rust_alloc"]),
-                2 => syms(&["app::leaf"]),
-                3 => syms(&["app::main"]),
-                4 => syms(&["std::rt::lang_start::{closure#0}"]),
-                // 7 and 8: the C library's thread entry.
-                7 => syms(&["start_thread"]),
-                8 => syms(&["__libc_start_main"]),
-                // The program's own entry, rootward of the C library's.
-                9 => syms(&["_start"]),
-                _ => syms(&["0x0"]),
-            }
-        };
-        let c_runtime = |a: usize| a == 7 || a == 8;
-        let pcs = trim_stack(&[1, 2, 3, 4, 7, 8, 9], false, resolve, c_runtime);
-        assert_eq!(pcs.iter().map(|p| p.addr).collect::<Vec<_>>(), [2, 3]);
-        assert!(
-            !asked.borrow().iter().any(|a| [7, 8, 0].contains(a)),
-            "{asked:?}"
-        );
-        // The same frames are left out when resolved (no C runtime test).
-        let by_name = trim_stack(&[1, 2, 3, 4, 7, 8, 9], false, resolve, |_| false);
-        assert_eq!(pcs, by_name);
-        // C runtime in the middle of a stack stays (a C library calling back).
-        let middle = trim_stack(&[1, 2, 7, 3, 8], false, resolve, c_runtime);
-        assert_eq!(middle.iter().map(|p| p.addr).collect::<Vec<_>>(), [2, 7, 3]);
-        // A stack of nothing but start-up and C runtime keeps (and resolves) it all.
-        asked.borrow_mut().clear();
-        let only = trim_stack(&[1, 4, 7, 8], false, resolve, c_runtime);
-        assert_eq!(only.iter().map(|p| p.addr).collect::<Vec<_>>(), [4, 7, 8]);
-        assert!(asked.borrow().contains(&8));
-        // A truncated stack keeps its root end.
-        let truncated = trim_stack(&[1, 2, 3, 7, 8], true, resolve, c_runtime);
-        assert_eq!(truncated.len(), 4);
-    }
-}
+mod tests;
