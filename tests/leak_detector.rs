@@ -487,7 +487,7 @@ fn one_alerts_message_files_and_metrics_agree() {
     assert!(a.message.contains(top), "{}", a.message);
     // The suspect's function is coloured by the growth below it.
     assert!(
-        growth_svg.contains("with its callees"),
+        growth_svg.contains("% with its callees)"),
         "no suspect coloured"
     );
 

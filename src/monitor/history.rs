@@ -203,11 +203,14 @@ impl SiteSeries {
                 None if bytes == 0 => continue,
                 None => {
                     self.active.push(id);
+                    // Sized once: a row grows to the window's columns and no further.
+                    let mut values = VecDeque::with_capacity(self.cap);
+                    values.resize(len - 1, 0);
                     slot.insert(Row {
-                        values: VecDeque::from(vec![0; len - 1]),
+                        values,
                         nonzero: 0,
-                        leaving: Vec::new(),
-                        held: VecDeque::new(),
+                        leaving: Vec::with_capacity(self.segment),
+                        held: VecDeque::with_capacity(self.segments),
                     })
                 }
             };

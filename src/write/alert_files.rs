@@ -232,7 +232,11 @@ fn colour_inclusive(svg: &str, highlight: &[String]) -> String {
     for &i in &marked {
         let f = &frames[i];
         if let Some(d) = &f.delta_at {
-            edits.push((d.clone(), format!("{:+.2}% with its callees", incl[i])));
+            // The change and its "%": `+1.23%` becomes `+4.56% with its callees`.
+            edits.push((
+                d.start..d.end + 1,
+                format!("{:+.2}% with its callees", incl[i]),
+            ));
         }
         edits.push((f.fill.clone(), diff_colour(incl[i], max)));
     }
@@ -352,6 +356,23 @@ mod tests {
         );
         assert!(!svg.contains("gone"), "{svg}");
         assert!(svg.contains("+6.8 KiB"), "subtitle");
+        // Inferno colours `serve` by the change of the stacks that end at it (none);
+        // a suspect is coloured, and titled, by the change of everything below it.
+        assert!(
+            svg.contains("<title>serve (9,000 bytes, 69.23%; 0.00%)"),
+            "{svg}"
+        );
+        let mut marked =
+            GrowthLines::new(&sites, &[(0, 1000, 9000), (1, 5000, 4000), (2, 0, 0)], 60.0);
+        marked.highlight = vec!["serve".to_string()];
+        let mut svg = Vec::new();
+        write_growth_flamegraph(&marked, &mut svg).unwrap();
+        let svg = String::from_utf8(svg).unwrap();
+        let serve = svg
+            .find("<title>serve (9,000 bytes, 69.23%; +61.54% with its callees)</title>")
+            .unwrap_or_else(|| panic!("{svg}"));
+        let fill = &svg[serve..][..svg[serve..].find("/>").unwrap()];
+        assert!(fill.contains("fill=\"rgb(255,"), "red: {fill}");
         // An empty profile still renders.
         let mut empty = Vec::new();
         write_growth_flamegraph(&GrowthLines::default(), &mut empty).unwrap();

@@ -402,7 +402,7 @@ fn words(profile: &HeapProfile, named: &[Named], facts: &SiteFacts) -> (String, 
         (Some(n), _) => {
             let g = n.growth.unwrap_or_default();
             message += &format!(
-                "; {} grew over the last {:.0} s, the most {} (+{})",
+                "; {} grew over the last {:.0} s, the most {}, +{}",
                 if grew.len() == 1 {
                     "one function's allocations".to_string()
                 } else {
