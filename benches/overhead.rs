@@ -1,5 +1,5 @@
 //! Allocator overhead, in one run: the same workloads under the plain system allocator,
-//! leakscope off, leakscope sampling at 512 KiB, leakscope exact (`SAMPLE_BYTES=1`) and
+//! leakscope off, leakscope on with its default sampling, leakscope exact (`SAMPLE_BYTES=1`) and
 //! dhat, reported as ratios to the system allocator.
 //!
 //! ```text
@@ -37,7 +37,7 @@ const SETUPS: &[Setup] = &[
         divisor: 1,
     },
     Setup {
-        name: "leakscope on (512 KiB)",
+        name: "leakscope on (default)",
         bin: "bench_leakscope",
         env: &[("LEAKSCOPE", "1")],
         divisor: 1,
