@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use inferno::flamegraph::{color::BasicPalette, from_lines};
-use pprof::protos::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
+use pprof::protos::{Label, Line, Location, Profile, Sample, ValueType};
 
 use super::mappings::Mapping as ProcMapping;
-use super::pprof::{to_i64, Strings};
+use super::pprof::{mapping_id, pprof_mappings, to_i64, Functions, Strings};
 use super::{gzip, path, write_atomic};
 use crate::cpu::report::CpuProfile;
 use crate::profile::Pc;
@@ -99,47 +99,8 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
     let sample_type = vec![vt("samples", "count"), vt("cpu", "nanoseconds")];
     let period_type = Some(vt("cpu", "nanoseconds"));
     let period = 1_000_000_000 / i64::from(p.hz.max(1));
-    let mapping: Vec<Mapping> = maps
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Mapping {
-            id: i as u64 + 1,
-            memory_start: m.start,
-            memory_limit: m.limit,
-            file_offset: m.offset,
-            filename: st.get(&m.path),
-            build_id: m.build_id.as_deref().map_or(0, |b| st.get(b)),
-            has_functions: true,
-            has_filenames: true,
-            has_line_numbers: true,
-            has_inline_frames: true,
-        })
-        .collect();
-    let mapping_of = |addr: u64| -> u64 {
-        let i = maps.partition_point(|m| m.start <= addr);
-        match i.checked_sub(1).map(|i| (i, &maps[i])) {
-            Some((i, m)) if addr < m.limit => i as u64 + 1,
-            _ => 0,
-        }
-    };
-    let mut functions: Vec<Function> = Vec::new();
-    // Keyed by (name, system name, file). The system name is the mangled symbol where
-    // known: a consumer that finds it equal to the name takes the name for a mangled one
-    // and shortens it (`go tool pprof` shows `<T as Trait>::f` as `::f`).
-    let mut function_ids: HashMap<(i64, i64, i64), u64> = HashMap::new();
-    let mut function_id = |st: &mut Strings, name: &str, system: &str, file: &str| -> u64 {
-        let key = (st.get(name), st.get(system), st.get(file));
-        *function_ids.entry(key).or_insert_with(|| {
-            functions.push(Function {
-                id: functions.len() as u64 + 1,
-                name: key.0,
-                system_name: key.1,
-                filename: key.2,
-                start_line: 0,
-            });
-            functions.len() as u64
-        })
-    };
+    let mapping = pprof_mappings(maps, &mut st);
+    let mut functions = Functions::default();
     let mut locations: Vec<Location> = Vec::new();
     let mut location_ids: HashMap<Pc, u64> = HashMap::new();
     let mut synthetic_ids: HashMap<&str, u64> = HashMap::new();
@@ -153,7 +114,7 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
                     .frames_with_system_names(pc)
                     .iter()
                     .map(|(f, system)| Line {
-                        function_id: function_id(
+                        function_id: functions.id(
                             &mut st,
                             &f.function,
                             system.as_deref().unwrap_or(&f.function),
@@ -165,7 +126,7 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
                 let address = (pc.addr as u64).saturating_sub(1);
                 locations.push(Location {
                     id: locations.len() as u64 + 1,
-                    mapping_id: mapping_of(address),
+                    mapping_id: mapping_id(maps, address),
                     address,
                     line,
                     is_folded: false,
@@ -176,7 +137,7 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
         }
         if let Some(root) = s.root {
             let id = *synthetic_ids.entry(root).or_insert_with(|| {
-                let function_id = function_id(&mut st, root, root, "");
+                let function_id = functions.id(&mut st, root, root, "");
                 locations.push(Location {
                     id: locations.len() as u64 + 1,
                     mapping_id: 0,
@@ -220,7 +181,7 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
         sample: samples,
         mapping,
         location: locations,
-        function: functions,
+        function: functions.list,
         string_table: st.table,
         drop_frames: 0,
         keep_frames: 0,

@@ -58,6 +58,64 @@ impl Strings {
     }
 }
 
+/// A profile's mappings (the process's, from `/proc/self/maps`), ids from 1 in order.
+pub(super) fn pprof_mappings(maps: &[ProcMapping], st: &mut Strings) -> Vec<Mapping> {
+    maps.iter()
+        .enumerate()
+        .map(|(i, m)| Mapping {
+            id: i as u64 + 1,
+            memory_start: m.start,
+            memory_limit: m.limit,
+            file_offset: m.offset,
+            filename: st.get(&m.path),
+            build_id: m.build_id.as_deref().map_or(0, |b| st.get(b)),
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+        })
+        .collect()
+}
+
+/// The id of the mapping of [`pprof_mappings`] that holds `addr`; 0 for none.
+pub(super) fn mapping_id(maps: &[ProcMapping], addr: u64) -> u64 {
+    // `maps` is sorted by start and the ranges do not overlap.
+    let i = maps.partition_point(|m| m.start <= addr);
+    match i.checked_sub(1).map(|i| (i, &maps[i])) {
+        Some((i, m)) if addr < m.limit => i as u64 + 1,
+        _ => 0,
+    }
+}
+
+/// A profile's function table, one entry per (name, system name, file). The system name
+/// is the mangled symbol where known: a consumer that finds it equal to the name takes
+/// the name for a mangled one and shortens it (`go tool pprof` shows `<T as Trait>::f`
+/// as `::f`).
+#[derive(Default)]
+pub(super) struct Functions {
+    pub(super) list: Vec<Function>,
+    ids: HashMap<(i64, i64, i64), u64>,
+}
+
+impl Functions {
+    /// The id of the function, added if new.
+    pub(super) fn id(&mut self, st: &mut Strings, name: &str, system: &str, file: &str) -> u64 {
+        let key = (st.get(name), st.get(system), st.get(file));
+        let list = &mut self.list;
+        *self.ids.entry(key).or_insert_with(|| {
+            list.push(Function {
+                id: list.len() as u64 + 1,
+                name: key.0,
+                system_name: key.1,
+                filename: key.2,
+                // Not known: the symbolizer gives the line of the call, not of the function.
+                start_line: 0,
+            });
+            list.len() as u64
+        })
+    }
+}
+
 pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -82,47 +140,9 @@ pub(crate) fn heap_profile(
     ];
     let period_type = Some(vt("space", "bytes"));
 
-    let mapping: Vec<Mapping> = maps
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Mapping {
-            id: i as u64 + 1,
-            memory_start: m.start,
-            memory_limit: m.limit,
-            file_offset: m.offset,
-            filename: st.get(&m.path),
-            build_id: m.build_id.as_deref().map_or(0, |b| st.get(b)),
-            has_functions: true,
-            has_filenames: true,
-            has_line_numbers: true,
-            has_inline_frames: true,
-        })
-        .collect();
-    let mapping_of = |addr: u64| -> u64 {
-        // `maps` is sorted by start and the ranges do not overlap.
-        let i = maps.partition_point(|m| m.start <= addr);
-        match i.checked_sub(1).map(|i| (i, &maps[i])) {
-            Some((i, m)) if addr < m.limit => i as u64 + 1,
-            _ => 0,
-        }
-    };
+    let mapping = pprof_mappings(maps, &mut st);
 
-    let mut functions: Vec<Function> = Vec::new();
-    let mut function_ids: HashMap<(i64, i64, i64), u64> = HashMap::new();
-    let mut function_id = |st: &mut Strings, name: &str, system: &str, file: &str| -> u64 {
-        let key = (st.get(name), st.get(system), st.get(file));
-        *function_ids.entry(key).or_insert_with(|| {
-            functions.push(Function {
-                id: functions.len() as u64 + 1,
-                name: key.0,
-                system_name: key.1,
-                filename: key.2,
-                // Not known: backtrace gives the line of the call, not of the function.
-                start_line: 0,
-            });
-            functions.len() as u64
-        })
-    };
+    let mut functions = Functions::default();
 
     let mut locations: Vec<Location> = Vec::new();
     let mut location_ids: HashMap<Pc, u64> = HashMap::new();
@@ -140,7 +160,7 @@ pub(crate) fn heap_profile(
                         .iter()
                         .zip(syms.system_names.iter().skip(pc.skip as usize))
                         .map(|(sym, system)| Line {
-                            function_id: function_id(
+                            function_id: functions.id(
                                 &mut st,
                                 &sym.function,
                                 system.as_deref().unwrap_or(&sym.function),
@@ -153,7 +173,7 @@ pub(crate) fn heap_profile(
                     let address = (pc.addr as u64).saturating_sub(1);
                     locations.push(Location {
                         id: locations.len() as u64 + 1,
-                        mapping_id: mapping_of(address),
+                        mapping_id: mapping_id(maps, address),
                         address,
                         line,
                         is_folded: false,
@@ -167,7 +187,7 @@ pub(crate) fn heap_profile(
         }
         let mut synthetic = |name: &str, st: &mut Strings| -> u64 {
             *synthetic_ids.entry(name.to_string()).or_insert_with(|| {
-                let function_id = function_id(st, name, name, "");
+                let function_id = functions.id(st, name, name, "");
                 locations.push(Location {
                     id: locations.len() as u64 + 1,
                     mapping_id: 0,
@@ -220,7 +240,7 @@ pub(crate) fn heap_profile(
         sample: samples,
         mapping,
         location: locations,
-        function: functions,
+        function: functions.list,
         string_table: st.table,
         drop_frames: 0,
         keep_frames: 0,
