@@ -8,14 +8,13 @@ mod common;
 
 use std::fs;
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::{session_lock, TempDir};
+use common::{session_lock, thread_cpu_ns, with_file, TempDir};
 use leakscope::Config;
 
 #[global_allocator]
@@ -25,17 +24,6 @@ const HZ: u32 = 99;
 const SECONDS: u64 = 4;
 const THREAD: &str = "malloc-churn";
 const MARKED: &str = "cpu_malloc_test_churn";
-
-/// CPU time of the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Allocates and frees blocks of 16 B to 8 KiB, touching none of them: nearly all its time
 /// goes to the allocator. Publishes its own CPU time as it goes.
@@ -56,13 +44,6 @@ fn cpu_malloc_test_churn(stop: &AtomicBool, cpu: &AtomicU64) -> u64 {
         cpu.store(thread_cpu_ns(), Ordering::Relaxed);
     }
     n
-}
-
-fn with_file<'a>(files: &'a [PathBuf], suffix: &str) -> &'a Path {
-    files
-        .iter()
-        .find(|p| p.to_string_lossy().ends_with(suffix))
-        .unwrap_or_else(|| panic!("no {suffix} file in {files:?}"))
 }
 
 #[test]

@@ -7,14 +7,13 @@ mod common;
 use std::fs;
 use std::hint::black_box;
 use std::io;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::{session_lock, TempDir};
+use common::{session_lock, with_file, TempDir};
 use leakscope::Config;
 
 #[global_allocator]
@@ -41,13 +40,6 @@ fn spawn_burner() -> (Arc<AtomicBool>, thread::JoinHandle<u64>) {
         .spawn(move || cpu_profile_test_burn(&s2))
         .unwrap();
     (stop, burner)
-}
-
-fn with_file<'a>(files: &'a [PathBuf], suffix: &str) -> &'a Path {
-    files
-        .iter()
-        .find(|p| p.to_string_lossy().ends_with(suffix))
-        .unwrap_or_else(|| panic!("no {suffix} file in {files:?}"))
 }
 
 #[test]

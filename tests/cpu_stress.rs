@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use common::TempDir;
+use common::{process_cpu_ns, thread_cpu_ns, TempDir};
 use leakscope::Config;
 
 #[global_allocator]
@@ -21,28 +21,6 @@ static GLOBAL: leakscope::LeakScope = leakscope::LeakScope::system();
 
 const SECONDS: u64 = 30;
 const HZ: u32 = 99;
-
-/// The process's CPU time (all threads), in nanoseconds.
-fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CPU time of the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Allocates, grows and frees blocks of 8 B to 64 KiB until `stop`, publishing its CPU
 /// time in `cpu`; returns the allocations made.

@@ -157,3 +157,33 @@ pub(crate) fn untrimmed_sites(p: &HeapProfile) -> Option<String> {
         .collect();
     (!bad.is_empty()).then(|| bad.join("\n"))
 }
+
+/// CPU time of `clock` (`libc::CLOCK_THREAD_CPUTIME_ID`, `CLOCK_PROCESS_CPUTIME_ID`), in
+/// nanoseconds.
+fn cpu_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time of the calling thread, in nanoseconds.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// The process's CPU time (all threads), in nanoseconds.
+pub(crate) fn process_cpu_ns() -> u64 {
+    cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+/// The file of `files` whose name ends with `suffix`.
+pub(crate) fn with_file<'a>(files: &'a [PathBuf], suffix: &str) -> &'a Path {
+    files
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {suffix} file in {files:?}"))
+}
