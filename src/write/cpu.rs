@@ -9,19 +9,17 @@
 //! `[unknown]` / `[truncated]` root frames as locations without an address. Ids are
 //! sequential from 1 and `string_table[0]` is `""`, as in the heap profiles.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use inferno::flamegraph::{color::BasicPalette, from_lines};
-use pprof::protos::{Label, Line, Location, Profile, Sample, ValueType};
+use pprof::protos::{Label, Profile, Sample, ValueType};
 
 use super::mappings::Mapping as ProcMapping;
-use super::pprof::{mapping_id, pprof_mappings, to_i64, Functions, Strings};
+use super::pprof::{line_of, pprof_mappings, to_i64, Functions, Locations, Strings};
 use super::{gzip, path, write_atomic};
 use crate::cpu::report::CpuProfile;
-use crate::profile::Pc;
 
 /// What the flamegraph's title says about a CPU profile.
 #[derive(Clone, Copy, Debug)]
@@ -101,56 +99,21 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
     let period = 1_000_000_000 / i64::from(p.hz.max(1));
     let mapping = pprof_mappings(maps, &mut st);
     let mut functions = Functions::default();
-    let mut locations: Vec<Location> = Vec::new();
-    let mut location_ids: HashMap<Pc, u64> = HashMap::new();
-    let mut synthetic_ids: HashMap<&str, u64> = HashMap::new();
+    let mut locations = Locations::default();
     let thread_key = st.get("thread");
     let mut samples = Vec::with_capacity(p.stacks.len());
     for s in &p.stacks {
         let mut ids = Vec::with_capacity(s.pcs.len() + 1);
         for pc in &s.pcs {
-            let id = *location_ids.entry(*pc).or_insert_with(|| {
-                let line = p
-                    .frames_with_system_names(pc)
+            ids.push(locations.of_pc(pc, maps, || {
+                p.frames_with_system_names(pc)
                     .iter()
-                    .map(|(f, system)| Line {
-                        function_id: functions.id(
-                            &mut st,
-                            &f.function,
-                            system.as_deref().unwrap_or(&f.function),
-                            f.file.as_deref().unwrap_or(""),
-                        ),
-                        line: f.line.map_or(0, i64::from),
-                    })
-                    .collect();
-                let address = (pc.addr as u64).saturating_sub(1);
-                locations.push(Location {
-                    id: locations.len() as u64 + 1,
-                    mapping_id: mapping_id(maps, address),
-                    address,
-                    line,
-                    is_folded: false,
-                });
-                locations.len() as u64
-            });
-            ids.push(id);
+                    .map(|(f, system)| line_of(&mut st, &mut functions, f, system.as_deref()))
+                    .collect()
+            }));
         }
         if let Some(root) = s.root {
-            let id = *synthetic_ids.entry(root).or_insert_with(|| {
-                let function_id = functions.id(&mut st, root, root, "");
-                locations.push(Location {
-                    id: locations.len() as u64 + 1,
-                    mapping_id: 0,
-                    address: 0,
-                    line: vec![Line {
-                        function_id,
-                        line: 0,
-                    }],
-                    is_folded: false,
-                });
-                locations.len() as u64
-            });
-            ids.push(id);
+            ids.push(locations.synthetic(&mut st, &mut functions, root));
         }
         let n = to_i64(s.samples);
         samples.push(Sample {
@@ -180,7 +143,7 @@ pub(crate) fn cpu_pprof(p: &CpuProfile, maps: &[ProcMapping]) -> Profile {
         sample_type,
         sample: samples,
         mapping,
-        location: locations,
+        location: locations.list,
         function: functions.list,
         string_table: st.table,
         drop_frames: 0,

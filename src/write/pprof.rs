@@ -16,7 +16,7 @@ use pprof::protos::{Function, Line, Location, Mapping, Message, Profile, Sample,
 
 use super::gzip::write_gzip;
 use super::mappings::{executable_mappings, Mapping as ProcMapping};
-use crate::profile::{HeapProfile, Pc, LEFT_OUT, UNKNOWN};
+use crate::profile::{Frame, HeapProfile, Pc, LEFT_OUT, UNKNOWN};
 
 /// Which sample type a viewer shows first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub(super) fn pprof_mappings(maps: &[ProcMapping], st: &mut Strings) -> Vec<Mapp
 }
 
 /// The id of the mapping of [`pprof_mappings`] that holds `addr`; 0 for none.
-pub(super) fn mapping_id(maps: &[ProcMapping], addr: u64) -> u64 {
+fn mapping_id(maps: &[ProcMapping], addr: u64) -> u64 {
     // `maps` is sorted by start and the ranges do not overlap.
     let i = maps.partition_point(|m| m.start <= addr);
     match i.checked_sub(1).map(|i| (i, &maps[i])) {
@@ -116,6 +116,89 @@ impl Functions {
     }
 }
 
+/// The line of a location for frame `f`, whose symbol the binary names `system` (the
+/// mangled name) where known.
+pub(super) fn line_of(
+    st: &mut Strings,
+    functions: &mut Functions,
+    f: &Frame,
+    system: Option<&str>,
+) -> Line {
+    Line {
+        function_id: functions.id(
+            st,
+            &f.function,
+            system.unwrap_or(&f.function),
+            f.file.as_deref().unwrap_or(""),
+        ),
+        line: f.line.map_or(0, i64::from),
+    }
+}
+
+/// A profile's location table: one location per return address, one per synthetic
+/// frame name (`[unknown]`, a span, a thread's root), ids from 1 in order.
+#[derive(Default)]
+pub(super) struct Locations {
+    pub(super) list: Vec<Location>,
+    by_pc: HashMap<Pc, u64>,
+    synthetic: HashMap<String, u64>,
+}
+
+impl Locations {
+    /// The id of return address `pc`'s location, made the first time from its `lines`
+    /// (innermost first) in the mapping of `maps` that holds it.
+    pub(super) fn of_pc(
+        &mut self,
+        pc: &Pc,
+        maps: &[ProcMapping],
+        lines: impl FnOnce() -> Vec<Line>,
+    ) -> u64 {
+        if let Some(&id) = self.by_pc.get(pc) {
+            return id;
+        }
+        // Return addresses point after the call; the call is the byte before.
+        let address = (pc.addr as u64).saturating_sub(1);
+        let id = self.push(mapping_id(maps, address), address, lines());
+        self.by_pc.insert(*pc, id);
+        id
+    }
+
+    /// The id of the location of a synthetic frame `name` (no address, no mapping).
+    pub(super) fn synthetic(
+        &mut self,
+        st: &mut Strings,
+        functions: &mut Functions,
+        name: &str,
+    ) -> u64 {
+        if let Some(&id) = self.synthetic.get(name) {
+            return id;
+        }
+        let function_id = functions.id(st, name, name, "");
+        let id = self.push(
+            0,
+            0,
+            vec![Line {
+                function_id,
+                line: 0,
+            }],
+        );
+        self.synthetic.insert(name.to_string(), id);
+        id
+    }
+
+    fn push(&mut self, mapping_id: u64, address: u64, line: Vec<Line>) -> u64 {
+        let id = self.list.len() as u64 + 1;
+        self.list.push(Location {
+            id,
+            mapping_id,
+            address,
+            line,
+            is_folded: false,
+        });
+        id
+    }
+}
+
 pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -144,63 +227,22 @@ pub(crate) fn heap_profile(
 
     let mut functions = Functions::default();
 
-    let mut locations: Vec<Location> = Vec::new();
-    let mut location_ids: HashMap<Pc, u64> = HashMap::new();
-    let mut synthetic_ids: HashMap<String, u64> = HashMap::new();
+    let mut locations = Locations::default();
     let mut samples: Vec<Sample> = Vec::with_capacity(p.raw.stacks.len());
     for s in &p.raw.stacks {
         let mut ids: Vec<u64> = Vec::with_capacity(s.pcs.len() + 1);
         for pc in &s.pcs {
-            let id = match location_ids.get(pc) {
-                Some(&id) => id,
-                None => {
-                    let syms = p.raw.resolved(pc.addr);
-                    let kept = pc.kept(&syms);
-                    let line = kept
-                        .iter()
-                        .zip(syms.system_names.iter().skip(pc.skip as usize))
-                        .map(|(sym, system)| Line {
-                            function_id: functions.id(
-                                &mut st,
-                                &sym.function,
-                                system.as_deref().unwrap_or(&sym.function),
-                                sym.file.as_deref().unwrap_or(""),
-                            ),
-                            line: sym.line.map_or(0, i64::from),
-                        })
-                        .collect();
-                    // Return addresses point after the call; the call is the byte before.
-                    let address = (pc.addr as u64).saturating_sub(1);
-                    locations.push(Location {
-                        id: locations.len() as u64 + 1,
-                        mapping_id: mapping_id(maps, address),
-                        address,
-                        line,
-                        is_folded: false,
-                    });
-                    let id = locations.len() as u64;
-                    location_ids.insert(*pc, id);
-                    id
-                }
-            };
-            ids.push(id);
+            ids.push(locations.of_pc(pc, maps, || {
+                let syms = p.raw.resolved(pc.addr);
+                pc.kept(&syms)
+                    .iter()
+                    .zip(syms.system_names.iter().skip(pc.skip as usize))
+                    .map(|(f, system)| line_of(&mut st, &mut functions, f, system.as_deref()))
+                    .collect()
+            }));
         }
-        let mut synthetic = |name: &str, st: &mut Strings| -> u64 {
-            *synthetic_ids.entry(name.to_string()).or_insert_with(|| {
-                let function_id = functions.id(st, name, name, "");
-                locations.push(Location {
-                    id: locations.len() as u64 + 1,
-                    mapping_id: 0,
-                    address: 0,
-                    line: vec![Line {
-                        function_id,
-                        line: 0,
-                    }],
-                    is_folded: false,
-                });
-                locations.len() as u64
-            })
-        };
+        let mut synthetic =
+            |name: &str, st: &mut Strings| locations.synthetic(st, &mut functions, name);
         if let Some(n) = s.left_out {
             ids.push(synthetic(&format!("{LEFT_OUT} ({n} stacks)"), &mut st));
         } else if ids.is_empty() {
@@ -239,7 +281,7 @@ pub(crate) fn heap_profile(
         sample_type,
         sample: samples,
         mapping,
-        location: locations,
+        location: locations.list,
         function: functions.list,
         string_table: st.table,
         drop_frames: 0,
