@@ -165,5 +165,11 @@ pub mod __private {
 
     pub use crate::profile::__slow_stack_walks as slow_stack_walks;
 
+    /// Resolves return address `addr` as profiles do (`benches/symbolize.rs`): the
+    /// number of frames.
+    pub fn symbolize(addr: usize) -> usize {
+        crate::symbolize::resolve(addr).frames.len()
+    }
+
     pub use crate::cpu::{force_process_timer, last_sampler_stats, SamplerStats};
 }

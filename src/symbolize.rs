@@ -77,10 +77,13 @@ impl Cache {
             return Arc::clone(r);
         }
         // (demangled name, mangled name, file, line) of each frame, innermost first.
-        let mut raw: Vec<RawSym> = exe::frames(addr).unwrap_or_default();
+        let exe = exe::frames(addr);
+        let in_exe = exe.is_some();
+        let mut raw: Vec<RawSym> = exe.unwrap_or_default();
         // `resolve` looks up `addr - 1`, the call instruction, for return addresses.
-        // Other objects than the executable (shared libraries) by `backtrace`.
-        if raw.is_empty() {
+        // Other objects than the executable (shared libraries) by `backtrace` (which
+        // would read the executable's file again, whole, to find no more there).
+        if raw.is_empty() && !in_exe {
             backtrace::resolve(addr as *mut std::ffi::c_void, |s| {
                 let function = match s.name() {
                     Some(n) => format!("{n:#}"),
@@ -170,81 +173,8 @@ pub(crate) fn index_to_load() -> u64 {
     }
 }
 
-/// The executable's own debug info, read through `/proc/self/exe`: the file the process
-/// runs, even after the path it was started from names another file (a deploy, a
-/// rebuild), where `backtrace` (which reopens the path) would find other debug info or
-/// none. Loaded on first use, given back with `backtrace`'s index.
-mod exe {
-    use parking_lot::Mutex;
-
-    use super::RawSym;
-
-    struct Exe {
-        loader: addr2line::Loader,
-        bias: u64,
-        ranges: Vec<(usize, usize)>,
-    }
-
-    /// `None`: not loaded; `Some(None)`: could not be loaded (the caller falls back to
-    /// `backtrace`).
-    static EXE: Mutex<Option<Option<Exe>>> = Mutex::new(None);
-
-    fn load() -> Option<Exe> {
-        let (bias, ranges) = crate::sys::main_program()?;
-        let loader = addr2line::Loader::new("/proc/self/exe").ok()?;
-        Some(Exe {
-            loader,
-            bias,
-            ranges,
-        })
-    }
-
-    /// The frames of return address `addr` if it lies in the executable (the call
-    /// instruction before it, innermost first); `None` elsewhere or without debug info
-    /// or symbol for it.
-    pub(super) fn frames(addr: usize) -> Option<Vec<RawSym>> {
-        let mut exe = EXE.lock();
-        let exe = exe.get_or_insert_with(load).as_ref()?;
-        if addr == 0 || !exe.ranges.iter().any(|&(s, e)| (s..e).contains(&addr)) {
-            return None;
-        }
-        let probe = (addr as u64 - 1).wrapping_sub(exe.bias);
-        let mut out: Vec<RawSym> = Vec::new();
-        if let Ok(mut frames) = exe.loader.find_frames(probe) {
-            while let Ok(Some(f)) = frames.next() {
-                let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
-                    continue;
-                };
-                let (file, line) = f
-                    .location
-                    .map_or((None, None), |l| (l.file.map(str::to_string), l.line));
-                out.push((demangled(&name), Some(name.into_owned()), file, line));
-            }
-        }
-        if out.is_empty() {
-            let name = exe.loader.find_symbol(probe)?.to_string();
-            let (file, line) = match exe.loader.find_location(probe) {
-                Ok(Some(l)) => (l.file.map(str::to_string), l.line),
-                _ => (None, None),
-            };
-            out.push((demangled(&name), Some(name), file, line));
-        }
-        Some(out)
-    }
-
-    /// A Rust symbol demangled without its hash (`{:#}`); other names as they are.
-    fn demangled(name: &str) -> String {
-        match rustc_demangle::try_demangle(name) {
-            Ok(d) => format!("{d:#}"),
-            Err(_) => name.to_string(),
-        }
-    }
-
-    /// Gives the loaded debug info back (it is loaded again on next use).
-    pub(super) fn release() {
-        *EXE.lock() = None;
-    }
-}
+mod exe;
+mod units;
 
 /// `s` as the one shared `Arc<str>` of its text (frames compare names by pointer).
 pub(crate) fn intern(s: &str) -> Arc<str> {
@@ -507,5 +437,50 @@ mod tests {
         let frames = &resolve(here()).frames;
         assert!(!frames.is_empty());
         assert!(!frames[0].function.is_empty());
+    }
+
+    /// The unit index and its per-unit contexts name what addr2line's loader over the
+    /// whole file names: the same frames (function, file, line, inlined ones too) for
+    /// addresses spread over every function of this test binary.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_unit_index_resolves_as_the_whole_file_does() {
+        use object::{Object, ObjectSymbol, SymbolKind};
+        assert_eq!(exe::source(), Some("mapped"));
+        let bytes = std::fs::read("/proc/self/exe").expect("the test binary");
+        let file = object::File::parse(&*bytes).expect("ELF");
+        let (bias, _) = crate::sys::main_program().expect("main program");
+        let mut funcs: Vec<(u64, u64)> = file
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.size() > 8)
+            .map(|s| (s.address(), s.size()))
+            .collect();
+        funcs.sort_unstable();
+        funcs.dedup();
+        let step = (funcs.len() / 1500).max(1);
+        let loader = addr2line::Loader::new("/proc/self/exe").expect("loader");
+        let (mut same, mut differ) = (0, Vec::new());
+        for (i, &(a, size)) in funcs.iter().step_by(step).enumerate() {
+            if i == 700 {
+                // Given back and loaded again (the mapping's pages dropped) midway.
+                exe::release();
+            }
+            let addr = (a + size / 2).wrapping_add(bias) as usize + 1;
+            let ours = exe::frames(addr).unwrap_or_default();
+            let whole = exe::frames_by_loader(&loader, addr);
+            if ours == whole {
+                same += 1;
+            } else {
+                differ.push((addr, ours, whole));
+            }
+        }
+        assert!(same > 500, "{same} addresses compared");
+        assert!(
+            differ.is_empty(),
+            "{} of {} differ, first: {:#?}",
+            differ.len(),
+            same + differ.len(),
+            differ.first()
+        );
     }
 }

@@ -7,6 +7,9 @@
 // the SIGPROF handler and process timer, probed stack reads.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) mod loaded;
+// The executable's file mapped for the symbolizer.
+#[cfg(target_os = "linux")]
+pub(crate) mod mapped;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub(crate) mod perf;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -18,13 +18,16 @@ pub(crate) fn get() -> u64 {
     BUDGET.load(Relaxed)
 }
 
-/// What a profile built now may take: the budget less leakscope's own live heap (the
-/// symbol cache, other profiles being written) and, when the debug-info index is not
-/// loaded, what it took last time; at least [`FLOOR`].
+/// What a profile built now may take: half the budget (the other half is for what
+/// leakscope keeps: the debug-info index, the symbol cache, the monitor's history), and
+/// no more than the budget less leakscope's own live heap (that, other profiles being
+/// written) and, when the debug-info index is not loaded, what it took last time; at
+/// least [`FLOOR`].
 pub(crate) fn for_profile() -> u64 {
     get()
         .saturating_sub(crate::stats::self_stats().live_bytes)
         .saturating_sub(crate::symbolize::index_to_load().min(get() / 2))
+        .min(get() / 2)
         .max(FLOOR)
 }
 
