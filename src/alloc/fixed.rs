@@ -1,9 +1,12 @@
-//! Fixed-size tables of atomics, reserved zeroed from `System` and never freed: the
+//! Fixed-size tables of atomics, reserved zeroed from the system and never freed: the
 //! storage of every [`FixedMap`](super::fixed_map::FixedMap).
 //!
 //! They bypass the global allocator (so they are neither counted nor sampled, and
-//! reserving them cannot recurse into the hooks); a large table comes zeroed from the
-//! system (mapped, not written), so only the pages of entries in use become resident.
+//! reserving them cannot recurse into the hooks). On Unix a table is an anonymous
+//! mapping of its own: its pages are zero without being written, so only the pages of
+//! entries in use become resident (a `calloc` may clear the whole block when the C
+//! library serves it from its heap, which glibc does once its mmap threshold has risen
+//! after large frees). Elsewhere, `System`'s `alloc_zeroed`.
 //! The length lives in a header of the same allocation, so one pointer publishes both; a
 //! larger table can replace a smaller one (the old one is leaked, never freed under a
 //! reader).
@@ -25,6 +28,47 @@ unsafe impl Zeroable for std::sync::atomic::AtomicU64 {}
 unsafe impl Zeroable for std::sync::atomic::AtomicU32 {}
 // SAFETY: each field is valid when zeroed (padding bytes carry no value).
 unsafe impl<A: Zeroable, B: Zeroable> Zeroable for (A, B) {}
+
+/// A zeroed block for `layout` (non-zero size), or null.
+fn zeroed(layout: Layout) -> *mut u8 {
+    #[cfg(unix)]
+    if layout.align() <= 4096 {
+        // SAFETY: a new private anonymous mapping: zero-filled pages that alias nothing,
+        // page-aligned (so aligned for `layout`, whose alignment is at most a page).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                layout.size(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        return if p == libc::MAP_FAILED {
+            std::ptr::null_mut()
+        } else {
+            p as *mut u8
+        };
+    }
+    // SAFETY: the layout has a non-zero size (the caller's holds a header).
+    unsafe { System.alloc_zeroed(layout) }
+}
+
+/// Gives back a block from [`zeroed`].
+///
+/// # Safety
+/// `p` came from `zeroed(layout)` with this `layout` and is not used after.
+unsafe fn release(p: *mut u8, layout: Layout) {
+    #[cfg(unix)]
+    if layout.align() <= 4096 {
+        // SAFETY: `p..p + size` is the mapping `zeroed` made, unused from now on.
+        unsafe { libc::munmap(p as *mut libc::c_void, layout.size()) };
+        return;
+    }
+    // SAFETY: per this function's contract, `p` came from `System.alloc_zeroed(layout)`.
+    unsafe { System.dealloc(p, layout) }
+}
 
 #[repr(C)]
 struct Header {
@@ -67,8 +111,7 @@ impl<T: Zeroable + 'static> Fixed<T> {
         let Some(layout) = Self::layout(len) else {
             return false;
         };
-        // SAFETY: the layout has a non-zero size (it holds the header).
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = zeroed(layout);
         if p.is_null() {
             return false;
         }
@@ -81,8 +124,8 @@ impl<T: Zeroable + 'static> Fixed<T> {
             .compare_exchange(old, p, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            // SAFETY: `p` came from `System.alloc_zeroed(layout)` above and was never shared.
-            unsafe { System.dealloc(p, layout) };
+            // SAFETY: `p` came from `zeroed(layout)` above and was never shared.
+            unsafe { release(p, layout) };
             return self.get().is_some_and(|t| t.len() >= len);
         }
         true
