@@ -71,7 +71,10 @@ pub(super) fn rangeless_units(s: &IndexSections<'_>) -> Option<Vec<Rangeless>> {
         }
         let first = first_entry(s, &header)?;
         let base = first.low_pc.unwrap_or(0);
-        let has_range = if let Some(off) = first.ranges {
+        let has_range = if let Some(off) = first
+            .ranges
+            .filter(|&off| !(enc.version <= 4 && enc.address_size == 8 && all_empty(s.ranges, off)))
+        {
             // A list that cannot be read counts as rangeless: addr2line fails on it too.
             match range_lists.ranges(
                 gimli::RangeListsOffset(off),
@@ -92,6 +95,8 @@ pub(super) fn rangeless_units(s: &IndexSections<'_>) -> Option<Vec<Rangeless>> {
                 }
                 Err(_) => false,
             }
+        } else if first.ranges.is_some() {
+            false
         } else if aranges.contains(&offset) {
             true
         } else if let (Some(low), Some(high)) = (first.low_pc, first.high_pc) {
@@ -114,6 +119,26 @@ pub(super) fn rangeless_units(s: &IndexSections<'_>) -> Option<Vec<Rangeless>> {
     Some(out)
 }
 
+/// True if the `.debug_ranges` list at `off` (8-byte addresses) has only empty entries
+/// (begin equal to end, as the linker leaves the ranges of code it discarded) before
+/// its end: a tight loop over what gimli would read entry by entry, to the same answer
+/// (no range). False for anything else (gimli reads it).
+fn all_empty(ranges: &[u8], off: usize) -> bool {
+    let mut i = off;
+    while let Some(pair) = ranges.get(i..i + 16) {
+        let (b, e) = pair.split_at(8);
+        if b != e || b.iter().all(|&x| x == 0xff) {
+            return false;
+        }
+        if b.iter().all(|&x| x == 0) {
+            // (0, 0): the end of the list.
+            return true;
+        }
+        i += 16;
+    }
+    false
+}
+
 /// The `.debug_info` offsets of the units `.debug_aranges` gives a non-empty range.
 fn aranges_by_unit(s: &IndexSections<'_>) -> Option<ahash::AHashSet<usize>> {
     let mut units = ahash::AHashSet::new();
@@ -125,6 +150,7 @@ fn aranges_by_unit(s: &IndexSections<'_>) -> Option<ahash::AHashSet<usize>> {
         while let Some(e) = entries.next().transpose() {
             if e.is_ok_and(|e| e.length() != 0) {
                 units.insert(h.debug_info_offset().0);
+                break;
             }
         }
     }
