@@ -27,9 +27,13 @@
 //!    die. The bytes born in the window's first half and still alive at its end are a
 //!    half of a leak's growth over the window; a site whose blocks all die young
 //!    (expiring keys, request buffers, a bounded queue at steady state) keeps none of
-//!    them, whatever its level does. The growth fails when those bytes fall short of a
-//!    quarter of it by more than [`AGE_Z`] standard deviations of their own estimate
-//!    (with few samples the test has no power and passes).
+//!    them, whatever its level does (its level follows the load). The growth counts
+//!    only with that evidence: those bytes must not fall short of a quarter of it by
+//!    more than sampling explains (as a count of samples, Poisson: a chance below that
+//!    of [`AGE_Z`] standard deviations), and when they fall short at all, they must be
+//!    at least [`MIN_KEPT_SAMPLES`] samples' worth. So a site's growth near the rate
+//!    floor, a dozen samples, cannot raise an alert on the level of blocks that all
+//!    died young, however far its level moved beyond its noise.
 //! 4. **One container does not raise an alert alone.** A site whose growth is one block
 //!    replaced by larger ones (a hash table or vector that doubles, [`one_container`])
 //!    holds young bytes by construction, so test 3 says nothing of it; and its size
@@ -39,14 +43,17 @@
 //!    while its contents stay level (its last doubling in a warm-up, a resize forced by
 //!    deleted slots) raises nothing.
 
-use super::trend::median;
-use super::verdict::{assess_after, Trend, Why};
+use super::trend::{median, normal_cdf};
+use super::verdict::{assess_floor, Trend, Why};
 
 /// Standard deviations of sampling noise a site's growth must exceed.
 pub(crate) const NOISE_Z: f64 = 4.0;
 /// Standard deviations by which the bytes kept from the window's first half must fall
 /// short of a quarter of the growth for the growth to be young blocks only.
 pub(crate) const AGE_Z: f64 = 3.0;
+/// Samples' worth of bytes kept from the window's first half a growth needs when they
+/// fall short of a quarter of it.
+pub(crate) const MIN_KEPT_SAMPLES: f64 = 4.0;
 
 /// What the live-sample table says about a site at the window's end (all estimated
 /// bytes; see `snapshot::ages`).
@@ -84,6 +91,9 @@ pub(crate) struct SiteVerdict {
     pub(crate) noise_z: f64,
     /// The growth is young blocks only (test 3 failed).
     pub(crate) dies_young: bool,
+    /// The growth is one container replacing its block (test 4): where its contents
+    /// are kept.
+    pub(crate) container: bool,
 }
 
 impl SiteVerdict {
@@ -121,11 +131,12 @@ pub(crate) fn judge(
     min_growth: f64,
     sampled: Option<&Sampled>,
 ) -> SiteVerdict {
-    let mut trend = assess_after(before, &floor(points), min_growth);
+    let mut trend = assess_floor(before, &floor(points), min_growth);
     let mut v = SiteVerdict {
         trend,
         noise_z: f64::INFINITY,
         dies_young: false,
+        container: false,
     };
     let Some(s) = sampled else {
         return v;
@@ -150,6 +161,7 @@ pub(crate) fn judge(
         0.0
     };
     let container = g > 0.0 && one_container(g, s.typical_block);
+    v.container = container;
     v.dies_young = g > 0.0 && !container && dies_young(g, s.first_half, s.var_per_byte);
     if trend.growing {
         if v.noise_z < NOISE_Z {
@@ -168,11 +180,43 @@ pub(crate) fn judge(
 }
 
 /// True when growth `g` is young blocks only: the bytes born in the window's first half
-/// and alive at its end (`kept`) fall short of a quarter of `g` by more than [`AGE_Z`]
-/// standard deviations of an estimate of that quarter (`var_per_byte` × bytes).
+/// and alive at its end (`kept`) fall short of a quarter of `g`, and either are fewer
+/// than [`MIN_KEPT_SAMPLES`] samples' worth or fall short by more than sampling explains.
+/// A sample stands for about `var_per_byte` bytes (the variance of an estimate per
+/// estimated byte), so `kept` is a count of samples, Poisson under a leak, whose mean
+/// would be at least a quarter of `g`'s: it falls short when a count that low has less
+/// chance than [`AGE_Z`] standard deviations. Blocks that are always sampled
+/// (`var_per_byte` 0) are counted exactly.
 pub(crate) fn dies_young(g: f64, kept: f64, var_per_byte: f64) -> bool {
     let want = g / 4.0;
-    kept < want && want - kept > AGE_Z * (var_per_byte * want).sqrt()
+    if kept >= want {
+        return false;
+    }
+    if var_per_byte <= 0.0 {
+        return true;
+    }
+    let k = (kept / var_per_byte).floor();
+    k < MIN_KEPT_SAMPLES || poisson_cdf(k, want / var_per_byte) < normal_cdf(-AGE_Z)
+}
+
+/// `P(X ≤ k)` for a Poisson count `X` of mean `mean`: summed term by term up to a
+/// mean of 400, the normal approximation (continuity-corrected) beyond.
+pub(crate) fn poisson_cdf(k: f64, mean: f64) -> f64 {
+    if k < 0.0 {
+        return 0.0;
+    }
+    if mean > 400.0 {
+        return normal_cdf((k + 0.5 - mean) / mean.sqrt());
+    }
+    let mut term = (-mean).exp();
+    let mut sum = term;
+    let mut i = 1.0;
+    while i <= k {
+        term *= mean / i;
+        sum += term;
+        i += 1.0;
+    }
+    sum.min(1.0)
 }
 
 /// True when growth `g` is one container growing by replacing its block with a larger

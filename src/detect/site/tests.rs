@@ -283,6 +283,36 @@ fn quiet_on_expiring_keys_even_under_rising_load() {
     }
 }
 
+/// Values of 100 bytes expiring after 2 s, over a run of `window`s: their rate swings
+/// by ±50% every 7 s (batches, a purge task that lags) around a base that climbs by
+/// 0.4 MB/s a window, so the level (3 MB and up) climbs by about 0.8 MB a window, near the
+/// rate floor at long windows, and swings by several MB, beyond its sampling noise at
+/// the window's end. No value outlives a window's first half.
+fn expiring_values(window: f64, seed: u64) -> Site {
+    let end = (WINDOWS + 1) as f64 * window;
+    let mut s = Site::new(auto(window), seed);
+    s.stream(
+        -3.0,
+        end,
+        |t| {
+            let base = 1.5e6 + 0.4e6 * t.max(0.0) / window;
+            base * (1.0 + 0.5 * (std::f64::consts::TAU * t / 7.0).sin())
+        },
+        100.0,
+        |_| 2.0,
+    );
+    s
+}
+
+#[test]
+fn quiet_on_expiring_values_whose_level_follows_the_load_at_long_windows() {
+    for window in [30.0, 60.0] {
+        quiet(&format!("expiring values, {window} s window"), |seed| {
+            (expiring_values(window, seed), window)
+        });
+    }
+}
+
 #[test]
 fn quiet_on_request_buffers() {
     quiet("request buffers", |seed| {
@@ -347,6 +377,23 @@ fn quiet_on_sites_of_a_handful_of_samples() {
         s.stream(-40.0, END, |_| 100.0 * KIB, 256.0, |r| r.exp(20.0));
         (s, W)
     });
+}
+
+#[test]
+fn kept_bytes_below_a_quarter_of_the_growth_need_samples_enough() {
+    // A sample per 30 KiB: a growth of 1 MiB wants a quarter, 8.5 samples, kept.
+    let (g, r) = (1024.0 * KIB, 30.0 * KIB);
+    assert!(dies_young(g, 0.0, r), "none kept");
+    assert!(dies_young(g, 3.0 * r, r), "fewer than MIN_KEPT_SAMPLES");
+    assert!(!dies_young(g, 5.0 * r, r), "short, but within sampling");
+    assert!(!dies_young(g, g / 4.0, r));
+    // Blocks always sampled are counted exactly.
+    assert!(dies_young(g, g / 8.0, 0.0));
+    assert!(!dies_young(g, g / 2.0, 0.0));
+    // The Poisson tail: P(X = 0) at a mean of 8 is e^-8.
+    assert!((poisson_cdf(0.0, 8.0) - (-8.0f64).exp()).abs() < 1e-12);
+    assert!((poisson_cdf(1e6, 8.0) - 1.0).abs() < 1e-9);
+    assert!(poisson_cdf(450.0, 500.0) < 0.02);
 }
 
 // ---- shapes that must be judged growing --------------------------------------------
