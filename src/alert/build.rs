@@ -20,7 +20,7 @@ pub(crate) fn alert(f: &Finding, suspects: &[Named]) -> Alert {
         message: message::message(f, suspects),
         heap: f.heap,
         rss_bytes: f.rss_bytes,
-        growth: f.heap_trend.map(|t| Growth {
+        growth: f.heap_trend.filter(|t| t.growing).map(|t| Growth {
             window_secs: t.span_secs,
             bytes: t.growth,
             bytes_per_sec: t.per_sec,
@@ -61,7 +61,12 @@ pub(crate) fn alert(f: &Finding, suspects: &[Named]) -> Alert {
 }
 
 /// The suspects of `ev`, symbolized and merged per function and location, most growth
-/// first. A site's growth and ages go with its largest stack.
+/// first, save a container: a table or vector the program's own code grew by doubling
+/// in the window, with at least [`HOLDER_SHARE`] of the largest growth, is named first.
+/// It is where the growing contents are kept, the function to fix in a leak, whoever
+/// allocated those contents (a parser, a request handler): its growth over one window
+/// is a matter of where its doublings fall, as likely below its contents' as above. A
+/// site's growth and ages go with its largest stack.
 pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
     let mut items = Vec::new();
     for (st, counts) in &ev.suspects {
@@ -87,15 +92,27 @@ pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
                 per_sec: st.trend.per_sec,
                 confidence: st.trend.confidence,
                 window_secs: st.trend.span_secs,
+                growing: st.trend.growing,
+                container: st.container,
             });
             items.push((site, growth, if first { st.ages } else { None }));
         }
     }
     let mut named = suspects::group(items);
     let grew = |n: &Named| n.growth.map_or(0.0, |g| g.bytes);
-    named.sort_by(|a, b| grew(b).total_cmp(&grew(a)));
+    let most = named.iter().map(grew).fold(0.0, f64::max);
+    let holds = |n: &Named| {
+        n.origin == Origin::Program
+            && n.growth.is_some_and(|g| g.container)
+            && grew(n) >= most * HOLDER_SHARE
+    };
+    named.sort_by(|a, b| holds(b).cmp(&holds(a)).then(grew(b).total_cmp(&grew(a))));
     named
 }
+
+/// The share of the largest suspect's growth from which a container grown by the
+/// program's own code is named first.
+const HOLDER_SHARE: f64 = 0.25;
 
 /// The spawn sites an alert names: growing ones (`task_leak`), else the busiest
 /// (`task_limit`); none for other kinds.

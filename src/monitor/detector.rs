@@ -381,6 +381,7 @@ fn rank_sites(sites: &[SiteTrend]) -> Vec<SiteTrend> {
                     trend: s.trend,
                     noise_z: s.noise_z,
                     dies_young: s.dies_young,
+                    container: s.container,
                 },
             )
         })

@@ -266,6 +266,7 @@ fn site_trend(id: u32, v: &SiteVerdict, ages: Option<AgeBands>) -> SiteTrend {
         trend: v.trend,
         noise_z: v.noise_z,
         dies_young: v.dies_young,
+        container: v.container,
         ages,
     }
 }
