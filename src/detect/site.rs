@@ -2,7 +2,7 @@
 //! their floor, against its sampling noise and the ages of its blocks. Pure.
 //!
 //! A site's live bytes are an estimate made of samples (`alloc::sampler`), so on top of
-//! the series tests of [`verdict`](super::verdict) a site must pass three more:
+//! the series tests of [`verdict`](super::verdict) a site must pass these:
 //!
 //! 1. **Its floor grows.** The series judged is the site's *floor*: at each reading, the
 //!    lowest level it holds from then on to the window's end. Spikes, a sawtooth's teeth
@@ -10,6 +10,9 @@
 //!    once the level stays there. So a table that keeps doubling grows, and one that
 //!    doubled once and stays flat leaves a plateau, which the persistence tests refuse.
 //!    The growth a site reports is its floor's rise over the window.
+//!    When the floor swings, its new high (see [`verdict`](super::verdict)) must stand
+//!    [`NOISE_Z`] standard deviations of the change's noise (test 2) above the levels
+//!    held before: the level a cycle climbs back to moves by that much between rounds.
 //! 2. **The growth is beyond sampling noise.** A site's estimate over `B` live bytes at
 //!    sample rate `R` has a standard deviation of about `√(R·B)`. Its change over the
 //!    window (last reading less first) is the bytes born in the window and alive at its
@@ -34,7 +37,15 @@
 //!    at least [`MIN_KEPT_SAMPLES`] samples' worth. So a site's growth near the rate
 //!    floor, a dozen samples, cannot raise an alert on the level of blocks that all
 //!    died young, however far its level moved beyond its noise.
-//! 4. **One container does not raise an alert alone.** A site whose growth is one block
+//! 4. **Bytes older than the window.** A leak keeps what it took before the window too:
+//!    a site raises an alert alone only while it holds bytes born before the window's
+//!    start (a sample's worth). The first round of a fill that ends
+//!    or a cycle that drains (values given a shared header as they are first read, then
+//!    overwritten; buffers of a load's first phase) starts from nothing in its first
+//!    window, before the new-high test has a level to compare with; a leak is found once
+//!    it has outlived one window's start, between one and two windows after it began.
+//!    Such a site may still be named as a suspect.
+//! 5. **One container does not raise an alert alone.** A site whose growth is one block
 //!    replaced by larger ones (a hash table or vector that doubles, [`one_container`])
 //!    holds young bytes by construction, so test 3 says nothing of it; and its size
 //!    follows its contents, which are other sites (the keys and values a table holds),
@@ -82,17 +93,18 @@ pub(crate) struct Sampled {
 /// A site's verdict: the series verdict on its floor, and the two sampling tests.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct SiteVerdict {
-    /// The verdict; `why` is [`Why::WithinNoise`], [`Why::DiesYoung`] or
-    /// [`Why::OneContainer`] when the floor
-    /// grows but a sampling test fails.
+    /// The verdict; `why` is [`Why::WithinNoise`], [`Why::DiesYoung`],
+    /// [`Why::OneContainer`] or [`Why::NoOldBytes`] when the floor grows but a sampling
+    /// test fails.
     pub(crate) trend: Trend,
     /// The change from the window's first reading to its last over its sampling
     /// standard deviation (∞ for a rise without noise).
     pub(crate) noise_z: f64,
     /// The growth is young blocks only (test 3 failed).
     pub(crate) dies_young: bool,
-    /// The growth is one container replacing its block (test 4): where its contents
-    /// are kept.
+    /// The growth is one container replacing its block (test 5) that stepped up in the
+    /// window's second half: a container that keeps growing, where its contents are
+    /// kept.
     pub(crate) container: bool,
 }
 
@@ -131,17 +143,15 @@ pub(crate) fn judge(
     min_growth: f64,
     sampled: Option<&Sampled>,
 ) -> SiteVerdict {
-    let mut trend = assess_floor(before, &floor(points), min_growth);
-    let mut v = SiteVerdict {
-        trend,
-        noise_z: f64::INFINITY,
-        dies_young: false,
-        container: false,
-    };
+    let floor = floor(points);
     let Some(s) = sampled else {
-        return v;
+        return SiteVerdict {
+            trend: assess_floor(before, &floor, min_growth, min_growth),
+            noise_z: f64::INFINITY,
+            dies_young: false,
+            container: false,
+        };
     };
-    let g = trend.growth;
     // The change from the first reading to the last, and its sampling variance: the
     // bytes born in the window (alive at its end) less the bytes alive at its start that
     // died since (the first reading less those still alive), two sums over different
@@ -153,15 +163,32 @@ pub(crate) fn judge(
     let died = (first - s.survivors).max(0.0);
     let var = s.young_var + s.var_per_byte * died + s.size_var_per_byte * (s.young + died);
     let change = last - first;
-    v.noise_z = if var > 0.0 {
+    let noise_z = if var > 0.0 {
         change / var.sqrt()
     } else if change > 0.0 {
         f64::INFINITY
     } else {
         0.0
     };
+    // A swing's new high must stand beyond the same noise: the level a cycle climbs back
+    // to moves by that much from one round to the next.
+    let high = min_growth.max(NOISE_Z * var.sqrt());
+    let mut trend = assess_floor(before, &floor, min_growth, high);
+    let mut v = SiteVerdict {
+        trend,
+        noise_z,
+        dies_young: false,
+        container: false,
+    };
+    let g = trend.growth;
     let container = g > 0.0 && one_container(g, s.typical_block);
-    v.container = container;
+    // Stepped up in the window's second half: the floor at its end above the floor at
+    // its middle.
+    let stepped_late = match (floor.get(floor.len() / 2), floor.last()) {
+        (Some(mid), Some(end)) => end.1 > mid.1,
+        _ => false,
+    };
+    v.container = container && stepped_late;
     v.dies_young = g > 0.0 && !container && dies_young(g, s.first_half, s.var_per_byte);
     if trend.growing {
         if v.noise_z < NOISE_Z {
@@ -173,6 +200,9 @@ pub(crate) fn judge(
         } else if container {
             trend.growing = false;
             trend.why = Why::OneContainer;
+        } else if !has_old_bytes(s) {
+            trend.growing = false;
+            trend.why = Why::NoOldBytes;
         }
     }
     v.trend = trend;
@@ -217,6 +247,13 @@ pub(crate) fn poisson_cdf(k: f64, mean: f64) -> f64 {
         i += 1.0;
     }
     sum.min(1.0)
+}
+
+/// True when the site holds bytes born before the window's start (alive at both its
+/// ends): a sample's worth at least (about `var_per_byte` bytes), or any when its blocks
+/// are always sampled.
+pub(crate) fn has_old_bytes(s: &Sampled) -> bool {
+    s.survivors > 0.0 && s.survivors >= s.var_per_byte
 }
 
 /// True when growth `g` is one container growing by replacing its block with a larger

@@ -36,7 +36,9 @@
 //!    check uses. A leak takes memory where it has not been; a slow swing that rises for
 //!    a whole window mostly climbs back to levels it held before. A rise whose readings
 //!    scatter independently around the line is a trend whatever came before, so a leak
-//!    that starts after start-up work held and freed more memory is found as soon.
+//!    that starts after start-up work held and freed more memory is found as soon. A
+//!    sampled site's new high must also stand beyond its sampling noise
+//!    ([`assess_floor`]'s `high`).
 //!    Measured (`cargo test --release --lib correlated_swings_table -- --ignored
 //!    --nocapture`: 200 MiB heap, default settings, 11 windows, 100 seeds), AR(1) swings
 //!    of 2 MiB standard deviation raised an alert in 2, 2 and 6 runs of 100 at lag-1
@@ -95,6 +97,9 @@ pub(crate) enum Why {
     /// A site's growth is one container replacing its block with a larger one: it may
     /// be named as a suspect, not raise an alert alone (`site.rs`).
     OneContainer,
+    /// A site holds no bytes older than the window: it may be named as a suspect, not
+    /// raise an alert alone (`site.rs`).
+    NoOldBytes,
     /// Every test passed.
     Growing,
 }
@@ -149,19 +154,31 @@ pub(crate) fn assess(points: &[(f64, f64)], min_growth: f64) -> Trend {
 /// windows before `points`, in time order, at the same resolution. The level at the end
 /// of `points` must exceed the highest level of `before` by `min_growth`.
 pub(crate) fn assess_after(before: &[f64], points: &[(f64, f64)], min_growth: f64) -> Trend {
-    assess_with(before, points, min_growth, true)
+    assess_with(before, points, min_growth, min_growth, true)
 }
 
 /// Like [`assess_after`], for a sampled site's floor (`site.rs`): without the plateau
 /// test. A sampled estimate moves one sample at a time, so its floor pauses between
 /// samples whatever the site does (a leak at the rate floor gains a sample every
 /// sixteenth of a window on average, with gaps of a quarter now and then); a site's
-/// warm-ups are judged by the ages of its blocks instead.
-pub(crate) fn assess_floor(before: &[f64], points: &[(f64, f64)], min_growth: f64) -> Trend {
-    assess_with(before, points, min_growth, false)
+/// warm-ups are judged by the ages of its blocks instead. A swing's end must exceed the
+/// levels held before by `high` (at least `min_growth`; a site adds its sampling noise).
+pub(crate) fn assess_floor(
+    before: &[f64],
+    points: &[(f64, f64)],
+    min_growth: f64,
+    high: f64,
+) -> Trend {
+    assess_with(before, points, min_growth, high, false)
 }
 
-fn assess_with(before: &[f64], points: &[(f64, f64)], min_growth: f64, plateau: bool) -> Trend {
+fn assess_with(
+    before: &[f64],
+    points: &[(f64, f64)],
+    min_growth: f64,
+    high: f64,
+    plateau: bool,
+) -> Trend {
     let n = points.len();
     if n < MIN_POINTS {
         return Trend::not(Why::TooShort);
@@ -244,9 +261,7 @@ fn assess_with(before: &[f64], points: &[(f64, f64)], min_growth: f64, plateau: 
         t.why = Why::Plateau;
         return t;
     }
-    if residual_lag1(&binned, slope) >= SWING_R1
-        && end_level - highest_level(before, k) < min_growth
-    {
+    if residual_lag1(&binned, slope) >= SWING_R1 && end_level - highest_level(before, k) < high {
         t.why = Why::NoNewHigh;
         return t;
     }
