@@ -60,13 +60,19 @@ pub(crate) fn alert(f: &Finding, suspects: &[Named]) -> Alert {
     }
 }
 
-/// The suspects of `ev`, symbolized and merged per function and location, most growth
-/// first, save a container: a table or vector the program's own code grew by doubling
-/// in the window, with at least [`HOLDER_SHARE`] of the largest growth, is named first.
-/// It is where the growing contents are kept, the function to fix in a leak, whoever
-/// allocated those contents (a parser, a request handler): its growth over one window
-/// is a matter of where its doublings fall, as likely below its contents' as above. A
-/// site's growth and ages go with its largest stack.
+/// The suspects of `ev`, symbolized and merged per function and location, in three
+/// tiers, most growth first within each:
+///
+/// 1. a container that keeps growing (a table or vector the program's own code doubled
+///    in the window's second half) with at least [`HOLDER_SHARE`] of the largest
+///    growth: it is where the growing contents are kept, the function to fix in a leak,
+///    whoever allocated those contents (a parser, a request handler); its growth over
+///    one window is a matter of where its doublings fall, as likely below its
+///    contents' as above;
+/// 2. functions with a site judged growing;
+/// 3. the others (a fill that stopped in the window, a step): named, not first.
+///
+/// A site's growth and ages go with its largest stack.
 pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
     let mut items = Vec::new();
     for (st, counts) in &ev.suspects {
@@ -106,7 +112,13 @@ pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
             && n.growth.is_some_and(|g| g.container)
             && grew(n) >= most * HOLDER_SHARE
     };
-    named.sort_by(|a, b| holds(b).cmp(&holds(a)).then(grew(b).total_cmp(&grew(a))));
+    let growing = |n: &Named| n.growth.is_some_and(|g| g.growing);
+    named.sort_by(|a, b| {
+        holds(b)
+            .cmp(&holds(a))
+            .then(growing(b).cmp(&growing(a)))
+            .then(grew(b).total_cmp(&grew(a)))
+    });
     named
 }
 
