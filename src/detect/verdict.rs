@@ -261,6 +261,22 @@ fn assess_with(
         t.why = Why::Plateau;
         return t;
     }
+    // A rise from a plateau at the window's start (an idle heap when the load starts)
+    // does not slow down: its second half grows at least half as fast as its first. A
+    // fill that saturates (every value read once, a pool filled) slows as it goes; the
+    // halves test above mixes the plateau into the first half and does not see it.
+    if plateau {
+        if let Some(from) = rise_from_plateau(points, min_growth * PLATEAU_RISE) {
+            let rise = bin(&points[from..], MAX_POINTS);
+            if rise.len() >= MIN_POINTS {
+                let (a, b) = rise.split_at(rise.len() / 2);
+                if theil_sen(b) < theil_sen(a) / 2.0 {
+                    t.why = Why::NotPersistent;
+                    return t;
+                }
+            }
+        }
+    }
     if residual_lag1(&binned, slope) >= SWING_R1 && end_level - highest_level(before, k) < high {
         t.why = Why::NoNewHigh;
         return t;
@@ -324,6 +340,30 @@ fn longest_plateau(points: &[(f64, f64)], rise: f64) -> f64 {
         }
     }
     longest
+}
+
+/// Where the readings leave a plateau they start the window on (see [`longest_plateau`]):
+/// the index of the reading at which their floor first rises by `rise`, if the readings
+/// before it are a plateau of two or more.
+fn rise_from_plateau(points: &[(f64, f64)], rise: f64) -> Option<usize> {
+    let low = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let mut floor = f64::INFINITY;
+    let mut from = points.len();
+    // The floor from the end backwards: the first reading (from the start) whose floor
+    // is `rise` above the window's lowest.
+    for (i, p) in points.iter().enumerate().rev() {
+        floor = floor.min(p.1);
+        if floor - low >= rise {
+            from = i;
+        } else {
+            break;
+        }
+    }
+    if !(2..points.len()).contains(&from) {
+        return None;
+    }
+    let mut head: Vec<f64> = points[..from].iter().map(|p| p.1).collect();
+    (median(&mut head) - low < rise).then_some(from)
 }
 
 /// The growth a verdict reports: the fitted rise `fitted` (slope × span), but never more

@@ -182,6 +182,15 @@ fn warm_up_at_load_start(t: usize, rng: &mut Rng) -> f64 {
     BASE + 3.0 * MIB + 10.0 * MIB * cycle + 64.0 * KIB * rng.normal()
 }
 
+fn fill_from_idle(t: usize, rng: &mut Rng) -> f64 {
+    // An idle server until the load starts at 150 s, then a fill that saturates (every
+    // stored value given a header as it is first read: 20 MiB, time constant 25 s).
+    if t < 150 {
+        return BASE;
+    }
+    BASE + 20.0 * MIB * (1.0 - (-((t - 150) as f64) / 25.0).exp()) + 64.0 * KIB * rng.normal()
+}
+
 // ---- patterns that must alert ----------------------------------------------------
 
 fn leak_under_churn(t: usize, rng: &mut Rng) -> f64 {
@@ -239,6 +248,7 @@ fn quiet_on_warm_up_that_plateaus() {
 #[test]
 fn quiet_on_a_warm_up_at_load_start() {
     quiet_everywhere("warm-up at load start", warm_up_at_load_start);
+    quiet_everywhere("fill from idle", fill_from_idle);
 }
 
 #[test]
