@@ -26,7 +26,10 @@
 //!    connections open, a plateau, then a rise as the load changes phase) grows in a
 //!    part of the window only; a leak raises the floor throughout, and under noise its
 //!    readings stay above the floor where the floor pauses. A leak that starts after an
-//!    idle stretch is found once that stretch is less than a quarter of the window.
+//!    idle stretch is found once that stretch is less than a quarter of the window. A
+//!    rise from a plateau the window starts on must not slow down (its second half at
+//!    least half as fast as its first): a fill that saturates after an idle start (every
+//!    stored value given a header as it is first read) is not growth.
 //! 6. **New high, for a swing.** When the readings swing around the trend line (the lag-1
 //!    autocorrelation of the residuals is at least [`SWING_R1`]: readings that follow
 //!    each other, as in-flight memory under slowly changing load does, or a sawtooth),
