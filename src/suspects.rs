@@ -26,6 +26,9 @@ pub(crate) struct Growth {
     pub(crate) growing: bool,
     /// One container growing by replacing its block (a table or vector that doubles).
     pub(crate) container: bool,
+    /// The largest growth of one of its sites (a function's stacks split where its
+    /// callers differ, not where its memory is held).
+    pub(crate) largest: f64,
 }
 
 /// One suspect: a function and location, and the stacks that lead to it.
@@ -125,6 +128,7 @@ pub(crate) fn group(items: Vec<(Site, Option<Growth>, Option<AgeBands>)>) -> Vec
             s.confidence = s.confidence.max(g.confidence);
             s.growing |= g.growing;
             s.container |= g.container;
+            s.largest = s.largest.max(g.bytes);
         }
         if let Some(a) = ages {
             let s = n.ages.get_or_insert(AgeBands {

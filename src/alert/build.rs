@@ -60,19 +60,15 @@ pub(crate) fn alert(f: &Finding, suspects: &[Named]) -> Alert {
     }
 }
 
-/// The suspects of `ev`, symbolized and merged per function and location, in three
-/// tiers, most growth first within each:
-///
-/// 1. a container that keeps growing (a table or vector the program's own code doubled
-///    in the window's second half) with at least [`HOLDER_SHARE`] of the largest
-///    growth: it is where the growing contents are kept, the function to fix in a leak,
-///    whoever allocated those contents (a parser, a request handler); its growth over
-///    one window is a matter of where its doublings fall, as likely below its
-///    contents' as above;
-/// 2. functions with a site judged growing;
-/// 3. the others (a fill that stopped in the window, a step): named, not first.
-///
-/// A site's growth and ages go with its largest stack.
+/// The suspects of `ev`, symbolized and merged per function and location: first those
+/// with a site judged growing or a container that keeps growing (a table or vector
+/// doubled in the window's second half: where growing contents are kept, the function
+/// to fix in a leak, whoever allocated the contents), then the others (a fill that
+/// stopped in the window, a step); by their largest site's growth within each. A
+/// function's sites split where its callers differ (two call paths, a recursive
+/// parser), not where its memory is held, so their sum is not compared: a table that
+/// holds a store's values would rank by where its doublings fall against the values'
+/// parser's two paths summed. A site's growth and ages go with its largest stack.
 pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
     let mut items = Vec::new();
     for (st, counts) in &ev.suspects {
@@ -100,31 +96,21 @@ pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
                 window_secs: st.trend.span_secs,
                 growing: st.trend.growing,
                 container: st.container,
+                largest: st.trend.growth,
             });
             items.push((site, growth, if first { st.ages } else { None }));
         }
     }
     let mut named = suspects::group(items);
-    let grew = |n: &Named| n.growth.map_or(0.0, |g| g.bytes);
-    let most = named.iter().map(grew).fold(0.0, f64::max);
-    let holds = |n: &Named| {
-        n.origin == Origin::Program
-            && n.growth.is_some_and(|g| g.container)
-            && grew(n) >= most * HOLDER_SHARE
-    };
-    let growing = |n: &Named| n.growth.is_some_and(|g| g.growing);
+    let first = |n: &Named| n.growth.is_some_and(|g| g.growing || g.container);
+    let largest = |n: &Named| n.growth.map_or(0.0, |g| g.largest);
     named.sort_by(|a, b| {
-        holds(b)
-            .cmp(&holds(a))
-            .then(growing(b).cmp(&growing(a)))
-            .then(grew(b).total_cmp(&grew(a)))
+        first(b)
+            .cmp(&first(a))
+            .then(largest(b).total_cmp(&largest(a)))
     });
     named
 }
-
-/// The share of the largest suspect's growth from which a container grown by the
-/// program's own code is named first.
-const HOLDER_SHARE: f64 = 0.25;
 
 /// The spawn sites an alert names: growing ones (`task_leak`), else the busiest
 /// (`task_limit`); none for other kinds.
