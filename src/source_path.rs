@@ -3,7 +3,8 @@
 //! * [`Origin`]: the program's own code, a dependency's (a crate built from cargo's
 //!   registry or git checkouts, or a vendored crate), or the standard library's.
 //! * [`display`]: a source path shortened for reports and labels: the program's own files
-//!   relative to its root (the working directory), a dependency's as
+//!   relative to its root (the working directory), or from their crate's directory
+//!   (`app/src/handler.rs`) when outside it, a dependency's as
 //!   `crate-version/src/file.rs`, the standard library's as `std/src/file.rs`.
 
 use std::path::Path;
@@ -62,8 +63,9 @@ fn dependency_root(file: &str) -> Option<usize> {
     })
 }
 
-/// `file` as reports show it: relative to the program's root for its own files, from the
-/// crate directory (`crate-version/src/x.rs`) for a dependency, `std/src/x.rs` (the crate
+/// `file` as reports show it: relative to the program's root for its own files (from their
+/// crate's directory, the one holding `src/`, when outside the root), from the crate
+/// directory (`crate-version/src/x.rs`) for a dependency, `std/src/x.rs` (the crate
 /// under the toolchain's `library/`) for the standard library. A path that matches none
 /// of these is returned unchanged.
 pub(crate) fn display(file: &str) -> String {
@@ -79,6 +81,17 @@ pub(crate) fn display(file: &str) -> String {
     if let Some(root) = program_root() {
         if let Ok(rel) = Path::new(&unix).strip_prefix(root) {
             return rel.to_string_lossy().replace('\\', "/");
+        }
+    }
+    // The program's own file outside the working directory (a service started from
+    // elsewhere, a crate of the program built from another tree): from its crate's
+    // directory, as a dependency's, `app/src/handler.rs`.
+    if unix.starts_with('/') {
+        if let Some(i) = unix.rfind("/src/") {
+            let crate_dir = unix[..i].rfind('/').map_or(0, |j| j + 1);
+            if crate_dir < i {
+                return unix[crate_dir..].to_string();
+            }
         }
     }
     unix
@@ -141,5 +154,12 @@ mod tests {
         let here = std::env::current_dir().unwrap().join("src/main.rs");
         assert_eq!(display(&here.to_string_lossy()), "src/main.rs");
         assert_eq!(display("/elsewhere/x.rs"), "/elsewhere/x.rs");
+        // The program's own files outside the working directory: from their crate.
+        assert_eq!(display("/srv/app/src/handler.rs"), "app/src/handler.rs");
+        assert_eq!(
+            display("/w/field/target/src/mini-redis-0.4.1/src/server.rs"),
+            "mini-redis-0.4.1/src/server.rs"
+        );
+        assert_eq!(display("/srv/app/src/bin/x.rs"), "app/src/bin/x.rs");
     }
 }

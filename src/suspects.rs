@@ -22,6 +22,13 @@ pub(crate) struct Growth {
     pub(crate) confidence: f64,
     /// The window's length in seconds.
     pub(crate) window_secs: f64,
+    /// Judged growing (a site that may raise an alert alone), not only named.
+    pub(crate) growing: bool,
+    /// One container growing by replacing its block (a table or vector that doubles).
+    pub(crate) container: bool,
+    /// The largest growth of one of its sites (a function's stacks split where its
+    /// callers differ, not where its memory is held).
+    pub(crate) largest: f64,
 }
 
 /// One suspect: a function and location, and the stacks that lead to it.
@@ -119,6 +126,9 @@ pub(crate) fn group(items: Vec<(Site, Option<Growth>, Option<AgeBands>)>) -> Vec
             s.bytes += g.bytes;
             s.per_sec += g.per_sec;
             s.confidence = s.confidence.max(g.confidence);
+            s.growing |= g.growing;
+            s.container |= g.container;
+            s.largest = s.largest.max(g.bytes);
         }
         if let Some(a) = ages {
             let s = n.ages.get_or_insert(AgeBands {
@@ -190,6 +200,7 @@ mod tests {
             per_sec: b / 6.0,
             confidence: 0.99,
             window_secs: 6.0,
+            ..Growth::default()
         };
         let named = group(vec![
             (

@@ -20,7 +20,7 @@ pub(crate) fn alert(f: &Finding, suspects: &[Named]) -> Alert {
         message: message::message(f, suspects),
         heap: f.heap,
         rss_bytes: f.rss_bytes,
-        growth: f.heap_trend.map(|t| Growth {
+        growth: f.heap_trend.filter(|t| t.growing).map(|t| Growth {
             window_secs: t.span_secs,
             bytes: t.growth,
             bytes_per_sec: t.per_sec,
@@ -60,8 +60,15 @@ pub(crate) fn alert(f: &Finding, suspects: &[Named]) -> Alert {
     }
 }
 
-/// The suspects of `ev`, symbolized and merged per function and location, most growth
-/// first. A site's growth and ages go with its largest stack.
+/// The suspects of `ev`, symbolized and merged per function and location: first those
+/// with a site judged growing or a container that keeps growing (a table or vector
+/// doubled in the window's second half: where growing contents are kept, the function
+/// to fix in a leak, whoever allocated the contents), then the others (a fill that
+/// stopped in the window, a step); by their largest site's growth within each. A
+/// function's sites split where its callers differ (two call paths, a recursive
+/// parser), not where its memory is held, so their sum is not compared: a table that
+/// holds a store's values would rank by where its doublings fall against the values'
+/// parser's two paths summed. A site's growth and ages go with its largest stack.
 pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
     let mut items = Vec::new();
     for (st, counts) in &ev.suspects {
@@ -87,13 +94,21 @@ pub(crate) fn suspects(ev: &Evidence) -> Vec<Named> {
                 per_sec: st.trend.per_sec,
                 confidence: st.trend.confidence,
                 window_secs: st.trend.span_secs,
+                growing: st.trend.growing,
+                container: st.container,
+                largest: st.trend.growth,
             });
             items.push((site, growth, if first { st.ages } else { None }));
         }
     }
     let mut named = suspects::group(items);
-    let grew = |n: &Named| n.growth.map_or(0.0, |g| g.bytes);
-    named.sort_by(|a, b| grew(b).total_cmp(&grew(a)));
+    let first = |n: &Named| n.growth.is_some_and(|g| g.growing || g.container);
+    let largest = |n: &Named| n.growth.map_or(0.0, |g| g.largest);
+    named.sort_by(|a, b| {
+        first(b)
+            .cmp(&first(a))
+            .then(largest(b).total_cmp(&largest(a)))
+    });
     named
 }
 

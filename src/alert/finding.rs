@@ -23,6 +23,8 @@ pub(crate) struct SiteTrend {
     pub(crate) noise_z: f64,
     /// Its growth is blocks that die young (`detect::site`).
     pub(crate) dies_young: bool,
+    /// Its growth is one container replacing its block (`detect::site`).
+    pub(crate) container: bool,
     /// Its live bytes by age when the verdict read the samples' ages.
     pub(crate) ages: Option<AgeBands>,
 }

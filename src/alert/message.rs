@@ -120,7 +120,11 @@ pub(crate) fn message(f: &Finding, suspects: &[Named]) -> String {
                 100.0 * t.confidence,
                 human_bytes(f.heap.live_bytes),
             ),
-            None => match suspects.first() {
+            None => match suspects
+                .iter()
+                .find(|n| n.growth.is_some_and(|g| g.growing))
+                .or(suspects.first())
+            {
                 Some(n) => {
                     let g = n.growth.unwrap_or_default();
                     format!(

@@ -191,7 +191,8 @@ pub struct Alert {
     pub heap: HeapStats,
     /// Resident set size when it was raised, where the OS tells.
     pub rss_bytes: Option<u64>,
-    /// Growth of the live heap over the window (when the window is full).
+    /// Growth of the live heap over the window, when the whole heap was judged growing
+    /// (`None` for an alert raised by one site alone).
     pub growth: Option<Growth>,
     /// Growing sites, most likely culprit first.
     pub suspects: Vec<Suspect>,

@@ -18,7 +18,19 @@
 //! 4. **Rising floor.** The lowest value of the last third exceeds the lowest value of
 //!    the first third by half the minimum growth: a sawtooth or bursts on a flat floor
 //!    do not pass, a leak under them does.
-//! 5. **New high, for a swing.** When the readings swing around the trend line (the lag-1
+//! 5. **No plateau** (the whole heap; a sampled site's floor pauses between samples, see
+//!    [`assess_floor`]). The series does not hold a level for a quarter of the window
+//!    ([`PLATEAU_SHARE`]): a stretch whose floor (at each reading, the lowest from there
+//!    on) rises by less than an eighth of the minimum growth while its readings' median
+//!    stays as close to that floor. A warm-up at load start (an idle heap, a step as
+//!    connections open, a plateau, then a rise as the load changes phase) grows in a
+//!    part of the window only; a leak raises the floor throughout, and under noise its
+//!    readings stay above the floor where the floor pauses. A leak that starts after an
+//!    idle stretch is found once that stretch is less than a quarter of the window. A
+//!    rise from a plateau the window starts on must not slow down (its second half at
+//!    least half as fast as its first): a fill that saturates after an idle start (every
+//!    stored value given a header as it is first read) is not growth.
+//! 6. **New high, for a swing.** When the readings swing around the trend line (the lag-1
 //!    autocorrelation of the residuals is at least [`SWING_R1`]: readings that follow
 //!    each other, as in-flight memory under slowly changing load does, or a sawtooth),
 //!    the level at the window's end must exceed the highest level held over the
@@ -27,7 +39,9 @@
 //!    check uses. A leak takes memory where it has not been; a slow swing that rises for
 //!    a whole window mostly climbs back to levels it held before. A rise whose readings
 //!    scatter independently around the line is a trend whatever came before, so a leak
-//!    that starts after start-up work held and freed more memory is found as soon.
+//!    that starts after start-up work held and freed more memory is found as soon. A
+//!    sampled site's new high must also stand beyond its sampling noise
+//!    ([`assess_floor`]'s `high`).
 //!    Measured (`cargo test --release --lib correlated_swings_table -- --ignored
 //!    --nocapture`: 200 MiB heap, default settings, 11 windows, 100 seeds), AR(1) swings
 //!    of 2 MiB standard deviation raised an alert in 2, 2 and 6 runs of 100 at lag-1
@@ -51,6 +65,11 @@ pub(crate) const Z_MIN: f64 = 3.0;
 /// Windows before the judged one whose highest level the end of the window must exceed
 /// (the "new high" test); callers keep this many windows of readings before the window.
 pub(crate) const LOOKBACK_WINDOWS: usize = 2;
+/// The share of the minimum growth within which readings are on a plateau (the
+/// "plateau" test): their floor rises by less, and their median is less above it.
+pub(crate) const PLATEAU_RISE: f64 = 1.0 / 8.0;
+/// The share of the window a plateau must not reach for the series to grow.
+pub(crate) const PLATEAU_SHARE: f64 = 0.25;
 /// Residual lag-1 autocorrelation from which a rise is taken for a swing that must
 /// make a new high (see `residual_lag1`).
 pub(crate) const SWING_R1: f64 = 0.2;
@@ -68,6 +87,9 @@ pub(crate) enum Why {
     NotPersistent,
     /// The floor (lowest values) does not rise (a sawtooth, bursts).
     FlatFloor,
+    /// The series holds a plateau for a quarter of the window: the growth does not fill
+    /// it (a warm-up: a step, a plateau, a rise as the load changes phase).
+    Plateau,
     /// The level at the end does not exceed the highest level of the windows before by
     /// the minimum growth (a swing back up to where the series had been).
     NoNewHigh,
@@ -78,6 +100,9 @@ pub(crate) enum Why {
     /// A site's growth is one container replacing its block with a larger one: it may
     /// be named as a suspect, not raise an alert alone (`site.rs`).
     OneContainer,
+    /// A site holds no bytes older than the window: it may be named as a suspect, not
+    /// raise an alert alone (`site.rs`).
+    NoOldBytes,
     /// Every test passed.
     Growing,
 }
@@ -132,6 +157,31 @@ pub(crate) fn assess(points: &[(f64, f64)], min_growth: f64) -> Trend {
 /// windows before `points`, in time order, at the same resolution. The level at the end
 /// of `points` must exceed the highest level of `before` by `min_growth`.
 pub(crate) fn assess_after(before: &[f64], points: &[(f64, f64)], min_growth: f64) -> Trend {
+    assess_with(before, points, min_growth, min_growth, true)
+}
+
+/// Like [`assess_after`], for a sampled site's floor (`site.rs`): without the plateau
+/// test. A sampled estimate moves one sample at a time, so its floor pauses between
+/// samples whatever the site does (a leak at the rate floor gains a sample every
+/// sixteenth of a window on average, with gaps of a quarter now and then); a site's
+/// warm-ups are judged by the ages of its blocks instead. A swing's end must exceed the
+/// levels held before by `high` (at least `min_growth`; a site adds its sampling noise).
+pub(crate) fn assess_floor(
+    before: &[f64],
+    points: &[(f64, f64)],
+    min_growth: f64,
+    high: f64,
+) -> Trend {
+    assess_with(before, points, min_growth, high, false)
+}
+
+fn assess_with(
+    before: &[f64],
+    points: &[(f64, f64)],
+    min_growth: f64,
+    high: f64,
+    plateau: bool,
+) -> Trend {
     let n = points.len();
     if n < MIN_POINTS {
         return Trend::not(Why::TooShort);
@@ -206,9 +256,31 @@ pub(crate) fn assess_after(before: &[f64], points: &[(f64, f64)], min_growth: f6
         t.why = Why::FlatFloor;
         return t;
     }
-    if residual_lag1(&binned, slope) >= SWING_R1
-        && end_level - highest_level(before, k) < min_growth
-    {
+    // The growth fills the window: no plateau of a quarter of it or more. A warm-up at
+    // load start (a step, a plateau, then more in-flight memory as the load changes
+    // phase) holds a level between its rises; a leak raises the floor throughout, and
+    // noise keeps its readings above the floor where the floor pauses.
+    if plateau && longest_plateau(points, min_growth * PLATEAU_RISE) >= span * PLATEAU_SHARE {
+        t.why = Why::Plateau;
+        return t;
+    }
+    // A rise from a plateau at the window's start (an idle heap when the load starts)
+    // does not slow down: its second half grows at least half as fast as its first. A
+    // fill that saturates (every value read once, a pool filled) slows as it goes; the
+    // halves test above mixes the plateau into the first half and does not see it.
+    if plateau {
+        if let Some(from) = rise_from_plateau(points, min_growth * PLATEAU_RISE) {
+            let rise = bin(&points[from..], MAX_POINTS);
+            if rise.len() >= MIN_POINTS {
+                let (a, b) = rise.split_at(rise.len() / 2);
+                if theil_sen(b) < theil_sen(a) / 2.0 {
+                    t.why = Why::NotPersistent;
+                    return t;
+                }
+            }
+        }
+    }
+    if residual_lag1(&binned, slope) >= SWING_R1 && end_level - highest_level(before, k) < high {
         t.why = Why::NoNewHigh;
         return t;
     }
@@ -231,6 +303,70 @@ fn residual_lag1(points: &[(f64, f64)], slope: f64) -> f64 {
         return 0.0;
     }
     r.windows(2).map(|w| w[0] * w[1]).sum::<f64>() / var
+}
+
+/// The longest plateau of `points`, in seconds: a stretch over which their floor (at each
+/// reading, the lowest value from there to the last) rises by less than `rise`, and
+/// their median is less than `rise` above the floor where the stretch starts; it lasts
+/// until the reading at which the floor rises (or the last). A leak
+/// under noise pauses its floor between low readings too, but its readings stay above
+/// it there.
+fn longest_plateau(points: &[(f64, f64)], rise: f64) -> f64 {
+    let n = points.len();
+    let mut floor = vec![0.0; n];
+    let mut low = f64::INFINITY;
+    for (f, p) in floor.iter_mut().zip(points).rev() {
+        low = low.min(p.1);
+        *f = low;
+    }
+    let mut values = Vec::with_capacity(n);
+    let (mut j, mut longest) = (0, 0.0f64);
+    for i in 0..n {
+        // The floor never falls, so the end of the stretch from `i` only moves forward;
+        // the longest stretches start where the floor last rose.
+        j = j.max(i);
+        while j + 1 < n && floor[j + 1] - floor[i] < rise {
+            j += 1;
+        }
+        if i > 0 && floor[i] == floor[i - 1] {
+            continue;
+        }
+        // Until the reading at which the floor rose, or the window's end.
+        let len = points[(j + 1).min(n - 1)].0 - points[i].0;
+        if len <= longest {
+            continue;
+        }
+        values.clear();
+        values.extend(points[i..=j].iter().map(|p| p.1));
+        if median(&mut values) - floor[i] < rise {
+            longest = len;
+        }
+    }
+    longest
+}
+
+/// Where the readings leave a plateau they start the window on (see [`longest_plateau`]):
+/// the index of the reading at which their floor first rises by `rise`, if the readings
+/// before it are a plateau of two or more.
+fn rise_from_plateau(points: &[(f64, f64)], rise: f64) -> Option<usize> {
+    let low = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let mut floor = f64::INFINITY;
+    let mut from = points.len();
+    // The floor from the end backwards: the first reading (from the start) whose floor
+    // is `rise` above the window's lowest.
+    for (i, p) in points.iter().enumerate().rev() {
+        floor = floor.min(p.1);
+        if floor - low >= rise {
+            from = i;
+        } else {
+            break;
+        }
+    }
+    if !(2..points.len()).contains(&from) {
+        return None;
+    }
+    let mut head: Vec<f64> = points[..from].iter().map(|p| p.1).collect();
+    (median(&mut head) - low < rise).then_some(from)
 }
 
 /// The growth a verdict reports: the fitted rise `fitted` (slope × span), but never more

@@ -171,7 +171,7 @@ impl Detector {
                 self.window,
                 sampler::rate() as f64,
                 site_min / 4.0,
-                heap_trend.is_some_and(|h| h.growing),
+                heap_trend.filter(|h| h.growing).map(|h| h.growth),
                 now_ns,
             )
         } else {
@@ -381,6 +381,7 @@ fn rank_sites(sites: &[SiteTrend]) -> Vec<SiteTrend> {
                     trend: s.trend,
                     noise_z: s.noise_z,
                     dies_young: s.dies_young,
+                    container: s.container,
                 },
             )
         })

@@ -82,8 +82,8 @@ pub(crate) struct Judged {
     /// The verdicts of the sites judged, largest change first.
     pub(crate) sites: Vec<SiteTrend>,
     /// What the samples say about the heap's growth, if their ages were read: the
-    /// estimated live bytes born in the window's first half, and the sampling variance
-    /// per estimated byte over all live samples.
+    /// estimated live bytes born in the window's first half (one container's block left
+    /// out), and the sampling variance per estimated byte over all live samples.
     pub(crate) heap_kept: Option<(f64, f64)>,
 }
 
@@ -97,7 +97,8 @@ impl SiteJudge {
     /// Judges the sites of `series` (rows keyed by site, the stacks of each in `groups`)
     /// over its window (`window` seconds, at sample rate `rate`, the least growth to be
     /// listed as growing `min_growth`), reading the ages of the live samples when a
-    /// site's floor trends up or `heap_growing`, at clock `now_ns`.
+    /// site's floor trends up or the heap grows (`heap_growth`: its growth when judged
+    /// growing, else `None`), at clock `now_ns`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn judge(
         &mut self,
@@ -106,7 +107,7 @@ impl SiteJudge {
         window: f64,
         rate: f64,
         min_growth: f64,
-        heap_growing: bool,
+        heap_growth: Option<f64>,
         now_ns: u64,
     ) -> Judged {
         let times = series.times();
@@ -130,7 +131,7 @@ impl SiteJudge {
                 (id, pts, held, v)
             })
             .collect();
-        let read = heap_growing
+        let read = heap_growth.is_some()
             || first
                 .iter()
                 .any(|(_, _, _, v)| v.trend.growth > 0.0 && v.trend.z >= READ_AGES_Z);
@@ -165,9 +166,16 @@ impl SiteJudge {
                 site_trend(id, &v, row.map(|r| bands(&r, window)))
             })
             .collect();
+        // The heap's kept bytes leave out one container's block (a stack whose typical
+        // block is a quarter of the heap's growth or more: a table that doubled in the
+        // window's first half): its contents are other stacks, judged by their own ages.
+        let container = heap_growth.map_or(f64::INFINITY, |g| g / 4.0);
         let (mut kept, mut bytes, mut var) = (0.0, 0.0, 0.0);
         for r in self.ages.rows() {
-            kept += r.older[MID_WINDOW] - r.older[WINDOW_START];
+            let typical = if r.bytes > 0.0 { r.sq / r.bytes } else { 0.0 };
+            if typical < container {
+                kept += r.older[MID_WINDOW] - r.older[WINDOW_START];
+            }
             bytes += r.bytes;
             var += r.var;
         }
@@ -266,6 +274,7 @@ fn site_trend(id: u32, v: &SiteVerdict, ages: Option<AgeBands>) -> SiteTrend {
         trend: v.trend,
         noise_z: v.noise_z,
         dies_young: v.dies_young,
+        container: v.container,
         ages,
     }
 }

@@ -161,6 +161,36 @@ fn step(t: usize, rng: &mut Rng) -> f64 {
     BASE + 20.0 * MIB * (t / 150) as f64 + 256.0 * KIB * rng.normal()
 }
 
+fn warm_up_at_load_start(t: usize, rng: &mut Rng) -> f64 {
+    // An idle server (its heap exactly flat) until the load starts at 150 s: 3 MiB of
+    // connections at once, 25 s on that plateau, then in-flight memory following the
+    // load's phases: 10 MiB more over 40 s, back down over 30 s, and again.
+    if t < 150 {
+        return BASE;
+    }
+    let cycle = match t.checked_sub(175) {
+        None => 0.0,
+        Some(c) => {
+            let p = (c % 70) as f64;
+            if p < 40.0 {
+                p / 40.0
+            } else {
+                (70.0 - p) / 30.0
+            }
+        }
+    };
+    BASE + 3.0 * MIB + 10.0 * MIB * cycle + 64.0 * KIB * rng.normal()
+}
+
+fn fill_from_idle(t: usize, rng: &mut Rng) -> f64 {
+    // An idle server until the load starts at 150 s, then a fill that saturates (every
+    // stored value given a header as it is first read: 20 MiB, time constant 25 s).
+    if t < 150 {
+        return BASE;
+    }
+    BASE + 20.0 * MIB * (1.0 - (-((t - 150) as f64) / 25.0).exp()) + 64.0 * KIB * rng.normal()
+}
+
 // ---- patterns that must alert ----------------------------------------------------
 
 fn leak_under_churn(t: usize, rng: &mut Rng) -> f64 {
@@ -213,6 +243,12 @@ fn found_everywhere(name: &str, f: impl Fn(usize, &mut Rng) -> f64 + Copy) -> Ve
 #[test]
 fn quiet_on_warm_up_that_plateaus() {
     quiet_everywhere("warm-up", warm_up);
+}
+
+#[test]
+fn quiet_on_a_warm_up_at_load_start() {
+    quiet_everywhere("warm-up at load start", warm_up_at_load_start);
+    quiet_everywhere("fill from idle", fill_from_idle);
 }
 
 #[test]
