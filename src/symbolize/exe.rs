@@ -270,18 +270,10 @@ const ALL_SECTIONS: [SectionId; 17] = [
 impl Mapped {
     /// The frames at file address `probe`, innermost first.
     fn frames(&mut self, probe: u64) -> Vec<RawSym> {
-        let mut out: Vec<RawSym> = Vec::new();
-        if let Ok(mut frames) = self.ctx.find_frames(probe).skip_all_loads() {
-            while let Ok(Some(f)) = frames.next() {
-                let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
-                    continue;
-                };
-                let (file, line) = f
-                    .location
-                    .map_or((None, None), |l| (l.file.map(str::to_string), l.line));
-                out.push((demangled(&name), Some(name.into_owned()), file, line));
-            }
-        }
+        let mut out = match self.ctx.find_frames(probe).skip_all_loads() {
+            Ok(frames) => named_frames(frames),
+            Err(_) => Vec::new(),
+        };
         if out.is_empty() {
             let symbols = self.symbols.get_or_insert_with(|| self.file.symbol_map());
             if let Some(sym) = symbols.containing(probe) {
@@ -319,18 +311,10 @@ pub(super) fn frames(addr: usize) -> Option<Vec<RawSym>> {
 }
 
 fn loader_frames(loader: &addr2line::Loader, probe: u64) -> Vec<RawSym> {
-    let mut out: Vec<RawSym> = Vec::new();
-    if let Ok(mut frames) = loader.find_frames(probe) {
-        while let Ok(Some(f)) = frames.next() {
-            let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
-                continue;
-            };
-            let (file, line) = f
-                .location
-                .map_or((None, None), |l| (l.file.map(str::to_string), l.line));
-            out.push((demangled(&name), Some(name.into_owned()), file, line));
-        }
-    }
+    let mut out = match loader.find_frames(probe) {
+        Ok(frames) => named_frames(frames),
+        Err(_) => Vec::new(),
+    };
     if out.is_empty() {
         if let Some(name) = loader.find_symbol(probe) {
             let name = name.to_string();
@@ -340,6 +324,21 @@ fn loader_frames(loader: &addr2line::Loader, probe: u64) -> Vec<RawSym> {
             };
             out.push((demangled(&name), Some(name), file, line));
         }
+    }
+    out
+}
+
+/// The frames addr2line found that have a function name, innermost first.
+fn named_frames<R: gimli::Reader>(mut frames: addr2line::FrameIter<'_, R>) -> Vec<RawSym> {
+    let mut out: Vec<RawSym> = Vec::new();
+    while let Ok(Some(f)) = frames.next() {
+        let Some(name) = f.function.as_ref().and_then(|n| n.raw_name().ok()) else {
+            continue;
+        };
+        let (file, line) = f
+            .location
+            .map_or((None, None), |l| (l.file.map(str::to_string), l.line));
+        out.push((demangled(&name), Some(name.into_owned()), file, line));
     }
     out
 }
