@@ -36,7 +36,7 @@ fn addresses(n: usize) -> Vec<usize> {
         .collect();
     funcs.sort();
     funcs.dedup();
-    let bias = load_bias();
+    let bias = BIAS.with(|b| *b);
     // Spread over every function: `per` points in each, as many as `n` needs.
     let per = n.div_ceil(funcs.len().max(1)) as u64;
     funcs

@@ -70,7 +70,7 @@ fn load() -> Option<Exe> {
     })
 }
 
-/// The mapped file with its rangeless units given ranges: made once per process.
+/// The mapped file with its rangeless units set aside: made once per process.
 struct Prepared {
     bytes: &'static [u8],
     /// The file's `.debug_aranges` sets followed by one for each unit without any range.
@@ -84,10 +84,12 @@ fn prepared() -> Option<&'static Prepared> {
     PREPARED
         .get_or_init(|| {
             let mut aranges = None;
-            let bytes = crate::sys::mapped::exe(|b| {
-                let (written, a) = prepare(b).unwrap_or_default();
-                aranges = a;
-                written
+            let bytes = crate::sys::mapped::exe(|b| match prepare(b) {
+                Some((written, a)) => {
+                    aranges = Some(a);
+                    written
+                }
+                None => Vec::new(),
             })?;
             Some(Prepared {
                 bytes,
@@ -116,14 +118,15 @@ fn file_range(file: &object::File<'_>, id: SectionId) -> Option<Range<usize>> {
 }
 
 /// What [`prepare`] did: the byte ranges it wrote, and the `.debug_aranges` to use.
-type Prepare = (Vec<Range<usize>>, Option<Box<[u8]>>);
+type Prepare = (Vec<Range<usize>>, Box<[u8]>);
 
 /// The first address of the ranges given to rangeless units: far above any code.
 const NO_CODE: u64 = 0xffff_f000_0000_0000;
 
-/// Gives the rangeless units of the file in `b` their ranges: rewrites the range lists
-/// in `b` and builds the `.debug_aranges` to use. Returns the byte ranges written and the
-/// aranges; `None` if the units cannot be read here (the loader is used).
+/// Sets the rangeless units of the file in `b` aside (see [`plan`]): rewrites the headers
+/// of those with a range list in `b` and builds the `.debug_aranges` to use. Returns the
+/// byte ranges written and the aranges; `None` if the units cannot be read here (the
+/// loader is used).
 fn prepare(b: &mut [u8]) -> Option<Prepare> {
     let (masks, aranges, info_at) = {
         let bytes: &[u8] = b;
@@ -163,7 +166,7 @@ fn prepare(b: &mut [u8]) -> Option<Prepare> {
         b.get_mut(at.clone())?.copy_from_slice(&new);
         written.push(at);
     }
-    Some((written, Some(aranges)))
+    Some((written, aranges))
 }
 
 /// What [`prepare`] writes for the rangeless units: the header of each unit with a

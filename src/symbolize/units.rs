@@ -9,7 +9,7 @@
 //! Their line programs were most of the context's cost (100–150 M instructions and tens
 //! of MiB for a 30 MB binary) and give no address. The scan here finds them the same
 //! way addr2line would, reading only the first entry's abbreviation and attributes, so
-//! the symbolizer can give each a range that is never looked up (`super::exe`).
+//! the symbolizer can set each aside before addr2line sees it (`super::exe`).
 //!
 //! Units the scan cannot read (64-bit DWARF, an attribute form it does not know, an
 //! address index of DWARF 5, split DWARF) make [`rangeless_units`] give up: the
